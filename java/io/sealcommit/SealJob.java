@@ -1,0 +1,120 @@
+package io.sealcommit;
+
+import java.io.Closeable;
+import java.io.IOException;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Map;
+import org.apache.hadoop.conf.Configuration;
+
+/**
+ * One commit job in the engine, bound to its destination. Owns a native handle; close it once.
+ * All logic lives in the engine: this class only passes configuration and strings across.
+ */
+public final class SealJob implements Closeable {
+  private long handle;
+
+  private SealJob(long handle) {
+    this.handle = handle;
+  }
+
+  /**
+   * Opens a job for {@code dest} with the {@code fs.s3a.*} and {@code sealcommit.*} settings of
+   * {@code conf} (the job's configuration, with the write's options merged in by Spark). Secret
+   * values go through {@link Configuration#getPassword} so Hadoop credential providers work.
+   */
+  public static SealJob open(Configuration conf, String dest, String jobId) throws IOException {
+    NativeLoader.load(conf.get(NativeLoader.PATH_KEY));
+    List<String> kv = new ArrayList<>();
+    for (Map.Entry<String, String> e : conf) {
+      String key = e.getKey();
+      if (!key.startsWith("fs.s3a.") && !key.startsWith("sealcommit.")) {
+        continue;
+      }
+      String value;
+      if (isSecret(key)) {
+        char[] pw = conf.getPassword(key);
+        value = pw == null ? null : new String(pw);
+      } else {
+        value = conf.get(key);
+      }
+      if (value != null) {
+        kv.add(key);
+        kv.add(value);
+      }
+    }
+    return new SealJob(call(() -> Native.jobOpen(kv.toArray(new String[0]), dest, jobId)));
+  }
+
+  private static boolean isSecret(String key) {
+    return key.endsWith(".secret.key") || key.endsWith(".access.key")
+        || key.endsWith(".session.token") || key.endsWith("encryption.key")
+        || key.endsWith("server-side-encryption.key");
+  }
+
+  /** Job setup: validates settings and proves the store applies the requested encryption. */
+  public void setup() throws IOException {
+    call(() -> {
+      Native.jobSetup(live());
+      return null;
+    });
+  }
+
+  /** Uploads the files as pending multipart uploads; returns the pendingset (JSON). */
+  public String commitTask(String attempt, String[] localFiles, String[] destUris)
+      throws IOException {
+    return call(() -> Native.taskCommit(live(), attempt, localFiles, destUris));
+  }
+
+  public void abortUploads(String[] pendingSets) throws IOException {
+    call(() -> {
+      Native.abortUploads(live(), pendingSets);
+      return null;
+    });
+  }
+
+  /** Completes every upload, verifies it, writes {@code _SUCCESS}; returns a JSON report. */
+  public String commit(String[] pendingSets, String[] replacePaths) throws IOException {
+    return call(() -> Native.jobCommit(live(), pendingSets, replacePaths));
+  }
+
+  public void abort(String[] pendingSets) throws IOException {
+    call(() -> {
+      Native.jobAbort(live(), pendingSets);
+      return null;
+    });
+  }
+
+  private synchronized long live() {
+    if (handle == 0) {
+      throw new IllegalStateException("sealcommit job used after close");
+    }
+    return handle;
+  }
+
+  @Override
+  public synchronized void close() throws IOException {
+    long h = handle;
+    handle = 0;
+    if (h != 0) {
+      call(() -> {
+        Native.jobClose(h);
+        return null;
+      });
+    }
+  }
+
+  private interface NativeCall<T> {
+    T run() throws Exception;
+  }
+
+  private static <T> T call(NativeCall<T> c) throws IOException {
+    try {
+      return c.run();
+    } catch (IOException | RuntimeException e) {
+      throw e;
+    } catch (Exception e) {
+      throw new SealCommitException(e.toString());
+    }
+  }
+}

@@ -1,0 +1,217 @@
+package io.sealcommit.spark;
+
+import io.sealcommit.SealJob;
+import io.sealcommit.hadoop.SealOutputCommitter;
+import java.io.IOException;
+import java.io.UncheckedIOException;
+import java.util.ArrayList;
+import java.util.List;
+import org.apache.hadoop.fs.FileSystem;
+import org.apache.hadoop.fs.Path;
+import org.apache.hadoop.mapreduce.JobContext;
+import org.apache.hadoop.mapreduce.TaskAttemptContext;
+import org.apache.hadoop.mapreduce.TaskAttemptID;
+import org.apache.spark.internal.io.FileCommitProtocol;
+import org.apache.spark.internal.io.FileNameSpec;
+import org.apache.spark.mapred.SparkHadoopMapRedUtil;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+import scala.Option;
+
+/**
+ * {@code spark.sql.sources.commitProtocolClass = io.sealcommit.spark.SealCommitProtocol}.
+ *
+ * <p>Tasks write local files; the task attempt that Spark's OutputCommitCoordinator authorizes
+ * uploads them as multipart uploads left pending, and its pendingset travels to the driver in the
+ * {@code TaskCommitMessage}. The driver completes every upload at job commit, verifies each
+ * object's encryption and writes {@code _SUCCESS}. No rename, no copy, and no write through S3A:
+ * a static overwrite's deletion is deferred to job commit and done by the engine.
+ */
+public class SealCommitProtocol extends FileCommitProtocol {
+  private static final long serialVersionUID = 1L;
+  private static final Logger LOG = LoggerFactory.getLogger(SealCommitProtocol.class);
+
+  private final String jobId;
+  private final String path;
+  private final boolean dynamicPartitionOverwrite;
+  /** Paths a static overwrite replaces; recorded on the driver before setupJob. */
+  private final List<String> replacePaths = new ArrayList<>();
+
+  private transient SealJob driverJob;
+  private transient SealOutputCommitter taskCommitter;
+  private transient int absFiles;
+
+  public SealCommitProtocol(String jobId, String path, boolean dynamicPartitionOverwrite) {
+    this.jobId = jobId;
+    this.path = path;
+    this.dynamicPartitionOverwrite = dynamicPartitionOverwrite;
+  }
+
+  public SealCommitProtocol(String jobId, String path) {
+    this(jobId, path, false);
+  }
+
+  @Override
+  public void setupJob(JobContext jobContext) {
+    if (dynamicPartitionOverwrite) {
+      throw new UnsupportedOperationException("sealcommit does not support dynamic partition "
+          + "overwrite yet (it would need a rename-free partition replace); write " + path
+          + " with spark.sql.sources.partitionOverwriteMode=static, or append");
+    }
+    try {
+      driverJob = SealJob.open(jobContext.getConfiguration(), path, jobId);
+      driverJob.setup();
+    } catch (IOException e) {
+      closeDriverJob();
+      throw new UncheckedIOException(e);
+    }
+  }
+
+  @Override
+  public void setupTask(TaskAttemptContext taskContext) {
+    try {
+      taskCommitter = new SealOutputCommitter(new Path(path), jobId, taskContext);
+      taskCommitter.setupTask(taskContext);
+    } catch (IOException e) {
+      throw new UncheckedIOException(e);
+    }
+  }
+
+  private String fileName(TaskAttemptContext taskContext, String prefix, String suffix) {
+    int split = taskContext.getTaskAttemptID().getTaskID().getId();
+    return String.format("%spart-%05d-%s%s", prefix, split, jobId, suffix);
+  }
+
+  /** Spark's older entry point (deprecated there); same as the {@link FileNameSpec} one. */
+  @Deprecated
+  @Override
+  public String newTaskTempFile(TaskAttemptContext taskContext, Option<String> dir, String ext) {
+    return newTaskTempFile(taskContext, dir, new FileNameSpec("", ext));
+  }
+
+  @Override
+  public String newTaskTempFile(TaskAttemptContext taskContext, Option<String> dir,
+      FileNameSpec spec) {
+    String name = fileName(taskContext, spec.prefix(), spec.suffix());
+    String relative = dir.isDefined() ? dir.get() + "/" + name : name;
+    return register(relative, new Path(new Path(path), relative).toString());
+  }
+
+  /** Spark's older entry point (deprecated there); same as the {@link FileNameSpec} one. */
+  @Deprecated
+  @Override
+  public String newTaskTempFileAbsPath(TaskAttemptContext taskContext, String absoluteDir,
+      String ext) {
+    return newTaskTempFileAbsPath(taskContext, absoluteDir, new FileNameSpec("", ext));
+  }
+
+  @Override
+  public String newTaskTempFileAbsPath(TaskAttemptContext taskContext, String absoluteDir,
+      FileNameSpec spec) {
+    String name = fileName(taskContext, spec.prefix(), spec.suffix());
+    return register("_abs/" + (absFiles++) + "/" + name, new Path(absoluteDir, name).toString());
+  }
+
+  private String register(String localRelative, String dest) {
+    try {
+      return taskCommitter.addFile(localRelative, dest);
+    } catch (IOException e) {
+      throw new UncheckedIOException(e);
+    }
+  }
+
+  @Override
+  public TaskCommitMessage commitTask(TaskAttemptContext taskContext) {
+    TaskAttemptID attempt = taskContext.getTaskAttemptID();
+    // Asks the driver's OutputCommitCoordinator; only the authorized attempt runs commitTask.
+    SparkHadoopMapRedUtil.commitTask(taskCommitter, taskContext, attempt.getJobID().getId(),
+        attempt.getTaskID().getId());
+    return new TaskCommitMessage(taskCommitter.takePendingSet());
+  }
+
+  @Override
+  public void abortTask(TaskAttemptContext taskContext) {
+    if (taskCommitter == null) {
+      return;
+    }
+    try {
+      taskCommitter.abortTask(taskContext);
+    } catch (IOException e) {
+      LOG.warn("sealcommit: aborting task {} failed: {}", taskContext.getTaskAttemptID(),
+          e.getMessage());
+    }
+  }
+
+  @Override
+  public boolean deleteWithJob(FileSystem fs, Path toDelete, boolean recursive) {
+    if (recursive && isUnderDestinationBucket(toDelete)) {
+      // Deferred to job commit: the old data disappears only once the new data is committed.
+      replacePaths.add(fs.makeQualified(toDelete).toString());
+      return true;
+    }
+    return super.deleteWithJob(fs, toDelete, recursive);
+  }
+
+  private boolean isUnderDestinationBucket(Path p) {
+    java.net.URI dest = new Path(path).toUri();
+    java.net.URI other = p.toUri();
+    return dest.getScheme() != null && dest.getScheme().equals(other.getScheme())
+        && dest.getAuthority() != null && dest.getAuthority().equals(other.getAuthority());
+  }
+
+  @Override
+  public void commitJob(JobContext jobContext,
+      scala.collection.Seq<TaskCommitMessage> taskCommits) {
+    commitJob(taskCommits.iterator());
+  }
+
+  /** Spark 4.x passes an immutable Seq; same work. */
+  public void commitJob(JobContext jobContext,
+      scala.collection.immutable.Seq<TaskCommitMessage> taskCommits) {
+    commitJob(taskCommits.iterator());
+  }
+
+  private void commitJob(scala.collection.Iterator<TaskCommitMessage> messages) {
+    List<String> sets = new ArrayList<>();
+    while (messages.hasNext()) {
+      Object o = messages.next().obj();
+      if (o != null) {
+        sets.add((String) o);
+      }
+    }
+    try {
+      String report = driverJob.commit(sets.toArray(new String[0]),
+          replacePaths.toArray(new String[0]));
+      LOG.info("sealcommit: committed {}: {}", path, report);
+    } catch (IOException e) {
+      throw new UncheckedIOException(e);
+    } finally {
+      closeDriverJob();
+    }
+  }
+
+  @Override
+  public void abortJob(JobContext jobContext) {
+    try {
+      SealJob job = driverJob != null ? driverJob
+          : SealJob.open(jobContext.getConfiguration(), path, jobId);
+      driverJob = job;
+      job.abort(new String[0]);
+    } catch (IOException e) {
+      LOG.warn("sealcommit: aborting job {} on {} failed: {}", jobId, path, e.getMessage());
+    } finally {
+      closeDriverJob();
+    }
+  }
+
+  private void closeDriverJob() {
+    if (driverJob != null) {
+      try {
+        driverJob.close();
+      } catch (IOException e) {
+        LOG.warn("sealcommit: closing job {}: {}", jobId, e.getMessage());
+      }
+      driverJob = null;
+    }
+  }
+}

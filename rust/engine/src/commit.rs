@@ -1,0 +1,558 @@
+//! The commit protocol (staging mode).
+//!
+//! * job setup (driver): validate the configuration, write a `started` journal with the requested
+//!   encryption and check that the store applied it — a wrong key or an encryption the store
+//!   ignores fails the job before any task runs;
+//! * task commit (executor, authorized attempt only): upload each local file as a multipart
+//!   upload, parts in parallel, and leave it pending; return a pendingset;
+//! * job commit (driver): journal every upload, complete them in parallel, verify each object's
+//!   encryption, replace what a static overwrite replaces, write `_SUCCESS`, drop the journal;
+//!   on failure undo everything this commit made visible;
+//! * abort: abort exactly the uploads that were started (plus any stray upload of this job found
+//!   under the destination).
+//!
+//! No object is ever copied or renamed.
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use aws_sdk_s3::primitives::{ByteStream, Length};
+use futures::stream::{self, StreamExt, TryStreamExt};
+use tokio::sync::Semaphore;
+
+use crate::config::{BucketSettings, Conf, VerifyMode};
+use crate::encryption::{EncryptionSpec, Observed};
+use crate::error::{Error, Result};
+use crate::model::*;
+use crate::store::{PutOutcome, Store};
+use crate::uri::S3Path;
+
+/// The directory under the destination that holds journals.
+pub const JOURNAL_DIR: &str = "_sealcommit";
+
+/// One write job, bound to its destination. Cheap to open: no request is sent.
+pub struct Job {
+    pub dest: S3Path,
+    pub job_id: String,
+    pub settings: BucketSettings,
+    pub store: Store,
+}
+
+/// What a job commit did, returned to the caller (and logged by the Java side).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct CommitReport {
+    pub destination: String,
+    pub files: usize,
+    pub bytes: u64,
+    pub replaced_objects: u64,
+    pub requests: BTreeMap<String, u64>,
+    pub millis: u64,
+}
+
+fn now_rfc3339() -> String {
+    humantime::format_rfc3339_millis(SystemTime::now()).to_string()
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .or_else(|_| std::env::var("HOSTNAME"))
+        .unwrap_or_else(|_| "unknown".to_string())
+}
+
+/// The attempt number at the end of a Hadoop task attempt id (`attempt_…_m_000003_1` → 1).
+fn attempt_number(attempt: &str) -> Option<u32> {
+    attempt.rsplit('_').next().and_then(|n| n.parse().ok())
+}
+
+impl Job {
+    /// Validates the configuration for `dest` and gets a client. Sends no request.
+    pub async fn open(conf: &Conf, dest: &str, job_id: &str) -> Result<Job> {
+        let dest = S3Path::parse(dest)?;
+        if job_id.is_empty() || job_id.contains('/') {
+            return Err(Error::config("job id", format!("'{job_id}' is not a usable job id")));
+        }
+        let settings = BucketSettings::resolve(conf, &dest.bucket)?;
+        let store = Store::connect(&settings.store).await?;
+        Ok(Job {
+            dest,
+            job_id: job_id.to_string(),
+            settings,
+            store,
+        })
+    }
+
+    fn enc(&self) -> &EncryptionSpec {
+        &self.settings.encryption
+    }
+
+    pub fn journal_path(&self) -> S3Path {
+        self.dest.child(&format!("{JOURNAL_DIR}/{}.journal", self.job_id))
+    }
+
+    fn journal(&self, state: JournalState, uploads: Vec<PendingUpload>, replace_prefixes: Vec<String>) -> Journal {
+        Journal {
+            version: JOURNAL_VERSION,
+            job_id: self.job_id.clone(),
+            destination: self.dest.to_string(),
+            state,
+            created: now_rfc3339(),
+            encryption: self.enc().summary(),
+            uploads,
+            replace_prefixes,
+        }
+    }
+
+    /// Writes one of our own small objects with the job's encryption and checks that the store
+    /// applied it. Returns what the store reported.
+    async fn put_verified(&self, path: &S3Path, body: Vec<u8>) -> Result<Observed> {
+        let (etag, observed) = match self.store.put(&path.bucket, &path.key, body, self.enc(), false).await? {
+            PutOutcome::Written { etag, observed } => (etag, observed),
+            PutOutcome::Exists => unreachable_exists(path)?,
+        };
+        self.verified_observation(path, etag.is_some(), observed).await
+    }
+
+    /// The encryption of an object just written, from the response when it says enough (and the
+    /// verify mode allows), else from a HEAD; checked against the request.
+    async fn verified_observation(&self, path: &S3Path, have_etag: bool, observed: Observed) -> Result<Observed> {
+        let mode = self.settings.commit.verify;
+        if mode == VerifyMode::Off {
+            return Ok(observed);
+        }
+        let observed = if mode == VerifyMode::Auto && have_etag && !observed.is_empty() && self.enc().verify(&observed).is_ok() {
+            observed
+        } else {
+            match self.store.head(&path.bucket, &path.key, self.enc()).await? {
+                Some(h) => h.observed,
+                None => {
+                    return Err(Error::NotFound { uri: path.to_string() });
+                }
+            }
+        };
+        self.check(path, &observed)?;
+        Ok(observed)
+    }
+
+    fn check(&self, path: &S3Path, observed: &Observed) -> Result<()> {
+        self.enc().verify(observed).map_err(|actual| Error::EncryptionNotApplied {
+            uri: path.to_string(),
+            requested: self.enc().summary().to_string(),
+            actual,
+            hint: format!(
+                "The store accepted the request but ignored or changed the encryption; use an \
+                 algorithm this store supports ({} is set by {}), or turn it off to rely on the \
+                 bucket's default encryption",
+                self.enc().algorithm.name(),
+                self.enc().algorithm_key.as_deref().unwrap_or("fs.s3a.encryption.algorithm")
+            ),
+        })
+    }
+
+    /// Job setup: records the job in flight and proves, with one small write, that the store
+    /// accepts and applies the requested encryption before any task runs.
+    pub async fn setup(&self) -> Result<()> {
+        let journal = self.journal(JournalState::Started, vec![], vec![]);
+        let path = self.journal_path();
+        let body = serde_json::to_vec_pretty(&journal).map_err(|e| Error::document("journal", e))?;
+        if let Err(e) = self.put_verified(&path, body).await {
+            // Leave nothing behind; the original error is what the user needs to see.
+            let _ = self.store.delete(&path.bucket, &path.key).await;
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// Task commit: uploads every `(local file, destination uri)` and leaves the uploads pending.
+    /// If anything fails, the uploads this call started are aborted before the error returns.
+    pub async fn commit_task(&self, attempt: &str, files: Vec<(PathBuf, String)>) -> Result<PendingSet> {
+        let started: Arc<Mutex<Vec<(String, String, String)>>> = Arc::default();
+        let result = self.upload_all(files, &started).await;
+        let result = match (result, &self.settings.commit.fault_task_commit) {
+            (Ok(_), Some(f)) if f.strip_prefix("fail-after-upload:").and_then(|n| n.parse().ok()) == attempt_number(attempt) => {
+                Err(Error::Injected(format!("task commit of {attempt} failed after uploading ({f})")))
+            }
+            (r, _) => r,
+        };
+        match result {
+            Ok(uploads) => Ok(PendingSet {
+                version: PENDINGSET_VERSION,
+                job_id: self.job_id.clone(),
+                task_attempt: attempt.to_string(),
+                uploads,
+            }),
+            Err(e) => {
+                let started = started.lock().map(|s| s.clone()).unwrap_or_default();
+                for (bucket, key, id) in started {
+                    if let Err(abort_err) = self.store.abort_upload(&bucket, &key, &id).await {
+                        log::warn!("sealcommit: could not abort upload {id} of s3a://{bucket}/{key}: {abort_err}");
+                    }
+                }
+                Err(e)
+            }
+        }
+    }
+
+    async fn upload_all(
+        &self,
+        files: Vec<(PathBuf, String)>,
+        started: &Arc<Mutex<Vec<(String, String, String)>>>,
+    ) -> Result<Vec<PendingUpload>> {
+        let parallelism = self.settings.commit.upload_parallelism;
+        let permits = Arc::new(Semaphore::new(parallelism));
+        let mut targets = Vec::with_capacity(files.len());
+        for (local, uri) in files {
+            let dest = S3Path::parse(&uri)?;
+            if dest.bucket != self.dest.bucket {
+                return Err(Error::config(
+                    "path",
+                    format!("{uri} is outside the job's bucket {}; sealcommit writes one bucket per job", self.dest.bucket),
+                ));
+            }
+            targets.push((local, dest));
+        }
+        stream::iter(targets)
+            .map(|(local, dest)| {
+                let permits = permits.clone();
+                async move { self.upload_file(local, dest, permits, started).await }
+            })
+            .buffer_unordered(parallelism)
+            .try_collect()
+            .await
+    }
+
+    async fn upload_file(
+        &self,
+        local: PathBuf,
+        dest: S3Path,
+        permits: Arc<Semaphore>,
+        started: &Arc<Mutex<Vec<(String, String, String)>>>,
+    ) -> Result<PendingUpload> {
+        let shown = local.display().to_string();
+        let size = tokio::fs::metadata(&local)
+            .await
+            .map_err(|e| Error::io("read task output", &shown, e))?
+            .len();
+        let enc = self.enc();
+        let upload_id = self.store.create_upload(&dest.bucket, &dest.key, enc).await?;
+        if let Ok(mut s) = started.lock() {
+            s.push((dest.bucket.clone(), dest.key.clone(), upload_id.clone()));
+        }
+        let part_size = self.settings.commit.part_size;
+        let nparts = size.div_ceil(part_size).max(1);
+        let mut parts: Vec<(i32, String)> = stream::iter(0..nparts)
+            .map(|i| {
+                let (local, dest, upload_id, permits, shown) = (&local, &dest, &upload_id, permits.clone(), &shown);
+                async move {
+                    let _permit = permits.acquire().await.map_err(|e| Error::io("upload", shown, std::io::Error::other(e)))?;
+                    let offset = i * part_size;
+                    let len = part_size.min(size - offset);
+                    let body = if len == 0 {
+                        ByteStream::from(Vec::new())
+                    } else {
+                        ByteStream::read_from()
+                            .path(local)
+                            .offset(offset)
+                            .length(Length::Exact(len))
+                            .build()
+                            .await
+                            .map_err(|e| Error::io("read task output", shown, std::io::Error::other(e)))?
+                    };
+                    let number = (i + 1) as i32;
+                    let etag = self.store.upload_part(&dest.bucket, &dest.key, upload_id, number, body, enc).await?;
+                    Ok::<_, Error>((number, etag))
+                }
+            })
+            .buffer_unordered(self.settings.commit.upload_parallelism)
+            .try_collect()
+            .await?;
+        parts.sort_by_key(|p| p.0);
+        Ok(PendingUpload {
+            bucket: dest.bucket,
+            key: dest.key,
+            upload_id,
+            parts,
+            size,
+            encryption: enc.summary(),
+        })
+    }
+
+    /// Aborts the given uploads (a task's or a job's). Gone uploads count as aborted.
+    pub async fn abort_uploads(&self, uploads: &[PendingUpload]) -> Result<()> {
+        let results: Vec<Result<()>> = stream::iter(uploads)
+            .map(|u| self.store.abort_upload(&u.bucket, &u.key, &u.upload_id))
+            .buffer_unordered(self.settings.commit.commit_parallelism)
+            .collect()
+            .await;
+        results.into_iter().collect()
+    }
+
+    /// Aborts every pending upload under the destination whose key carries this job's id: the
+    /// leftovers of attempts whose pendingsets never reached the driver.
+    async fn abort_strays(&self) -> Result<usize> {
+        let uploads = self.store.list_uploads(&self.dest.bucket, &self.dest.dir_prefix()).await?;
+        let strays: Vec<PendingUpload> = uploads
+            .into_iter()
+            .filter(|u| u.key.contains(&self.job_id))
+            .map(|u| PendingUpload {
+                bucket: self.dest.bucket.clone(),
+                key: u.key,
+                upload_id: u.upload_id,
+                parts: vec![],
+                size: 0,
+                encryption: self.enc().summary(),
+            })
+            .collect();
+        self.abort_uploads(&strays).await?;
+        Ok(strays.len())
+    }
+
+    fn fault(&self, point: &str) -> Result<()> {
+        match &self.settings.commit.fault_job_commit {
+            Some(f) if f == point => Err(Error::Injected(format!("job commit stopped at {point}"))),
+            _ => Ok(()),
+        }
+    }
+
+    /// Job commit. `replace` holds the paths a static overwrite replaces: their old objects are
+    /// deleted only after every new object is complete and verified.
+    pub async fn commit_job(&self, pendingsets: Vec<PendingSet>, replace: Vec<String>) -> Result<CommitReport> {
+        let t0 = Instant::now();
+        let mut uploads = Vec::new();
+        let mut seen = HashSet::new();
+        for p in pendingsets {
+            if p.job_id != self.job_id {
+                return Err(Error::document(
+                    "pendingset",
+                    format!("task {} belongs to job {}, not {}", p.task_attempt, p.job_id, self.job_id),
+                ));
+            }
+            for u in p.uploads {
+                if !seen.insert((u.bucket.clone(), u.key.clone())) {
+                    return Err(Error::document(
+                        "pendingsets",
+                        format!("{} was committed by two task attempts; refusing to commit duplicates", u.uri()),
+                    ));
+                }
+                uploads.push(u);
+            }
+        }
+        let mut replace_prefixes = Vec::new();
+        for r in replace {
+            let p = S3Path::parse(&r)?;
+            if p.bucket != self.dest.bucket {
+                return Err(Error::config("path", format!("{r} is outside the job's bucket")));
+            }
+            replace_prefixes.push(p.dir_prefix());
+        }
+
+        let journal_path = self.journal_path();
+        let journal = self.journal(JournalState::Committing, uploads.clone(), replace_prefixes.clone());
+        let body = serde_json::to_vec_pretty(&journal).map_err(|e| Error::document("journal", e))?;
+        self.put_verified(&journal_path, body).await?;
+
+        let outcome = self.complete_and_publish(&uploads, &replace_prefixes, t0).await;
+        match outcome {
+            Ok(report) => {
+                self.store.delete(&journal_path.bucket, &journal_path.key).await?;
+                Ok(report)
+            }
+            Err(e) => {
+                log::error!("sealcommit: job {} commit failed, rolling back: {e}", self.job_id);
+                self.roll_back(&uploads).await;
+                Err(e)
+            }
+        }
+    }
+
+    async fn complete_and_publish(&self, uploads: &[PendingUpload], replace_prefixes: &[String], t0: Instant) -> Result<CommitReport> {
+        self.fault("after-journal")?;
+        let mut files: Vec<CommittedFile> = stream::iter(uploads)
+            .map(|u| self.complete_one(u))
+            .buffer_unordered(self.settings.commit.commit_parallelism)
+            .try_collect()
+            .await?;
+        files.sort_by(|a, b| a.key.cmp(&b.key));
+        self.fault("before-replace")?;
+
+        let new_keys: HashSet<&str> = files.iter().map(|f| f.key.as_str()).collect();
+        let journal_dir = self.dest.child(JOURNAL_DIR).dir_prefix();
+        let mut replaced = 0u64;
+        for prefix in replace_prefixes {
+            let old: Vec<String> = self
+                .store
+                .list(&self.dest.bucket, prefix)
+                .await?
+                .into_iter()
+                .map(|o| o.key)
+                .filter(|k| !new_keys.contains(k.as_str()) && !k.starts_with(&journal_dir))
+                .collect();
+            self.store.delete_many(&self.dest.bucket, &old).await?;
+            replaced += old.len() as u64;
+        }
+        self.fault("before-success")?;
+
+        let strays = self.abort_strays().await?;
+        if strays > 0 {
+            log::info!("sealcommit: job {} aborted {strays} stray uploads of failed attempts", self.job_id);
+        }
+        let success = self.dest.child("_SUCCESS");
+        let millis = t0.elapsed().as_millis() as u64;
+        let mut requests = self.store.counters.snapshot();
+        // Count the _SUCCESS write itself (and its HEAD when the store needs one).
+        *requests.entry("PutObject".into()).or_default() += 1;
+        let data = self.success_data(&files, requests.clone(), replaced, millis);
+        let body = serde_json::to_vec_pretty(&data).map_err(|e| Error::document("_SUCCESS", e))?;
+        self.put_verified(&success, body).await?;
+        Ok(CommitReport {
+            destination: self.dest.to_string(),
+            files: files.len(),
+            bytes: files.iter().map(|f| f.size).sum(),
+            replaced_objects: replaced,
+            requests: self.store.counters.snapshot(),
+            millis,
+        })
+    }
+
+    /// Completes one upload and checks its size and encryption. A Complete whose response was
+    /// lost and retried answers `NoSuchUpload`: then the object must exist with the right size.
+    async fn complete_one(&self, u: &PendingUpload) -> Result<CommittedFile> {
+        let path = S3Path { bucket: u.bucket.clone(), key: u.key.clone() };
+        let enc = self.enc();
+        let (etag, observed, checked) = match self.store.complete_upload(&u.bucket, &u.key, &u.upload_id, &u.parts, enc, false).await {
+            Ok((etag, observed)) => (etag, observed, false),
+            Err(e) if e.code() == Some("NoSuchUpload") => match self.store.head(&u.bucket, &u.key, enc).await? {
+                Some(h) if h.size == u.size => (h.etag, h.observed, true),
+                _ => return Err(e),
+            },
+            Err(e) => return Err(e),
+        };
+        let (etag, observed, size) = if self.settings.commit.verify == VerifyMode::Off {
+            (etag, observed, u.size)
+        } else if checked || (self.settings.commit.verify == VerifyMode::Auto && etag.is_some() && !observed.is_empty()) {
+            self.check(&path, &observed)?;
+            (etag, observed, u.size)
+        } else {
+            let h = self
+                .store
+                .head(&u.bucket, &u.key, enc)
+                .await?
+                .ok_or_else(|| Error::NotFound { uri: u.uri() })?;
+            self.check(&path, &h.observed)?;
+            if h.size != u.size {
+                return Err(Error::Store {
+                    op: "CompleteMultipartUpload",
+                    uri: u.uri(),
+                    status: None,
+                    code: None,
+                    detail: format!("the object has {} bytes, the task uploaded {}", h.size, u.size),
+                    hint: String::new(),
+                    retryable: false,
+                });
+            }
+            (h.etag.or(etag), h.observed, h.size)
+        };
+        Ok(CommittedFile {
+            key: u.key.clone(),
+            size,
+            etag,
+            encryption: observed.summary(),
+        })
+    }
+
+    /// After a failed commit: delete whatever became visible, abort whatever is still pending,
+    /// drop the journal. Best effort; failures are logged (the journal then stays for
+    /// `sealcommit recover`).
+    async fn roll_back(&self, uploads: &[PendingUpload]) {
+        let mut ok = true;
+        if let Err(e) = self.abort_uploads(uploads).await {
+            log::warn!("sealcommit: rollback could not abort every upload: {e}");
+            ok = false;
+        }
+        let keys: Vec<String> = uploads.iter().map(|u| u.key.clone()).collect();
+        if let Err(e) = self.store.delete_many(&self.dest.bucket, &keys).await {
+            log::warn!("sealcommit: rollback could not delete every new object: {e}");
+            ok = false;
+        }
+        if ok {
+            let j = self.journal_path();
+            if let Err(e) = self.store.delete(&j.bucket, &j.key).await {
+                log::warn!("sealcommit: rollback could not delete the journal {j}: {e}");
+            }
+        }
+    }
+
+    /// Job abort: abort the uploads of the given pendingsets and any stray upload of this job,
+    /// then drop the journal. Nothing of the job becomes visible.
+    pub async fn abort_job(&self, pendingsets: Vec<PendingSet>) -> Result<()> {
+        let uploads: Vec<PendingUpload> = pendingsets.into_iter().flat_map(|p| p.uploads).collect();
+        self.abort_uploads(&uploads).await?;
+        self.abort_strays().await?;
+        let j = self.journal_path();
+        self.store.delete(&j.bucket, &j.key).await
+    }
+
+    fn success_data(&self, files: &[CommittedFile], requests: BTreeMap<String, u64>, replaced: u64, millis: u64) -> SuccessData {
+        let now = SystemTime::now();
+        let timestamp = now.duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
+        let bytes: u64 = files.iter().map(|f| f.size).sum();
+        let mut metrics = BTreeMap::new();
+        metrics.insert("files_committed".to_string(), files.len() as u64);
+        metrics.insert("bytes_committed".to_string(), bytes);
+        metrics.insert("commit_millis".to_string(), millis);
+        metrics.insert("objects_replaced".to_string(), replaced);
+        for (op, n) in &requests {
+            metrics.insert(format!("requests_{op}"), *n);
+        }
+        let mut diagnostics = BTreeMap::new();
+        diagnostics.insert("destination".to_string(), self.dest.to_string());
+        diagnostics.insert("encryption".to_string(), self.enc().summary().to_string());
+        diagnostics.insert("verify".to_string(), format!("{:?}", self.settings.commit.verify).to_lowercase());
+        SuccessData {
+            name: SUCCESS_NAME.to_string(),
+            timestamp,
+            date: now_rfc3339(),
+            hostname: hostname(),
+            committer: "sealcommit".to_string(),
+            description: format!("sealcommit staging committer, job {}", self.job_id),
+            job_id: self.job_id.clone(),
+            job_id_source: "spark".to_string(),
+            metrics,
+            diagnostics,
+            filenames: files.iter().map(|f| format!("/{}", f.key)).collect(),
+            iostatistics: IoStatistics {
+                counters: requests.clone(),
+                ..Default::default()
+            },
+            sealcommit: SealSection {
+                version: env!("CARGO_PKG_VERSION").to_string(),
+                destination: self.dest.to_string(),
+                requested_encryption: self.enc().summary(),
+                verified: self.settings.commit.verify != VerifyMode::Off,
+                files: files.to_vec(),
+                requests,
+                replaced_objects: replaced,
+                commit_millis: millis,
+            },
+        }
+    }
+}
+
+fn unreachable_exists<T>(path: &S3Path) -> Result<T> {
+    // An unconditional PUT never answers "exists"; treat it as a store fault if it does.
+    Err(Error::AlreadyExists { uri: path.to_string() })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn attempt_numbers() {
+        assert_eq!(attempt_number("attempt_202611240512_0003_m_000001_0"), Some(0));
+        assert_eq!(attempt_number("attempt_202611240512_0003_m_000001_12"), Some(12));
+        assert_eq!(attempt_number("x"), None);
+    }
+}

@@ -1,0 +1,661 @@
+//! Configuration: the `fs.s3a.*` keys users already have (per-bucket overrides and legacy names
+//! included) plus sealcommit's own `sealcommit.*` keys. `docs/CONFIGURATION.md` lists every key.
+//!
+//! Lookup order for a setting `rest` of bucket `b`:
+//!   `sealcommit.bucket.b.rest`, `sealcommit.rest` (only for keys sealcommit defines itself),
+//!   `fs.s3a.bucket.b.rest`, `fs.s3a.rest`.
+//! Every resolved value remembers the key it came from, so errors can name it.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::Duration;
+
+use crate::encryption::{Algorithm, EncryptionSpec};
+use crate::error::{Error, Result};
+
+/// A value that must never be printed: `Debug` and `Display` show `***`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Self {
+        Secret(s.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+/// A resolved setting and the configuration key it came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sourced<T> {
+    pub value: T,
+    pub key: String,
+}
+
+/// sealcommit's own keys (after `sealcommit.` or `sealcommit.bucket.<b>.`). Anything else under
+/// `sealcommit.` is rejected, so a typo is an error rather than a silently ignored setting.
+pub const SEALCOMMIT_KEYS: &[&str] = &[
+    "encryption.algorithm",
+    "encryption.key",
+    "encryption.context",
+    "tls.ca-file",
+    "tls.native-roots",
+    "sse-c.allow-http",
+    "part-size",
+    "upload.parallelism",
+    "commit.parallelism",
+    "verify",
+    "retry.max-attempts",
+    "staging.dir",
+    "native.path",
+    "mode",
+    "fault.task-commit",
+    "fault.job-commit",
+];
+
+/// Keys whose values are secrets (never logged, never echoed in errors).
+const SECRET_SUFFIXES: &[&str] = &[
+    "access.key",
+    "secret.key",
+    "session.token",
+    "encryption.key",
+    "server-side-encryption.key",
+];
+
+/// Whether the value of `key` is a secret. Note that for SSE-KMS `encryption.key` is a key *id*,
+/// not a secret, but it is the same key for SSE-C, so it is treated as secret when printing conf.
+pub fn is_secret_key(key: &str) -> bool {
+    SECRET_SUFFIXES.iter().any(|s| key.ends_with(s))
+}
+
+/// The raw key/value configuration, as handed over by the Java side or the CLI.
+#[derive(Clone, Default)]
+pub struct Conf {
+    map: BTreeMap<String, String>,
+}
+
+impl fmt::Debug for Conf {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut m = f.debug_map();
+        for (k, v) in &self.map {
+            if is_secret_key(k) {
+                m.entry(k, &"***");
+            } else {
+                m.entry(k, v);
+            }
+        }
+        m.finish()
+    }
+}
+
+impl<K: Into<String>, V: Into<String>> FromIterator<(K, V)> for Conf {
+    fn from_iter<I: IntoIterator<Item = (K, V)>>(iter: I) -> Self {
+        Conf {
+            map: iter
+                .into_iter()
+                .map(|(k, v)| (k.into(), v.into()))
+                .collect(),
+        }
+    }
+}
+
+impl Conf {
+    pub fn set(&mut self, key: impl Into<String>, value: impl Into<String>) {
+        self.map.insert(key.into(), value.into());
+    }
+
+    /// A trimmed, non-empty value.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.map
+            .get(key)
+            .map(|v| v.trim())
+            .filter(|v| !v.is_empty())
+    }
+
+    fn sourced(&self, key: String) -> Option<Sourced<String>> {
+        self.get(&key).map(|v| Sourced {
+            value: v.to_string(),
+            key,
+        })
+    }
+
+    /// An S3A option for `bucket`: `fs.s3a.bucket.<bucket>.<rest>`, then `fs.s3a.<rest>`.
+    pub fn s3a(&self, bucket: &str, rest: &str) -> Option<Sourced<String>> {
+        self.sourced(format!("fs.s3a.bucket.{bucket}.{rest}"))
+            .or_else(|| self.sourced(format!("fs.s3a.{rest}")))
+    }
+
+    /// A sealcommit option for `bucket`: `sealcommit.bucket.<bucket>.<rest>`, then
+    /// `sealcommit.<rest>`.
+    pub fn own(&self, bucket: &str, rest: &str) -> Option<Sourced<String>> {
+        self.sourced(format!("sealcommit.bucket.{bucket}.{rest}"))
+            .or_else(|| self.sourced(format!("sealcommit.{rest}")))
+    }
+
+    /// Rejects unknown `sealcommit.*` keys.
+    pub fn check_own_keys(&self) -> Result<()> {
+        for key in self.map.keys() {
+            let Some(rest) = key.strip_prefix("sealcommit.") else {
+                continue;
+            };
+            let rest = match rest.strip_prefix("bucket.") {
+                // sealcommit.bucket.<bucket>.<setting>; bucket names contain no '.' here only
+                // when the setting itself is found after the first known suffix match.
+                Some(b) => match SEALCOMMIT_KEYS.iter().find(|k| b.ends_with(&format!(".{k}"))) {
+                    Some(k) => *k,
+                    None => b,
+                },
+                None => rest,
+            };
+            if !SEALCOMMIT_KEYS.contains(&rest) {
+                return Err(Error::config(
+                    key,
+                    format!(
+                        "unknown sealcommit setting; known settings are sealcommit.{{{}}} \
+                         (also per bucket as sealcommit.bucket.<bucket>.<setting>)",
+                        SEALCOMMIT_KEYS.join(",")
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Looks up an encryption setting at one S3A level (`fs.s3a.` or `fs.s3a.bucket.<b>.`),
+    /// reading the current name and the legacy one; both set to different values is an error.
+    fn s3a_level_alias(&self, prefix: &str, current: &str, legacy: &str) -> Result<Option<Sourced<String>>> {
+        let a = self.sourced(format!("{prefix}{current}"));
+        let b = self.sourced(format!("{prefix}{legacy}"));
+        match (a, b) {
+            (Some(a), Some(b)) if a.value != b.value => Err(Error::config(
+                a.key.clone(),
+                format!(
+                    "conflicts with the legacy key {} which is set to a different value; \
+                     remove one of them",
+                    b.key
+                ),
+            )),
+            (Some(a), _) => Ok(Some(a)),
+            (None, b) => Ok(b),
+        }
+    }
+
+    /// An encryption setting, in precedence order: sealcommit per bucket, sealcommit global,
+    /// S3A per bucket (current or legacy name), S3A global (current or legacy name).
+    fn encryption_setting(&self, bucket: &str, rest: &str, legacy: Option<&str>) -> Result<Option<Sourced<String>>> {
+        if let Some(v) = self.own(bucket, &format!("encryption.{rest}")) {
+            return Ok(Some(v));
+        }
+        for prefix in [format!("fs.s3a.bucket.{bucket}."), "fs.s3a.".to_string()] {
+            let current = format!("encryption.{rest}");
+            let found = match legacy {
+                Some(l) => self.s3a_level_alias(&prefix, &current, l)?,
+                None => self.sourced(format!("{prefix}{current}")),
+            };
+            if found.is_some() {
+                return Ok(found);
+            }
+        }
+        Ok(None)
+    }
+
+    /// The encryption to apply to new objects in `bucket`.
+    pub fn encryption(&self, bucket: &str) -> Result<EncryptionSpec> {
+        let algorithm = self.encryption_setting(bucket, "algorithm", Some("server-side-encryption-algorithm"))?;
+        let key = self.encryption_setting(bucket, "key", Some("server-side-encryption.key"))?;
+        let context = self.encryption_setting(bucket, "context", None)?;
+        let algo = match &algorithm {
+            Some(a) => Algorithm::parse(&a.value).map_err(|m| Error::config(&a.key, m))?,
+            None => Algorithm::None,
+        };
+        EncryptionSpec::new(algo, algorithm.map(|a| a.key), key, context)
+    }
+
+    pub fn bool_own(&self, bucket: &str, rest: &str, default: bool) -> Result<bool> {
+        match self.own(bucket, rest) {
+            Some(v) => parse_bool(&v),
+            None => Ok(default),
+        }
+    }
+
+    pub fn usize_own(&self, bucket: &str, rest: &str, default: usize, min: usize, max: usize) -> Result<usize> {
+        match self.own(bucket, rest) {
+            Some(v) => {
+                let n: usize = v.value.parse().map_err(|_| {
+                    Error::config(&v.key, format!("'{}' is not a whole number", v.value))
+                })?;
+                if n < min || n > max {
+                    return Err(Error::config(
+                        &v.key,
+                        format!("{n} is out of range; use a value from {min} to {max}"),
+                    ));
+                }
+                Ok(n)
+            }
+            None => Ok(default),
+        }
+    }
+}
+
+pub fn parse_bool(v: &Sourced<String>) -> Result<bool> {
+    match v.value.to_ascii_lowercase().as_str() {
+        "true" | "yes" | "1" => Ok(true),
+        "false" | "no" | "0" => Ok(false),
+        other => Err(Error::config(&v.key, format!("'{other}' is not true or false"))),
+    }
+}
+
+/// Parses a size the way Hadoop does: a number with an optional K/M/G/T suffix (binary units).
+pub fn parse_size(v: &Sourced<String>) -> Result<u64> {
+    let s = v.value.trim();
+    let (num, mult) = match s.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => {
+            let m: u64 = match c.to_ascii_uppercase() {
+                'K' => 1 << 10,
+                'M' => 1 << 20,
+                'G' => 1 << 30,
+                'T' => 1 << 40,
+                _ => {
+                    return Err(Error::config(
+                        &v.key,
+                        format!("'{s}' has an unknown unit; use a number of bytes or K, M, G, T"),
+                    ))
+                }
+            };
+            (&s[..i], m)
+        }
+        _ => (s, 1),
+    };
+    num.trim()
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(mult))
+        .ok_or_else(|| Error::config(&v.key, format!("'{s}' is not a size such as 67108864 or 64M")))
+}
+
+/// How to reach the store for one bucket.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct StoreConfig {
+    /// Full URL with scheme, or `None` for AWS's regional endpoint.
+    pub endpoint: Option<String>,
+    pub region: String,
+    pub path_style: bool,
+    pub credentials: CredentialsConfig,
+    /// PEM CA bundle trusted in addition to (or instead of) the built-in roots.
+    pub ca_file: Option<String>,
+    pub native_roots: bool,
+    pub max_attempts: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum CredentialsConfig {
+    Static {
+        access_key: String,
+        secret_key: SecretHash,
+        session_token: Option<SecretHash>,
+    },
+    Anonymous,
+    /// The AWS default chain: environment, profile, web identity, container, instance.
+    DefaultChain,
+}
+
+/// A secret that can be used as part of a cache key (compared and hashed by value) but is never
+/// printed.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct SecretHash(String);
+
+impl SecretHash {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for SecretHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl StoreConfig {
+    pub fn resolve(conf: &Conf, bucket: &str) -> Result<StoreConfig> {
+        let ssl = match conf.s3a(bucket, "connection.ssl.enabled") {
+            Some(v) => parse_bool(&v)?,
+            None => true,
+        };
+        let endpoint = match conf.s3a(bucket, "endpoint") {
+            Some(e) => {
+                let v = e.value.trim_end_matches('/');
+                if v.starts_with("http://") || v.starts_with("https://") {
+                    Some(v.to_string())
+                } else if v.contains("://") {
+                    return Err(Error::config(
+                        &e.key,
+                        format!("'{v}' has an unsupported scheme; use http:// or https://"),
+                    ));
+                } else {
+                    Some(format!("{}://{v}", if ssl { "https" } else { "http" }))
+                }
+            }
+            None => None,
+        };
+        let region = conf
+            .s3a(bucket, "endpoint.region")
+            .map(|r| r.value)
+            .unwrap_or_else(|| "us-east-1".to_string());
+        let path_style = match conf.s3a(bucket, "path.style.access") {
+            Some(v) => parse_bool(&v)?,
+            None => false,
+        };
+        let credentials = Self::credentials(conf, bucket)?;
+        let ca_file = conf.own(bucket, "tls.ca-file").map(|v| v.value);
+        let native_roots = conf.bool_own(bucket, "tls.native-roots", true)?;
+        let max_attempts = conf.usize_own(bucket, "retry.max-attempts", 5, 1, 100)? as u32;
+        Ok(StoreConfig {
+            endpoint,
+            region,
+            path_style,
+            credentials,
+            ca_file,
+            native_roots,
+            max_attempts,
+        })
+    }
+
+    fn credentials(conf: &Conf, bucket: &str) -> Result<CredentialsConfig> {
+        let provider = conf
+            .s3a(bucket, "aws.credentials.provider")
+            .map(|p| p.value)
+            .unwrap_or_default();
+        if provider.contains("AnonymousAWSCredentialsProvider") {
+            return Ok(CredentialsConfig::Anonymous);
+        }
+        let access = conf.s3a(bucket, "access.key");
+        let secret = conf.s3a(bucket, "secret.key");
+        match (access, secret) {
+            (Some(a), Some(s)) => Ok(CredentialsConfig::Static {
+                access_key: a.value,
+                secret_key: SecretHash(s.value),
+                session_token: conf.s3a(bucket, "session.token").map(|t| SecretHash(t.value)),
+            }),
+            (Some(a), None) => Err(Error::config(
+                a.key.replace("access.key", "secret.key"),
+                format!("{} is set but the secret key is not; set both or neither", a.key),
+            )),
+            (None, Some(s)) => Err(Error::config(
+                s.key.replace("secret.key", "access.key"),
+                format!("{} is set but the access key is not; set both or neither", s.key),
+            )),
+            (None, None) => Ok(CredentialsConfig::DefaultChain),
+        }
+    }
+
+    pub fn is_http(&self) -> bool {
+        self.endpoint
+            .as_deref()
+            .is_some_and(|e| e.starts_with("http://"))
+    }
+}
+
+/// Settings of the commit machinery.
+#[derive(Debug, Clone)]
+pub struct CommitConfig {
+    pub part_size: u64,
+    pub upload_parallelism: usize,
+    pub commit_parallelism: usize,
+    pub verify: VerifyMode,
+    pub fault_task_commit: Option<String>,
+    pub fault_job_commit: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VerifyMode {
+    /// Use the encryption headers of the write's response when the store returns them,
+    /// otherwise HEAD the object.
+    Auto,
+    /// Always HEAD every committed object.
+    Head,
+    /// Do not verify (the `_SUCCESS` file then records `"verified": false`).
+    Off,
+}
+
+pub const MIN_PART_SIZE: u64 = 5 << 20;
+pub const MAX_PART_SIZE: u64 = 5 << 30;
+
+impl CommitConfig {
+    pub fn resolve(conf: &Conf, bucket: &str) -> Result<CommitConfig> {
+        let part_size = match conf.own(bucket, "part-size").or_else(|| conf.s3a(bucket, "multipart.size")) {
+            Some(v) => {
+                let n = parse_size(&v)?;
+                if !(MIN_PART_SIZE..=MAX_PART_SIZE).contains(&n) {
+                    return Err(Error::config(
+                        &v.key,
+                        format!("{n} bytes is outside the part sizes S3 allows (5M to 5G)"),
+                    ));
+                }
+                n
+            }
+            None => 64 << 20,
+        };
+        let verify = match conf.own(bucket, "verify") {
+            None => VerifyMode::Auto,
+            Some(v) => match v.value.to_ascii_lowercase().as_str() {
+                "auto" => VerifyMode::Auto,
+                "head" => VerifyMode::Head,
+                "off" | "false" => VerifyMode::Off,
+                other => {
+                    return Err(Error::config(
+                        &v.key,
+                        format!("'{other}' is not a verify mode; use auto, head or off"),
+                    ))
+                }
+            },
+        };
+        Ok(CommitConfig {
+            part_size,
+            upload_parallelism: conf.usize_own(bucket, "upload.parallelism", 8, 1, 256)?,
+            commit_parallelism: conf.usize_own(bucket, "commit.parallelism", 16, 1, 1024)?,
+            verify,
+            fault_task_commit: conf.own(bucket, "fault.task-commit").map(|v| v.value),
+            fault_job_commit: conf.own(bucket, "fault.job-commit").map(|v| v.value),
+        })
+    }
+}
+
+/// Everything the engine needs to write to one bucket, validated.
+#[derive(Debug, Clone)]
+pub struct BucketSettings {
+    pub bucket: String,
+    pub store: StoreConfig,
+    pub encryption: EncryptionSpec,
+    pub commit: CommitConfig,
+}
+
+impl BucketSettings {
+    pub fn resolve(conf: &Conf, bucket: &str) -> Result<BucketSettings> {
+        conf.check_own_keys()?;
+        let store = StoreConfig::resolve(conf, bucket)?;
+        let encryption = conf.encryption(bucket)?;
+        if let Algorithm::SseC = encryption.algorithm {
+            if store.is_http() && !conf.bool_own(bucket, "sse-c.allow-http", false)? {
+                return Err(Error::config(
+                    encryption.algorithm_key.clone().unwrap_or_default(),
+                    format!(
+                        "SSE-C sends the raw encryption key with every request, and the endpoint \
+                         {} is plain http; use an https endpoint (fs.s3a.endpoint, with \
+                         sealcommit.tls.ca-file for a private CA) or, if the http hop is trusted \
+                         (e.g. a local proxy), set sealcommit.sse-c.allow-http=true",
+                        store.endpoint.as_deref().unwrap_or_default()
+                    ),
+                ));
+            }
+        }
+        if let Some(ca) = &store.ca_file {
+            crate::store::load_ca_file(ca, &format!("sealcommit.tls.ca-file ({bucket})"))?;
+        }
+        let commit = CommitConfig::resolve(conf, bucket)?;
+        Ok(BucketSettings {
+            bucket: bucket.to_string(),
+            store,
+            encryption,
+            commit,
+        })
+    }
+}
+
+/// Parses durations like `30s`, `5m`, `2h`, `1d`.
+pub fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
+    humantime::parse_duration(s).map_err(|e| format!("'{s}' is not a duration such as 30s, 5m, 2h: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::encryption::Algorithm;
+
+    fn conf(pairs: &[(&str, &str)]) -> Conf {
+        pairs.iter().map(|(k, v)| (*k, *v)).collect()
+    }
+
+    #[test]
+    fn per_bucket_override_wins_over_global() {
+        let c = conf(&[
+            ("fs.s3a.encryption.algorithm", "SSE-KMS"),
+            ("fs.s3a.encryption.key", "global-key"),
+            ("fs.s3a.bucket.tenant1.encryption.key", "tenant1-key"),
+        ]);
+        let e = c.encryption("tenant1").unwrap();
+        assert_eq!(e.algorithm, Algorithm::SseKms);
+        assert_eq!(e.kms_key_id(), Some("tenant1-key"));
+        assert_eq!(e.key_source.as_deref(), Some("fs.s3a.bucket.tenant1.encryption.key"));
+        let e = c.encryption("other").unwrap();
+        assert_eq!(e.kms_key_id(), Some("global-key"));
+    }
+
+    #[test]
+    fn legacy_keys_are_read() {
+        let c = conf(&[
+            ("fs.s3a.server-side-encryption-algorithm", "SSE-KMS"),
+            ("fs.s3a.server-side-encryption.key", "legacy-key"),
+        ]);
+        let e = c.encryption("b").unwrap();
+        assert_eq!(e.algorithm, Algorithm::SseKms);
+        assert_eq!(e.kms_key_id(), Some("legacy-key"));
+        assert_eq!(e.key_source.as_deref(), Some("fs.s3a.server-side-encryption.key"));
+    }
+
+    #[test]
+    fn conflicting_current_and_legacy_keys_are_an_error() {
+        let c = conf(&[
+            ("fs.s3a.bucket.b.encryption.algorithm", "SSE-KMS"),
+            ("fs.s3a.bucket.b.server-side-encryption-algorithm", "SSE-S3"),
+        ]);
+        let err = c.encryption("b").unwrap_err().to_string();
+        assert!(err.contains("fs.s3a.bucket.b.encryption.algorithm"), "{err}");
+        assert!(err.contains("fs.s3a.bucket.b.server-side-encryption-algorithm"), "{err}");
+    }
+
+    #[test]
+    fn sealcommit_keys_win_over_s3a_keys() {
+        let c = conf(&[
+            ("fs.s3a.encryption.algorithm", "SSE-S3"),
+            ("sealcommit.encryption.algorithm", "SSE-KMS"),
+            ("sealcommit.encryption.key", "k1"),
+            ("sealcommit.bucket.b.encryption.key", "k2"),
+        ]);
+        let e = c.encryption("b").unwrap();
+        assert_eq!(e.algorithm, Algorithm::SseKms);
+        assert_eq!(e.kms_key_id(), Some("k2"));
+        assert_eq!(c.encryption("a").unwrap().kms_key_id(), Some("k1"));
+    }
+
+    #[test]
+    fn unknown_algorithm_names_the_key() {
+        let c = conf(&[("fs.s3a.encryption.algorithm", "SSE-FOO")]);
+        let err = c.encryption("b").unwrap_err().to_string();
+        assert!(err.contains("fs.s3a.encryption.algorithm"), "{err}");
+        assert!(err.contains("SSE-FOO"), "{err}");
+        assert!(err.contains("SSE-KMS"), "lists the valid values: {err}");
+    }
+
+    #[test]
+    fn unknown_sealcommit_key_is_an_error() {
+        let c = conf(&[("sealcommit.verfy", "head")]);
+        let err = c.check_own_keys().unwrap_err().to_string();
+        assert!(err.contains("sealcommit.verfy"), "{err}");
+        let ok = conf(&[("sealcommit.bucket.my.bucket.verify", "head"), ("sealcommit.part-size", "8M")]);
+        ok.check_own_keys().unwrap();
+    }
+
+    #[test]
+    fn endpoint_scheme_follows_ssl_setting() {
+        let c = conf(&[("fs.s3a.endpoint", "host:9000"), ("fs.s3a.connection.ssl.enabled", "false")]);
+        assert_eq!(StoreConfig::resolve(&c, "b").unwrap().endpoint.as_deref(), Some("http://host:9000"));
+        let c = conf(&[("fs.s3a.endpoint", "host:9000")]);
+        assert_eq!(StoreConfig::resolve(&c, "b").unwrap().endpoint.as_deref(), Some("https://host:9000"));
+        let c = conf(&[("fs.s3a.bucket.b.endpoint", "http://h:1/")]);
+        let s = StoreConfig::resolve(&c, "b").unwrap();
+        assert_eq!(s.endpoint.as_deref(), Some("http://h:1"));
+        assert!(s.is_http());
+        let c = conf(&[("fs.s3a.endpoint", "ftp://h")]);
+        assert!(StoreConfig::resolve(&c, "b").unwrap_err().to_string().contains("fs.s3a.endpoint"));
+    }
+
+    #[test]
+    fn half_credentials_are_an_error_without_echoing_the_secret() {
+        let c = conf(&[("fs.s3a.secret.key", "TOPSECRET")]);
+        let err = StoreConfig::resolve(&c, "b").unwrap_err().to_string();
+        assert!(err.contains("fs.s3a.access.key"), "{err}");
+        assert!(!err.contains("TOPSECRET"));
+        let c = conf(&[("fs.s3a.access.key", "AK"), ("fs.s3a.secret.key", "TOPSECRET")]);
+        let s = StoreConfig::resolve(&c, "b").unwrap();
+        assert!(!format!("{s:?}").contains("TOPSECRET"));
+        assert!(!format!("{c:?}").contains("TOPSECRET"));
+    }
+
+    #[test]
+    fn sizes_parse_like_hadoop() {
+        let v = |s: &str| Sourced { value: s.to_string(), key: "k".into() };
+        assert_eq!(parse_size(&v("64M")).unwrap(), 64 << 20);
+        assert_eq!(parse_size(&v("1048576")).unwrap(), 1 << 20);
+        assert_eq!(parse_size(&v("2g")).unwrap(), 2 << 30);
+        assert!(parse_size(&v("12Q")).is_err());
+        assert!(parse_size(&v("lots")).is_err());
+    }
+
+    #[test]
+    fn part_size_out_of_range_names_the_key() {
+        let c = conf(&[("fs.s3a.multipart.size", "1M")]);
+        let err = CommitConfig::resolve(&c, "b").unwrap_err().to_string();
+        assert!(err.contains("fs.s3a.multipart.size"), "{err}");
+        let c = conf(&[("sealcommit.part-size", "8M"), ("fs.s3a.multipart.size", "1M")]);
+        assert_eq!(CommitConfig::resolve(&c, "b").unwrap().part_size, 8 << 20);
+    }
+
+    #[test]
+    fn sse_c_over_http_is_refused_unless_allowed() {
+        let key = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="; // base64 of 32 bytes
+        let mut c = conf(&[
+            ("fs.s3a.endpoint", "http://127.0.0.1:8000"),
+            ("fs.s3a.encryption.algorithm", "SSE-C"),
+            ("fs.s3a.encryption.key", key),
+        ]);
+        let err = BucketSettings::resolve(&c, "b").unwrap_err().to_string();
+        assert!(err.contains("sealcommit.sse-c.allow-http"), "{err}");
+        assert!(!err.contains(key), "the SSE-C key must not leak: {err}");
+        c.set("sealcommit.sse-c.allow-http", "true");
+        BucketSettings::resolve(&c, "b").unwrap();
+    }
+}

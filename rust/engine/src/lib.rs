@@ -1,0 +1,20 @@
+//! sealcommit engine: commits Spark and Hadoop output to S3-compatible stores with multipart
+//! uploads completed at job commit (no rename, no copy), with the requested server-side
+//! encryption applied per request and verified on every object.
+//!
+//! This crate holds all logic and has no JNI dependency; `sealcommit-jni` exposes it to the JVM
+//! and `sealcommit-cli` to operators. See `docs/ARCHITECTURE.md`.
+
+pub mod commit;
+pub mod config;
+pub mod encryption;
+pub mod error;
+pub mod model;
+pub mod runtime;
+pub mod store;
+pub mod uri;
+
+pub use commit::{CommitReport, Job};
+pub use config::Conf;
+pub use error::{Error, ErrorKind, Result};
+pub use model::PendingSet;

@@ -1,0 +1,614 @@
+//! Store access: one cached `aws-sdk-s3` client per connection identity (endpoint, region,
+//! credentials, TLS trust), rustls with an optional PEM CA file, checksums only when required
+//! (Ceph RGW rejects aws-chunked trailers), and every failure turned into an `Error` that says
+//! what to do. Requests are counted per operation for the `_SUCCESS` report.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
+use aws_config::{BehaviorVersion, Region};
+use aws_credential_types::Credentials;
+use aws_sdk_s3::config::{RequestChecksumCalculation, ResponseChecksumValidation};
+use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, Delete, ObjectIdentifier};
+use aws_sdk_s3::Client;
+use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode, TlsContext, TrustStore};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::CertificateDer;
+
+use crate::config::{CredentialsConfig, StoreConfig};
+use crate::encryption::{EncryptionSpec, Observed};
+use crate::error::{Error, Result};
+
+/// Reads and validates a PEM CA bundle (a malformed PEM would otherwise make the SDK panic on
+/// the first request).
+pub fn load_ca_file(path: &str, setting: &str) -> Result<Vec<u8>> {
+    let pem = std::fs::read(path).map_err(|e| {
+        Error::config(setting, format!("cannot read the CA file '{path}': {e}"))
+    })?;
+    let mut count = 0;
+    for cert in CertificateDer::pem_slice_iter(&pem) {
+        cert.map_err(|e| {
+            Error::config(setting, format!("'{path}' is not a valid PEM certificate bundle: {e:?}"))
+        })?;
+        count += 1;
+    }
+    if count == 0 {
+        return Err(Error::config(
+            setting,
+            format!("'{path}' contains no PEM certificate (expected -----BEGIN CERTIFICATE-----)"),
+        ));
+    }
+    Ok(pem)
+}
+
+fn clients() -> &'static Mutex<HashMap<StoreConfig, Client>> {
+    static CLIENTS: OnceLock<Mutex<HashMap<StoreConfig, Client>>> = OnceLock::new();
+    CLIENTS.get_or_init(Default::default)
+}
+
+/// A client for this connection identity, built once per process.
+pub async fn client_for(cfg: &StoreConfig) -> Result<Client> {
+    if let Some(c) = clients().lock().ok().and_then(|m| m.get(cfg).cloned()) {
+        return Ok(c);
+    }
+    let client = build_client(cfg).await?;
+    if let Ok(mut m) = clients().lock() {
+        m.insert(cfg.clone(), client.clone());
+    }
+    Ok(client)
+}
+
+async fn build_client(cfg: &StoreConfig) -> Result<Client> {
+    let mut trust = TrustStore::empty().with_native_roots(cfg.native_roots);
+    if let Some(ca) = &cfg.ca_file {
+        trust = trust.with_pem_certificate(load_ca_file(ca, "sealcommit.tls.ca-file")?);
+    }
+    let tls_context = TlsContext::builder()
+        .with_trust_store(trust)
+        .build()
+        .map_err(|e| Error::config("sealcommit.tls.ca-file", format!("TLS setup failed: {e}")))?;
+    let http = aws_smithy_http_client::Builder::new()
+        .tls_provider(tls::Provider::Rustls(CryptoMode::Ring))
+        .tls_context(tls_context)
+        .build_https();
+    let mut loader = aws_config::defaults(BehaviorVersion::latest())
+        .http_client(http)
+        .region(Region::new(cfg.region.clone()))
+        .retry_config(
+            RetryConfig::standard()
+                .with_max_attempts(cfg.max_attempts)
+                .with_initial_backoff(Duration::from_millis(200)),
+        )
+        .timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(Duration::from_secs(10))
+                .read_timeout(Duration::from_secs(120))
+                .build(),
+        );
+    loader = match &cfg.credentials {
+        CredentialsConfig::Static {
+            access_key,
+            secret_key,
+            session_token,
+        } => loader.credentials_provider(Credentials::new(
+            access_key,
+            secret_key.expose(),
+            session_token.as_ref().map(|t| t.expose().to_string()),
+            None,
+            "fs.s3a",
+        )),
+        CredentialsConfig::Anonymous => loader.no_credentials(),
+        CredentialsConfig::DefaultChain => loader,
+    };
+    if let Some(endpoint) = &cfg.endpoint {
+        loader = loader.endpoint_url(endpoint);
+    }
+    let sdk = loader.load().await;
+    let conf = aws_sdk_s3::config::Builder::from(&sdk)
+        .force_path_style(cfg.path_style)
+        .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
+        .response_checksum_validation(ResponseChecksumValidation::WhenRequired)
+        .build();
+    Ok(Client::from_conf(conf))
+}
+
+/// Requests sent, by S3 operation name.
+#[derive(Debug, Default)]
+pub struct Counters(Mutex<BTreeMap<String, u64>>);
+
+impl Counters {
+    pub fn add(&self, op: &str, n: u64) {
+        if let Ok(mut m) = self.0.lock() {
+            *m.entry(op.to_string()).or_default() += n;
+        }
+    }
+    pub fn snapshot(&self) -> BTreeMap<String, u64> {
+        self.0.lock().map(|m| m.clone()).unwrap_or_default()
+    }
+}
+
+/// What a failing request was about, for the error message.
+pub struct Ctx<'a> {
+    pub op: &'static str,
+    pub bucket: &'a str,
+    pub key: &'a str,
+    pub enc: Option<&'a EncryptionSpec>,
+}
+
+impl Ctx<'_> {
+    fn uri(&self) -> String {
+        if self.key.is_empty() {
+            format!("s3a://{}", self.bucket)
+        } else {
+            format!("s3a://{}/{}", self.bucket, self.key)
+        }
+    }
+}
+
+/// Turns an SDK error into an `Error` with a hint naming the setting to change.
+pub fn map_sdk_err<E, R>(ctx: &Ctx<'_>, err: SdkError<E, R>) -> Error
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug + HasStatus,
+{
+    let status = err.raw_response().map(|r| r.status_code());
+    let (code, message) = match &err {
+        SdkError::ServiceError(_) => (err.code().map(str::to_string), err.message().map(str::to_string)),
+        _ => (None, None),
+    };
+    let detail = match (&status, &code, &message) {
+        (Some(s), c, m) if code.is_some() || message.is_some() => format!(
+            "HTTP {s} {}{}",
+            c.as_deref().unwrap_or(""),
+            m.as_deref().map(|m| format!(": {m}")).unwrap_or_default()
+        ),
+        (Some(s), _, _) => format!("HTTP {s}"),
+        _ => DisplayErrorContext(&err).to_string(),
+    };
+    let retryable = match status {
+        Some(s) => s >= 500 || s == 429,
+        None => !matches!(err, SdkError::ConstructionFailure(_)),
+    };
+    let hint = hint(ctx, status, code.as_deref(), &detail);
+    Error::Store {
+        op: ctx.op,
+        uri: ctx.uri(),
+        status,
+        code,
+        detail,
+        hint,
+        retryable,
+    }
+}
+
+/// Lets `map_sdk_err` read the status of any raw response type the SDK hands back.
+pub trait HasStatus {
+    fn status_code(&self) -> u16;
+}
+
+impl HasStatus for aws_smithy_runtime_api::http::Response {
+    fn status_code(&self) -> u16 {
+        self.status().as_u16()
+    }
+}
+
+fn hint(ctx: &Ctx<'_>, status: Option<u16>, code: Option<&str>, detail: &str) -> String {
+    let lower = detail.to_ascii_lowercase();
+    let enc = ctx.enc;
+    let kms_key = enc.and_then(|e| e.kms_key_id()).unwrap_or("(none given)");
+    let key_setting = enc.map(|e| e.key_setting()).unwrap_or_else(|| "fs.s3a.encryption.key".into());
+    let bucket = ctx.bucket;
+    if lower.contains("failed to retrieve the actual key") || (lower.contains("kms") && lower.contains("not found")) {
+        return format!(
+            "The store could not use KMS key '{kms_key}': check that the key id exists in the \
+             store's KMS and is spelled right; it comes from {key_setting}"
+        );
+    }
+    if lower.contains("kms.notfoundexception") || lower.contains("invalid arn") || code == Some("KMS.NotFoundException") {
+        return format!("KMS key '{kms_key}' does not exist (invalid ARN): fix {key_setting}");
+    }
+    if lower.contains("kms:generatedatakey") || lower.contains("kms:decrypt") || (status == Some(403) && lower.contains("kms")) {
+        return format!(
+            "The credentials may not use KMS key '{kms_key}' (writes need kms:GenerateDataKey, \
+             reads kms:Decrypt): grant it to these credentials (for vended credentials, tell the \
+             catalog the bucket's key), or change {key_setting}"
+        );
+    }
+    if lower.contains("unknownissuer") || lower.contains("invalid peer certificate") || lower.contains("certificate") {
+        return "The server's TLS certificate is not trusted: set sealcommit.tls.ca-file to the \
+                PEM file of the CA that signed it"
+            .to_string();
+    }
+    match (status, code) {
+        (Some(403), Some("ExpiredToken")) | (Some(400), Some("ExpiredToken")) => {
+            "The session token has expired: refresh fs.s3a.session.token (and the access and \
+             secret keys issued with it)"
+                .to_string()
+        }
+        (Some(403), Some("InvalidAccessKeyId")) | (Some(403), Some("SignatureDoesNotMatch")) => format!(
+            "The store rejected the credentials: check fs.s3a.access.key and fs.s3a.secret.key \
+             (or fs.s3a.bucket.{bucket}.access.key / .secret.key)"
+        ),
+        (Some(403), _) => format!("Access denied: check that these credentials may write to bucket '{bucket}'"),
+        (Some(404), Some("NoSuchBucket")) => format!(
+            "Bucket '{bucket}' does not exist on this endpoint: check the path and fs.s3a.endpoint \
+             (or fs.s3a.bucket.{bucket}.endpoint)"
+        ),
+        (Some(501), _) => format!("The store does not implement {} for this request", ctx.op),
+        (Some(400), _) if enc.is_some_and(|e| e.algorithm == crate::encryption::Algorithm::SseC) => {
+            "The store rejected the SSE-C request: if the object exists, check that \
+             fs.s3a.encryption.key is the key it was written with"
+                .to_string()
+        }
+        (Some(400), _) if enc.is_some_and(|e| e.kms_key_id().is_none() && e.algorithm.header().is_some_and(|h| h.starts_with("aws:kms"))) => {
+            "This store needs a KMS key id for SSE-KMS: set fs.s3a.encryption.key (or \
+             sealcommit.encryption.key)"
+                .to_string()
+        }
+        (None, _) if lower.contains("connection refused") || lower.contains("dns") || lower.contains("timed out") || lower.contains("timeout") => format!(
+            "The endpoint cannot be reached: check fs.s3a.endpoint (or fs.s3a.bucket.{bucket}.endpoint)"
+        ),
+        _ => String::new(),
+    }
+}
+
+/// Result of a HEAD.
+#[derive(Debug, Clone)]
+pub struct HeadInfo {
+    pub size: u64,
+    pub etag: Option<String>,
+    pub observed: Observed,
+}
+
+/// One listed object.
+#[derive(Debug, Clone)]
+pub struct Listed {
+    pub key: String,
+    pub size: u64,
+}
+
+/// One pending multipart upload found by listing.
+#[derive(Debug, Clone)]
+pub struct ListedUpload {
+    pub key: String,
+    pub upload_id: String,
+    pub initiated: Option<std::time::SystemTime>,
+}
+
+/// Outcome of a conditional PUT.
+#[derive(Debug)]
+pub enum PutOutcome {
+    Written { etag: Option<String>, observed: Observed },
+    /// `If-None-Match: *` failed: the object exists.
+    Exists,
+}
+
+/// The client plus the request counters of one job (or one CLI command).
+#[derive(Clone)]
+pub struct Store {
+    client: Client,
+    pub counters: Arc<Counters>,
+}
+
+fn observed(alg: Option<&aws_sdk_s3::types::ServerSideEncryption>, kms: Option<&str>, md5: Option<&str>) -> Observed {
+    Observed {
+        algorithm: alg.map(|a| a.as_str().to_string()),
+        kms_key_id: kms.map(str::to_string),
+        sse_c_md5: md5.map(str::to_string),
+    }
+}
+
+fn nonempty(s: Option<&str>) -> Option<String> {
+    s.map(|s| s.trim_matches('"').to_string()).filter(|s| !s.is_empty())
+}
+
+impl Store {
+    pub async fn connect(cfg: &StoreConfig) -> Result<Store> {
+        Ok(Store {
+            client: client_for(cfg).await?,
+            counters: Arc::new(Counters::default()),
+        })
+    }
+
+    fn count(&self, op: &str) {
+        self.counters.add(op, 1);
+    }
+
+    pub async fn put(
+        &self,
+        bucket: &str,
+        key: &str,
+        body: Vec<u8>,
+        enc: &EncryptionSpec,
+        if_none_match: bool,
+    ) -> Result<PutOutcome> {
+        self.count("PutObject");
+        let mut req = enc.apply_put(self.client.put_object().bucket(bucket).key(key).body(ByteStream::from(body)));
+        if if_none_match {
+            req = req.if_none_match("*");
+        }
+        match req.send().await {
+            Ok(out) => Ok(PutOutcome::Written {
+                etag: nonempty(out.e_tag()),
+                observed: observed(out.server_side_encryption(), out.ssekms_key_id(), out.sse_customer_key_md5()),
+            }),
+            Err(e) if if_none_match && e.raw_response().is_some_and(|r| r.status().as_u16() == 412) => {
+                Ok(PutOutcome::Exists)
+            }
+            Err(e) => Err(map_sdk_err(&Ctx { op: "PutObject", bucket, key, enc: Some(enc) }, e)),
+        }
+    }
+
+    pub async fn create_upload(&self, bucket: &str, key: &str, enc: &EncryptionSpec) -> Result<String> {
+        self.count("CreateMultipartUpload");
+        let out = enc
+            .apply_create(self.client.create_multipart_upload().bucket(bucket).key(key))
+            .send()
+            .await
+            .map_err(|e| map_sdk_err(&Ctx { op: "CreateMultipartUpload", bucket, key, enc: Some(enc) }, e))?;
+        out.upload_id().map(str::to_string).ok_or_else(|| Error::Store {
+            op: "CreateMultipartUpload",
+            uri: format!("s3a://{bucket}/{key}"),
+            status: None,
+            code: None,
+            detail: "the response has no upload id".into(),
+            hint: String::new(),
+            retryable: false,
+        })
+    }
+
+    pub async fn upload_part(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+        number: i32,
+        body: ByteStream,
+        enc: &EncryptionSpec,
+    ) -> Result<String> {
+        self.count("UploadPart");
+        let out = enc
+            .apply_upload_part(
+                self.client
+                    .upload_part()
+                    .bucket(bucket)
+                    .key(key)
+                    .upload_id(upload_id)
+                    .part_number(number)
+                    .body(body),
+            )
+            .send()
+            .await
+            .map_err(|e| map_sdk_err(&Ctx { op: "UploadPart", bucket, key, enc: Some(enc) }, e))?;
+        nonempty(out.e_tag()).ok_or_else(|| Error::Store {
+            op: "UploadPart",
+            uri: format!("s3a://{bucket}/{key}"),
+            status: None,
+            code: None,
+            detail: format!("part {number} came back without an ETag"),
+            hint: String::new(),
+            retryable: false,
+        })
+    }
+
+    /// Completes an upload. Returns the ETag and encryption if the response carries them (RGW's
+    /// does not). A `NoSuchUpload` answer is the normal outcome of a retried Complete whose
+    /// first response was lost: the caller then checks the object with HEAD.
+    pub async fn complete_upload(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+        parts: &[(i32, String)],
+        enc: &EncryptionSpec,
+        if_none_match: bool,
+    ) -> Result<(Option<String>, Observed)> {
+        self.count("CompleteMultipartUpload");
+        let completed = CompletedMultipartUpload::builder()
+            .set_parts(Some(
+                parts
+                    .iter()
+                    .map(|(n, etag)| CompletedPart::builder().part_number(*n).e_tag(etag).build())
+                    .collect(),
+            ))
+            .build();
+        let mut req = self
+            .client
+            .complete_multipart_upload()
+            .bucket(bucket)
+            .key(key)
+            .upload_id(upload_id)
+            .multipart_upload(completed);
+        if if_none_match {
+            req = req.if_none_match("*");
+        }
+        match enc.apply_complete(req).send().await {
+            Ok(out) => Ok((
+                nonempty(out.e_tag()),
+                observed(out.server_side_encryption(), out.ssekms_key_id(), None),
+            )),
+            Err(e) if if_none_match && e.raw_response().is_some_and(|r| r.status().as_u16() == 412) => {
+                Err(Error::AlreadyExists { uri: format!("s3a://{bucket}/{key}") })
+            }
+            Err(e) => Err(map_sdk_err(&Ctx { op: "CompleteMultipartUpload", bucket, key, enc: Some(enc) }, e)),
+        }
+    }
+
+    /// Aborts an upload; one that is already gone counts as aborted.
+    pub async fn abort_upload(&self, bucket: &str, key: &str, upload_id: &str) -> Result<()> {
+        self.count("AbortMultipartUpload");
+        match self
+            .client
+            .abort_multipart_upload()
+            .bucket(bucket)
+            .key(key)
+            .upload_id(upload_id)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) if e.code() == Some("NoSuchUpload") || e.raw_response().is_some_and(|r| r.status().as_u16() == 404) => Ok(()),
+            Err(e) => Err(map_sdk_err(&Ctx { op: "AbortMultipartUpload", bucket, key, enc: None }, e)),
+        }
+    }
+
+    /// HEAD; `None` if the object does not exist.
+    pub async fn head(&self, bucket: &str, key: &str, enc: &EncryptionSpec) -> Result<Option<HeadInfo>> {
+        self.count("HeadObject");
+        match enc.apply_head(self.client.head_object().bucket(bucket).key(key)).send().await {
+            Ok(out) => Ok(Some(HeadInfo {
+                size: out.content_length().unwrap_or(0).max(0) as u64,
+                etag: nonempty(out.e_tag()),
+                observed: observed(out.server_side_encryption(), out.ssekms_key_id(), out.sse_customer_key_md5()),
+            })),
+            Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 404) => Ok(None),
+            Err(e) => Err(map_sdk_err(&Ctx { op: "HeadObject", bucket, key, enc: Some(enc) }, e)),
+        }
+    }
+
+    pub async fn get(&self, bucket: &str, key: &str, enc: &EncryptionSpec) -> Result<Vec<u8>> {
+        self.count("GetObject");
+        let out = match enc.apply_get(self.client.get_object().bucket(bucket).key(key)).send().await {
+            Ok(o) => o,
+            Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 404) => {
+                return Err(Error::NotFound { uri: format!("s3a://{bucket}/{key}") })
+            }
+            Err(e) => return Err(map_sdk_err(&Ctx { op: "GetObject", bucket, key, enc: Some(enc) }, e)),
+        };
+        let bytes = out.body.collect().await.map_err(|e| Error::Store {
+            op: "GetObject",
+            uri: format!("s3a://{bucket}/{key}"),
+            status: None,
+            code: None,
+            detail: format!("reading the body failed: {e}"),
+            hint: String::new(),
+            retryable: true,
+        })?;
+        Ok(bytes.into_bytes().to_vec())
+    }
+
+    pub async fn delete(&self, bucket: &str, key: &str) -> Result<()> {
+        self.count("DeleteObject");
+        self.client
+            .delete_object()
+            .bucket(bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(|e| map_sdk_err(&Ctx { op: "DeleteObject", bucket, key, enc: None }, e))?;
+        Ok(())
+    }
+
+    /// Deletes keys in batches of 1000; any key the store could not delete is an error.
+    pub async fn delete_many(&self, bucket: &str, keys: &[String]) -> Result<()> {
+        for chunk in keys.chunks(1000) {
+            self.count("DeleteObjects");
+            let ids: Vec<ObjectIdentifier> = chunk
+                .iter()
+                .filter_map(|k| ObjectIdentifier::builder().key(k).build().ok())
+                .collect();
+            let delete = Delete::builder().set_objects(Some(ids)).quiet(true).build().map_err(|e| {
+                Error::document("DeleteObjects request", e)
+            })?;
+            let out = self
+                .client
+                .delete_objects()
+                .bucket(bucket)
+                .delete(delete)
+                .send()
+                .await
+                .map_err(|e| map_sdk_err(&Ctx { op: "DeleteObjects", bucket, key: &chunk[0], enc: None }, e))?;
+            if let Some(err) = out.errors().first() {
+                return Err(Error::Store {
+                    op: "DeleteObjects",
+                    uri: format!("s3a://{bucket}/{}", err.key().unwrap_or("")),
+                    status: None,
+                    code: err.code().map(str::to_string),
+                    detail: format!(
+                        "{} of {} keys were not deleted: {}",
+                        out.errors().len(),
+                        chunk.len(),
+                        err.message().unwrap_or("")
+                    ),
+                    hint: String::new(),
+                    retryable: true,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Lists every object under `prefix` (recursively).
+    pub async fn list(&self, bucket: &str, prefix: &str) -> Result<Vec<Listed>> {
+        let mut out = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            self.count("ListObjectsV2");
+            let page = self
+                .client
+                .list_objects_v2()
+                .bucket(bucket)
+                .prefix(prefix)
+                .set_continuation_token(token.take())
+                .send()
+                .await
+                .map_err(|e| map_sdk_err(&Ctx { op: "ListObjectsV2", bucket, key: prefix, enc: None }, e))?;
+            for o in page.contents() {
+                if let Some(k) = o.key() {
+                    out.push(Listed {
+                        key: k.to_string(),
+                        size: o.size().unwrap_or(0).max(0) as u64,
+                    });
+                }
+            }
+            match page.next_continuation_token() {
+                Some(t) if page.is_truncated() == Some(true) => token = Some(t.to_string()),
+                _ => break,
+            }
+        }
+        Ok(out)
+    }
+
+    /// Lists pending multipart uploads under `prefix`.
+    pub async fn list_uploads(&self, bucket: &str, prefix: &str) -> Result<Vec<ListedUpload>> {
+        let mut out = Vec::new();
+        let (mut key_marker, mut id_marker): (Option<String>, Option<String>) = (None, None);
+        loop {
+            self.count("ListMultipartUploads");
+            let page = self
+                .client
+                .list_multipart_uploads()
+                .bucket(bucket)
+                .prefix(prefix)
+                .set_key_marker(key_marker.take())
+                .set_upload_id_marker(id_marker.take())
+                .send()
+                .await
+                .map_err(|e| map_sdk_err(&Ctx { op: "ListMultipartUploads", bucket, key: prefix, enc: None }, e))?;
+            for u in page.uploads() {
+                if let (Some(k), Some(id)) = (u.key(), u.upload_id()) {
+                    out.push(ListedUpload {
+                        key: k.to_string(),
+                        upload_id: id.to_string(),
+                        initiated: u.initiated().and_then(|t| std::time::SystemTime::try_from(*t).ok()),
+                    });
+                }
+            }
+            if page.is_truncated() == Some(true) {
+                key_marker = page.next_key_marker().map(str::to_string);
+                id_marker = page.next_upload_id_marker().map(str::to_string);
+                if key_marker.is_none() {
+                    break;
+                }
+            } else {
+                break;
+            }
+        }
+        Ok(out)
+    }
+}
