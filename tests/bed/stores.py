@@ -282,6 +282,14 @@ rgw_dns_name = localhost
             ops[m.group(2)] += 1
         return ops
 
+    def requests_since(self, offset: int) -> list[dict]:
+        """The HTTP requests RGW served since `offset` (from its beast access lines)."""
+        with open(self.log_file, "rb") as f:
+            f.seek(offset)
+            text = f.read().decode("utf-8", "replace")
+        return [dict(method=m.group(1), uri=m.group(2), status=int(m.group(3)), agent=m.group(4))
+                for m in re.finditer(r'beast: \S+ \S+ - \S+ \[[^\]]*\] "(\S+) (\S+) [^"]*" (\d+) \S+ \S+ "([^"]*)"', text)]
+
 
 def _alive(pid: int) -> bool:
     try:

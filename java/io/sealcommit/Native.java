@@ -17,7 +17,8 @@ final class Native {
 
   static native void jobSetup(long job) throws Exception;
 
-  static native String taskCommit(long job, String attempt, String[] localFiles, String[] destUris)
+  static native String taskCommit(long job, String attempt, int attemptNumber,
+      String[] localFiles, String[] destUris)
       throws Exception;
 
   static native void abortUploads(long job, String[] pendingSets) throws Exception;

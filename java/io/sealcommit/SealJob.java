@@ -61,9 +61,9 @@ public final class SealJob implements Closeable {
   }
 
   /** Uploads the files as pending multipart uploads; returns the pendingset (JSON). */
-  public String commitTask(String attempt, String[] localFiles, String[] destUris)
-      throws IOException {
-    return call(() -> Native.taskCommit(live(), attempt, localFiles, destUris));
+  public String commitTask(String attempt, int attemptNumber, String[] localFiles,
+      String[] destUris) throws IOException {
+    return call(() -> Native.taskCommit(live(), attempt, attemptNumber, localFiles, destUris));
   }
 
   public void abortUploads(String[] pendingSets) throws IOException {

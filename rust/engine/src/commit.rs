@@ -38,6 +38,9 @@ pub struct Job {
     pub job_id: String,
     pub settings: BucketSettings,
     pub store: Store,
+    /// Set once job commit has published new output: from then on an abort must not remove
+    /// the journal, which records what is left to finish.
+    published: std::sync::atomic::AtomicBool,
 }
 
 /// What a job commit did, returned to the caller (and logged by the Java side).
@@ -62,17 +65,15 @@ fn hostname() -> String {
         .unwrap_or_else(|_| "unknown".to_string())
 }
 
-/// The attempt number at the end of a Hadoop task attempt id (`attempt_…_m_000003_1` → 1).
-fn attempt_number(attempt: &str) -> Option<u32> {
-    attempt.rsplit('_').next().and_then(|n| n.parse().ok())
-}
-
 impl Job {
     /// Validates the configuration for `dest` and gets a client. Sends no request.
     pub async fn open(conf: &Conf, dest: &str, job_id: &str) -> Result<Job> {
         let dest = S3Path::parse(dest)?;
         if job_id.is_empty() || job_id.contains('/') {
-            return Err(Error::config("job id", format!("'{job_id}' is not a usable job id")));
+            return Err(Error::config(
+                "job id",
+                format!("'{job_id}' is not a usable job id"),
+            ));
         }
         let settings = BucketSettings::resolve(conf, &dest.bucket)?;
         let store = Store::connect(&settings.store).await?;
@@ -81,6 +82,7 @@ impl Job {
             job_id: job_id.to_string(),
             settings,
             store,
+            published: Default::default(),
         })
     }
 
@@ -89,10 +91,16 @@ impl Job {
     }
 
     pub fn journal_path(&self) -> S3Path {
-        self.dest.child(&format!("{JOURNAL_DIR}/{}.journal", self.job_id))
+        self.dest
+            .child(&format!("{JOURNAL_DIR}/{}.journal", self.job_id))
     }
 
-    fn journal(&self, state: JournalState, uploads: Vec<PendingUpload>, replace_prefixes: Vec<String>) -> Journal {
+    fn journal(
+        &self,
+        state: JournalState,
+        uploads: Vec<PendingUpload>,
+        replace_prefixes: Vec<String>,
+    ) -> Journal {
         Journal {
             version: JOURNAL_VERSION,
             job_id: self.job_id.clone(),
@@ -108,27 +116,43 @@ impl Job {
     /// Writes one of our own small objects with the job's encryption and checks that the store
     /// applied it. Returns what the store reported.
     async fn put_verified(&self, path: &S3Path, body: Vec<u8>) -> Result<Observed> {
-        let (etag, observed) = match self.store.put(&path.bucket, &path.key, body, self.enc(), false).await? {
+        let (etag, observed) = match self
+            .store
+            .put(&path.bucket, &path.key, body, self.enc(), false)
+            .await?
+        {
             PutOutcome::Written { etag, observed } => (etag, observed),
             PutOutcome::Exists => unreachable_exists(path)?,
         };
-        self.verified_observation(path, etag.is_some(), observed).await
+        self.verified_observation(path, etag.is_some(), observed)
+            .await
     }
 
     /// The encryption of an object just written, from the response when it says enough (and the
     /// verify mode allows), else from a HEAD; checked against the request.
-    async fn verified_observation(&self, path: &S3Path, have_etag: bool, observed: Observed) -> Result<Observed> {
+    async fn verified_observation(
+        &self,
+        path: &S3Path,
+        have_etag: bool,
+        observed: Observed,
+    ) -> Result<Observed> {
         let mode = self.settings.commit.verify;
         if mode == VerifyMode::Off {
             return Ok(observed);
         }
-        let observed = if mode == VerifyMode::Auto && have_etag && !observed.is_empty() && self.enc().verify(&observed).is_ok() {
+        let observed = if mode == VerifyMode::Auto
+            && have_etag
+            && !observed.is_empty()
+            && self.enc().verify(&observed).is_ok()
+        {
             observed
         } else {
             match self.store.head(&path.bucket, &path.key, self.enc()).await? {
                 Some(h) => h.observed,
                 None => {
-                    return Err(Error::NotFound { uri: path.to_string() });
+                    return Err(Error::NotFound {
+                        uri: path.to_string(),
+                    });
                 }
             }
         };
@@ -137,18 +161,23 @@ impl Job {
     }
 
     fn check(&self, path: &S3Path, observed: &Observed) -> Result<()> {
-        self.enc().verify(observed).map_err(|actual| Error::EncryptionNotApplied {
-            uri: path.to_string(),
-            requested: self.enc().summary().to_string(),
-            actual,
-            hint: format!(
-                "The store accepted the request but ignored or changed the encryption; use an \
+        self.enc()
+            .verify(observed)
+            .map_err(|actual| Error::EncryptionNotApplied {
+                uri: path.to_string(),
+                requested: self.enc().summary().to_string(),
+                actual,
+                hint: format!(
+                    "The store accepted the request but ignored or changed the encryption; use an \
                  algorithm this store supports ({} is set by {}), or turn it off to rely on the \
                  bucket's default encryption",
-                self.enc().algorithm.name(),
-                self.enc().algorithm_key.as_deref().unwrap_or("fs.s3a.encryption.algorithm")
-            ),
-        })
+                    self.enc().algorithm.name(),
+                    self.enc()
+                        .algorithm_key
+                        .as_deref()
+                        .unwrap_or("fs.s3a.encryption.algorithm")
+                ),
+            })
     }
 
     /// Job setup: records the job in flight and proves, with one small write, that the store
@@ -156,7 +185,8 @@ impl Job {
     pub async fn setup(&self) -> Result<()> {
         let journal = self.journal(JournalState::Started, vec![], vec![]);
         let path = self.journal_path();
-        let body = serde_json::to_vec_pretty(&journal).map_err(|e| Error::document("journal", e))?;
+        let body =
+            serde_json::to_vec_pretty(&journal).map_err(|e| Error::document("journal", e))?;
         if let Err(e) = self.put_verified(&path, body).await {
             // Leave nothing behind; the original error is what the user needs to see.
             let _ = self.store.delete(&path.bucket, &path.key).await;
@@ -167,12 +197,25 @@ impl Job {
 
     /// Task commit: uploads every `(local file, destination uri)` and leaves the uploads pending.
     /// If anything fails, the uploads this call started are aborted before the error returns.
-    pub async fn commit_task(&self, attempt: &str, files: Vec<(PathBuf, String)>) -> Result<PendingSet> {
+    /// `attempt_number` is the engine's (Spark's) retry count of this task, used only by the
+    /// `sealcommit.fault.task-commit` test hook.
+    pub async fn commit_task(
+        &self,
+        attempt: &str,
+        attempt_number: u32,
+        files: Vec<(PathBuf, String)>,
+    ) -> Result<PendingSet> {
         let started: Arc<Mutex<Vec<(String, String, String)>>> = Arc::default();
         let result = self.upload_all(files, &started).await;
         let result = match (result, &self.settings.commit.fault_task_commit) {
-            (Ok(_), Some(f)) if f.strip_prefix("fail-after-upload:").and_then(|n| n.parse().ok()) == attempt_number(attempt) => {
-                Err(Error::Injected(format!("task commit of {attempt} failed after uploading ({f})")))
+            (Ok(_), Some(f))
+                if f.strip_prefix("fail-after-upload:")
+                    .and_then(|n| n.parse::<u32>().ok())
+                    == Some(attempt_number) =>
+            {
+                Err(Error::Injected(format!(
+                    "task commit of {attempt} failed after uploading ({f})"
+                )))
             }
             (r, _) => r,
         };
@@ -182,6 +225,7 @@ impl Job {
                 job_id: self.job_id.clone(),
                 task_attempt: attempt.to_string(),
                 uploads,
+                requests: self.store.counters.snapshot(),
             }),
             Err(e) => {
                 let started = started.lock().map(|s| s.clone()).unwrap_or_default();
@@ -236,7 +280,10 @@ impl Job {
             .map_err(|e| Error::io("read task output", &shown, e))?
             .len();
         let enc = self.enc();
-        let upload_id = self.store.create_upload(&dest.bucket, &dest.key, enc).await?;
+        let upload_id = self
+            .store
+            .create_upload(&dest.bucket, &dest.key, enc)
+            .await?;
         if let Ok(mut s) = started.lock() {
             s.push((dest.bucket.clone(), dest.key.clone(), upload_id.clone()));
         }
@@ -244,9 +291,13 @@ impl Job {
         let nparts = size.div_ceil(part_size).max(1);
         let mut parts: Vec<(i32, String)> = stream::iter(0..nparts)
             .map(|i| {
-                let (local, dest, upload_id, permits, shown) = (&local, &dest, &upload_id, permits.clone(), &shown);
+                let (local, dest, upload_id, permits, shown) =
+                    (&local, &dest, &upload_id, permits.clone(), &shown);
                 async move {
-                    let _permit = permits.acquire().await.map_err(|e| Error::io("upload", shown, std::io::Error::other(e)))?;
+                    let _permit = permits
+                        .acquire()
+                        .await
+                        .map_err(|e| Error::io("upload", shown, std::io::Error::other(e)))?;
                     let offset = i * part_size;
                     let len = part_size.min(size - offset);
                     let body = if len == 0 {
@@ -258,10 +309,15 @@ impl Job {
                             .length(Length::Exact(len))
                             .build()
                             .await
-                            .map_err(|e| Error::io("read task output", shown, std::io::Error::other(e)))?
+                            .map_err(|e| {
+                                Error::io("read task output", shown, std::io::Error::other(e))
+                            })?
                     };
                     let number = (i + 1) as i32;
-                    let etag = self.store.upload_part(&dest.bucket, &dest.key, upload_id, number, body, enc).await?;
+                    let etag = self
+                        .store
+                        .upload_part(&dest.bucket, &dest.key, upload_id, number, body, enc)
+                        .await?;
                     Ok::<_, Error>((number, etag))
                 }
             })
@@ -292,7 +348,10 @@ impl Job {
     /// Aborts every pending upload under the destination whose key carries this job's id: the
     /// leftovers of attempts whose pendingsets never reached the driver.
     async fn abort_strays(&self) -> Result<usize> {
-        let uploads = self.store.list_uploads(&self.dest.bucket, &self.dest.dir_prefix()).await?;
+        let uploads = self
+            .store
+            .list_uploads(&self.dest.bucket, &self.dest.dir_prefix())
+            .await?;
         let strays: Vec<PendingUpload> = uploads
             .into_iter()
             .filter(|u| u.key.contains(&self.job_id))
@@ -318,22 +377,35 @@ impl Job {
 
     /// Job commit. `replace` holds the paths a static overwrite replaces: their old objects are
     /// deleted only after every new object is complete and verified.
-    pub async fn commit_job(&self, pendingsets: Vec<PendingSet>, replace: Vec<String>) -> Result<CommitReport> {
+    pub async fn commit_job(
+        &self,
+        pendingsets: Vec<PendingSet>,
+        replace: Vec<String>,
+    ) -> Result<CommitReport> {
         let t0 = Instant::now();
         let mut uploads = Vec::new();
         let mut seen = HashSet::new();
         for p in pendingsets {
+            for (op, n) in &p.requests {
+                self.store.counters.add(op, *n);
+            }
             if p.job_id != self.job_id {
                 return Err(Error::document(
                     "pendingset",
-                    format!("task {} belongs to job {}, not {}", p.task_attempt, p.job_id, self.job_id),
+                    format!(
+                        "task {} belongs to job {}, not {}",
+                        p.task_attempt, p.job_id, self.job_id
+                    ),
                 ));
             }
             for u in p.uploads {
                 if !seen.insert((u.bucket.clone(), u.key.clone())) {
                     return Err(Error::document(
                         "pendingsets",
-                        format!("{} was committed by two task attempts; refusing to commit duplicates", u.uri()),
+                        format!(
+                            "{} was committed by two task attempts; refusing to commit duplicates",
+                            u.uri()
+                        ),
                     ));
                 }
                 uploads.push(u);
@@ -343,31 +415,57 @@ impl Job {
         for r in replace {
             let p = S3Path::parse(&r)?;
             if p.bucket != self.dest.bucket {
-                return Err(Error::config("path", format!("{r} is outside the job's bucket")));
+                return Err(Error::config(
+                    "path",
+                    format!("{r} is outside the job's bucket"),
+                ));
             }
             replace_prefixes.push(p.dir_prefix());
         }
 
         let journal_path = self.journal_path();
-        let journal = self.journal(JournalState::Committing, uploads.clone(), replace_prefixes.clone());
-        let body = serde_json::to_vec_pretty(&journal).map_err(|e| Error::document("journal", e))?;
+        let journal = self.journal(
+            JournalState::Committing,
+            uploads.clone(),
+            replace_prefixes.clone(),
+        );
+        let body =
+            serde_json::to_vec_pretty(&journal).map_err(|e| Error::document("journal", e))?;
         self.put_verified(&journal_path, body).await?;
 
-        let outcome = self.complete_and_publish(&uploads, &replace_prefixes, t0).await;
-        match outcome {
+        // Phase 1: complete and verify. Nothing old has been touched, so any failure is undone
+        // by deleting what this commit made visible.
+        let files = match self.complete_all(&uploads).await {
+            Ok(files) => files,
+            Err(e) => {
+                log::error!(
+                    "sealcommit: job {} commit failed, rolling back: {e}",
+                    self.job_id
+                );
+                self.roll_back(&uploads).await;
+                return Err(e);
+            }
+        };
+        // Phase 2: the new output is published; replace the old and write _SUCCESS. A failure
+        // here keeps the journal, which records what is left to do.
+        self.published
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        match self.publish(files, &replace_prefixes, t0).await {
             Ok(report) => {
-                self.store.delete(&journal_path.bucket, &journal_path.key).await?;
+                self.store
+                    .delete(&journal_path.bucket, &journal_path.key)
+                    .await?;
                 Ok(report)
             }
-            Err(e) => {
-                log::error!("sealcommit: job {} commit failed, rolling back: {e}", self.job_id);
-                self.roll_back(&uploads).await;
-                Err(e)
-            }
+            Err(e) => Err(Error::Published {
+                destination: self.dest.to_string(),
+                journal: journal_path.to_string(),
+                source: Box::new(e),
+            }),
         }
     }
 
-    async fn complete_and_publish(&self, uploads: &[PendingUpload], replace_prefixes: &[String], t0: Instant) -> Result<CommitReport> {
+    async fn complete_all(&self, uploads: &[PendingUpload]) -> Result<Vec<CommittedFile>> {
         self.fault("after-journal")?;
         let mut files: Vec<CommittedFile> = stream::iter(uploads)
             .map(|u| self.complete_one(u))
@@ -376,7 +474,15 @@ impl Job {
             .await?;
         files.sort_by(|a, b| a.key.cmp(&b.key));
         self.fault("before-replace")?;
+        Ok(files)
+    }
 
+    async fn publish(
+        &self,
+        files: Vec<CommittedFile>,
+        replace_prefixes: &[String],
+        t0: Instant,
+    ) -> Result<CommitReport> {
         let new_keys: HashSet<&str> = files.iter().map(|f| f.key.as_str()).collect();
         let journal_dir = self.dest.child(JOURNAL_DIR).dir_prefix();
         let mut replaced = 0u64;
@@ -396,7 +502,10 @@ impl Job {
 
         let strays = self.abort_strays().await?;
         if strays > 0 {
-            log::info!("sealcommit: job {} aborted {strays} stray uploads of failed attempts", self.job_id);
+            log::info!(
+                "sealcommit: job {} aborted {strays} stray uploads of failed attempts",
+                self.job_id
+            );
         }
         let success = self.dest.child("_SUCCESS");
         let millis = t0.elapsed().as_millis() as u64;
@@ -419,19 +528,32 @@ impl Job {
     /// Completes one upload and checks its size and encryption. A Complete whose response was
     /// lost and retried answers `NoSuchUpload`: then the object must exist with the right size.
     async fn complete_one(&self, u: &PendingUpload) -> Result<CommittedFile> {
-        let path = S3Path { bucket: u.bucket.clone(), key: u.key.clone() };
+        let path = S3Path {
+            bucket: u.bucket.clone(),
+            key: u.key.clone(),
+        };
         let enc = self.enc();
-        let (etag, observed, checked) = match self.store.complete_upload(&u.bucket, &u.key, &u.upload_id, &u.parts, enc, false).await {
+        let (etag, observed, checked) = match self
+            .store
+            .complete_upload(&u.bucket, &u.key, &u.upload_id, &u.parts, enc, false)
+            .await
+        {
             Ok((etag, observed)) => (etag, observed, false),
-            Err(e) if e.code() == Some("NoSuchUpload") => match self.store.head(&u.bucket, &u.key, enc).await? {
-                Some(h) if h.size == u.size => (h.etag, h.observed, true),
-                _ => return Err(e),
-            },
+            Err(e) if e.code() == Some("NoSuchUpload") => {
+                match self.store.head(&u.bucket, &u.key, enc).await? {
+                    Some(h) if h.size == u.size => (h.etag, h.observed, true),
+                    _ => return Err(e),
+                }
+            }
             Err(e) => return Err(e),
         };
         let (etag, observed, size) = if self.settings.commit.verify == VerifyMode::Off {
             (etag, observed, u.size)
-        } else if checked || (self.settings.commit.verify == VerifyMode::Auto && etag.is_some() && !observed.is_empty()) {
+        } else if checked
+            || (self.settings.commit.verify == VerifyMode::Auto
+                && etag.is_some()
+                && !observed.is_empty())
+        {
             self.check(&path, &observed)?;
             (etag, observed, u.size)
         } else {
@@ -447,7 +569,10 @@ impl Job {
                     uri: u.uri(),
                     status: None,
                     code: None,
-                    detail: format!("the object has {} bytes, the task uploaded {}", h.size, u.size),
+                    detail: format!(
+                        "the object has {} bytes, the task uploaded {}",
+                        h.size, u.size
+                    ),
                     hint: String::new(),
                     retryable: false,
                 });
@@ -490,13 +615,29 @@ impl Job {
         let uploads: Vec<PendingUpload> = pendingsets.into_iter().flat_map(|p| p.uploads).collect();
         self.abort_uploads(&uploads).await?;
         self.abort_strays().await?;
+        if self.published.load(std::sync::atomic::Ordering::SeqCst) {
+            log::warn!(
+                "sealcommit: job {} was aborted after publishing its output; keeping its journal",
+                self.job_id
+            );
+            return Ok(());
+        }
         let j = self.journal_path();
         self.store.delete(&j.bucket, &j.key).await
     }
 
-    fn success_data(&self, files: &[CommittedFile], requests: BTreeMap<String, u64>, replaced: u64, millis: u64) -> SuccessData {
+    fn success_data(
+        &self,
+        files: &[CommittedFile],
+        requests: BTreeMap<String, u64>,
+        replaced: u64,
+        millis: u64,
+    ) -> SuccessData {
         let now = SystemTime::now();
-        let timestamp = now.duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
+        let timestamp = now
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0);
         let bytes: u64 = files.iter().map(|f| f.size).sum();
         let mut metrics = BTreeMap::new();
         metrics.insert("files_committed".to_string(), files.len() as u64);
@@ -509,7 +650,10 @@ impl Job {
         let mut diagnostics = BTreeMap::new();
         diagnostics.insert("destination".to_string(), self.dest.to_string());
         diagnostics.insert("encryption".to_string(), self.enc().summary().to_string());
-        diagnostics.insert("verify".to_string(), format!("{:?}", self.settings.commit.verify).to_lowercase());
+        diagnostics.insert(
+            "verify".to_string(),
+            format!("{:?}", self.settings.commit.verify).to_lowercase(),
+        );
         SuccessData {
             name: SUCCESS_NAME.to_string(),
             timestamp,
@@ -542,17 +686,7 @@ impl Job {
 
 fn unreachable_exists<T>(path: &S3Path) -> Result<T> {
     // An unconditional PUT never answers "exists"; treat it as a store fault if it does.
-    Err(Error::AlreadyExists { uri: path.to_string() })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn attempt_numbers() {
-        assert_eq!(attempt_number("attempt_202611240512_0003_m_000001_0"), Some(0));
-        assert_eq!(attempt_number("attempt_202611240512_0003_m_000001_12"), Some(12));
-        assert_eq!(attempt_number("x"), None);
-    }
+    Err(Error::AlreadyExists {
+        uri: path.to_string(),
+    })
 }

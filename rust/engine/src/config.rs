@@ -154,7 +154,10 @@ impl Conf {
             let rest = match rest.strip_prefix("bucket.") {
                 // sealcommit.bucket.<bucket>.<setting>; bucket names contain no '.' here only
                 // when the setting itself is found after the first known suffix match.
-                Some(b) => match SEALCOMMIT_KEYS.iter().find(|k| b.ends_with(&format!(".{k}"))) {
+                Some(b) => match SEALCOMMIT_KEYS
+                    .iter()
+                    .find(|k| b.ends_with(&format!(".{k}")))
+                {
                     Some(k) => *k,
                     None => b,
                 },
@@ -176,7 +179,12 @@ impl Conf {
 
     /// Looks up an encryption setting at one S3A level (`fs.s3a.` or `fs.s3a.bucket.<b>.`),
     /// reading the current name and the legacy one; both set to different values is an error.
-    fn s3a_level_alias(&self, prefix: &str, current: &str, legacy: &str) -> Result<Option<Sourced<String>>> {
+    fn s3a_level_alias(
+        &self,
+        prefix: &str,
+        current: &str,
+        legacy: &str,
+    ) -> Result<Option<Sourced<String>>> {
         let a = self.sourced(format!("{prefix}{current}"));
         let b = self.sourced(format!("{prefix}{legacy}"));
         match (a, b) {
@@ -195,7 +203,12 @@ impl Conf {
 
     /// An encryption setting, in precedence order: sealcommit per bucket, sealcommit global,
     /// S3A per bucket (current or legacy name), S3A global (current or legacy name).
-    fn encryption_setting(&self, bucket: &str, rest: &str, legacy: Option<&str>) -> Result<Option<Sourced<String>>> {
+    fn encryption_setting(
+        &self,
+        bucket: &str,
+        rest: &str,
+        legacy: Option<&str>,
+    ) -> Result<Option<Sourced<String>>> {
         if let Some(v) = self.own(bucket, &format!("encryption.{rest}")) {
             return Ok(Some(v));
         }
@@ -214,7 +227,11 @@ impl Conf {
 
     /// The encryption to apply to new objects in `bucket`.
     pub fn encryption(&self, bucket: &str) -> Result<EncryptionSpec> {
-        let algorithm = self.encryption_setting(bucket, "algorithm", Some("server-side-encryption-algorithm"))?;
+        let algorithm = self.encryption_setting(
+            bucket,
+            "algorithm",
+            Some("server-side-encryption-algorithm"),
+        )?;
         let key = self.encryption_setting(bucket, "key", Some("server-side-encryption.key"))?;
         let context = self.encryption_setting(bucket, "context", None)?;
         let algo = match &algorithm {
@@ -231,7 +248,14 @@ impl Conf {
         }
     }
 
-    pub fn usize_own(&self, bucket: &str, rest: &str, default: usize, min: usize, max: usize) -> Result<usize> {
+    pub fn usize_own(
+        &self,
+        bucket: &str,
+        rest: &str,
+        default: usize,
+        min: usize,
+        max: usize,
+    ) -> Result<usize> {
         match self.own(bucket, rest) {
             Some(v) => {
                 let n: usize = v.value.parse().map_err(|_| {
@@ -254,7 +278,10 @@ pub fn parse_bool(v: &Sourced<String>) -> Result<bool> {
     match v.value.to_ascii_lowercase().as_str() {
         "true" | "yes" | "1" => Ok(true),
         "false" | "no" | "0" => Ok(false),
-        other => Err(Error::config(&v.key, format!("'{other}' is not true or false"))),
+        other => Err(Error::config(
+            &v.key,
+            format!("'{other}' is not true or false"),
+        )),
     }
 }
 
@@ -283,7 +310,12 @@ pub fn parse_size(v: &Sourced<String>) -> Result<u64> {
         .parse::<u64>()
         .ok()
         .and_then(|n| n.checked_mul(mult))
-        .ok_or_else(|| Error::config(&v.key, format!("'{s}' is not a size such as 67108864 or 64M")))
+        .ok_or_else(|| {
+            Error::config(
+                &v.key,
+                format!("'{s}' is not a size such as 67108864 or 64M"),
+            )
+        })
 }
 
 /// How to reach the store for one bucket.
@@ -388,15 +420,23 @@ impl StoreConfig {
             (Some(a), Some(s)) => Ok(CredentialsConfig::Static {
                 access_key: a.value,
                 secret_key: SecretHash(s.value),
-                session_token: conf.s3a(bucket, "session.token").map(|t| SecretHash(t.value)),
+                session_token: conf
+                    .s3a(bucket, "session.token")
+                    .map(|t| SecretHash(t.value)),
             }),
             (Some(a), None) => Err(Error::config(
                 a.key.replace("access.key", "secret.key"),
-                format!("{} is set but the secret key is not; set both or neither", a.key),
+                format!(
+                    "{} is set but the secret key is not; set both or neither",
+                    a.key
+                ),
             )),
             (None, Some(s)) => Err(Error::config(
                 s.key.replace("secret.key", "access.key"),
-                format!("{} is set but the access key is not; set both or neither", s.key),
+                format!(
+                    "{} is set but the access key is not; set both or neither",
+                    s.key
+                ),
             )),
             (None, None) => Ok(CredentialsConfig::DefaultChain),
         }
@@ -436,7 +476,10 @@ pub const MAX_PART_SIZE: u64 = 5 << 30;
 
 impl CommitConfig {
     pub fn resolve(conf: &Conf, bucket: &str) -> Result<CommitConfig> {
-        let part_size = match conf.own(bucket, "part-size").or_else(|| conf.s3a(bucket, "multipart.size")) {
+        let part_size = match conf
+            .own(bucket, "part-size")
+            .or_else(|| conf.s3a(bucket, "multipart.size"))
+        {
             Some(v) => {
                 let n = parse_size(&v)?;
                 if !(MIN_PART_SIZE..=MAX_PART_SIZE).contains(&n) {
@@ -517,7 +560,8 @@ impl BucketSettings {
 
 /// Parses durations like `30s`, `5m`, `2h`, `1d`.
 pub fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
-    humantime::parse_duration(s).map_err(|e| format!("'{s}' is not a duration such as 30s, 5m, 2h: {e}"))
+    humantime::parse_duration(s)
+        .map_err(|e| format!("'{s}' is not a duration such as 30s, 5m, 2h: {e}"))
 }
 
 #[cfg(test)]
@@ -539,7 +583,10 @@ mod tests {
         let e = c.encryption("tenant1").unwrap();
         assert_eq!(e.algorithm, Algorithm::SseKms);
         assert_eq!(e.kms_key_id(), Some("tenant1-key"));
-        assert_eq!(e.key_source.as_deref(), Some("fs.s3a.bucket.tenant1.encryption.key"));
+        assert_eq!(
+            e.key_source.as_deref(),
+            Some("fs.s3a.bucket.tenant1.encryption.key")
+        );
         let e = c.encryption("other").unwrap();
         assert_eq!(e.kms_key_id(), Some("global-key"));
     }
@@ -553,7 +600,10 @@ mod tests {
         let e = c.encryption("b").unwrap();
         assert_eq!(e.algorithm, Algorithm::SseKms);
         assert_eq!(e.kms_key_id(), Some("legacy-key"));
-        assert_eq!(e.key_source.as_deref(), Some("fs.s3a.server-side-encryption.key"));
+        assert_eq!(
+            e.key_source.as_deref(),
+            Some("fs.s3a.server-side-encryption.key")
+        );
     }
 
     #[test]
@@ -563,8 +613,14 @@ mod tests {
             ("fs.s3a.bucket.b.server-side-encryption-algorithm", "SSE-S3"),
         ]);
         let err = c.encryption("b").unwrap_err().to_string();
-        assert!(err.contains("fs.s3a.bucket.b.encryption.algorithm"), "{err}");
-        assert!(err.contains("fs.s3a.bucket.b.server-side-encryption-algorithm"), "{err}");
+        assert!(
+            err.contains("fs.s3a.bucket.b.encryption.algorithm"),
+            "{err}"
+        );
+        assert!(
+            err.contains("fs.s3a.bucket.b.server-side-encryption-algorithm"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -595,22 +651,37 @@ mod tests {
         let c = conf(&[("sealcommit.verfy", "head")]);
         let err = c.check_own_keys().unwrap_err().to_string();
         assert!(err.contains("sealcommit.verfy"), "{err}");
-        let ok = conf(&[("sealcommit.bucket.my.bucket.verify", "head"), ("sealcommit.part-size", "8M")]);
+        let ok = conf(&[
+            ("sealcommit.bucket.my.bucket.verify", "head"),
+            ("sealcommit.part-size", "8M"),
+        ]);
         ok.check_own_keys().unwrap();
     }
 
     #[test]
     fn endpoint_scheme_follows_ssl_setting() {
-        let c = conf(&[("fs.s3a.endpoint", "host:9000"), ("fs.s3a.connection.ssl.enabled", "false")]);
-        assert_eq!(StoreConfig::resolve(&c, "b").unwrap().endpoint.as_deref(), Some("http://host:9000"));
+        let c = conf(&[
+            ("fs.s3a.endpoint", "host:9000"),
+            ("fs.s3a.connection.ssl.enabled", "false"),
+        ]);
+        assert_eq!(
+            StoreConfig::resolve(&c, "b").unwrap().endpoint.as_deref(),
+            Some("http://host:9000")
+        );
         let c = conf(&[("fs.s3a.endpoint", "host:9000")]);
-        assert_eq!(StoreConfig::resolve(&c, "b").unwrap().endpoint.as_deref(), Some("https://host:9000"));
+        assert_eq!(
+            StoreConfig::resolve(&c, "b").unwrap().endpoint.as_deref(),
+            Some("https://host:9000")
+        );
         let c = conf(&[("fs.s3a.bucket.b.endpoint", "http://h:1/")]);
         let s = StoreConfig::resolve(&c, "b").unwrap();
         assert_eq!(s.endpoint.as_deref(), Some("http://h:1"));
         assert!(s.is_http());
         let c = conf(&[("fs.s3a.endpoint", "ftp://h")]);
-        assert!(StoreConfig::resolve(&c, "b").unwrap_err().to_string().contains("fs.s3a.endpoint"));
+        assert!(StoreConfig::resolve(&c, "b")
+            .unwrap_err()
+            .to_string()
+            .contains("fs.s3a.endpoint"));
     }
 
     #[test]
@@ -619,7 +690,10 @@ mod tests {
         let err = StoreConfig::resolve(&c, "b").unwrap_err().to_string();
         assert!(err.contains("fs.s3a.access.key"), "{err}");
         assert!(!err.contains("TOPSECRET"));
-        let c = conf(&[("fs.s3a.access.key", "AK"), ("fs.s3a.secret.key", "TOPSECRET")]);
+        let c = conf(&[
+            ("fs.s3a.access.key", "AK"),
+            ("fs.s3a.secret.key", "TOPSECRET"),
+        ]);
         let s = StoreConfig::resolve(&c, "b").unwrap();
         assert!(!format!("{s:?}").contains("TOPSECRET"));
         assert!(!format!("{c:?}").contains("TOPSECRET"));
@@ -627,7 +701,10 @@ mod tests {
 
     #[test]
     fn sizes_parse_like_hadoop() {
-        let v = |s: &str| Sourced { value: s.to_string(), key: "k".into() };
+        let v = |s: &str| Sourced {
+            value: s.to_string(),
+            key: "k".into(),
+        };
         assert_eq!(parse_size(&v("64M")).unwrap(), 64 << 20);
         assert_eq!(parse_size(&v("1048576")).unwrap(), 1 << 20);
         assert_eq!(parse_size(&v("2g")).unwrap(), 2 << 30);
@@ -640,7 +717,10 @@ mod tests {
         let c = conf(&[("fs.s3a.multipart.size", "1M")]);
         let err = CommitConfig::resolve(&c, "b").unwrap_err().to_string();
         assert!(err.contains("fs.s3a.multipart.size"), "{err}");
-        let c = conf(&[("sealcommit.part-size", "8M"), ("fs.s3a.multipart.size", "1M")]);
+        let c = conf(&[
+            ("sealcommit.part-size", "8M"),
+            ("fs.s3a.multipart.size", "1M"),
+        ]);
         assert_eq!(CommitConfig::resolve(&c, "b").unwrap().part_size, 8 << 20);
     }
 

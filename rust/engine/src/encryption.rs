@@ -36,9 +36,11 @@ impl Algorithm {
             "SSE-KMS" | "AWS:KMS" => Ok(Algorithm::SseKms),
             "DSSE-KMS" | "AWS:KMS:DSSE" => Ok(Algorithm::DsseKms),
             "SSE-C" => Ok(Algorithm::SseC),
-            "CSE-KMS" => Err("'CSE-KMS' (client-side encryption) is not supported by sealcommit; \
+            "CSE-KMS" => Err(
+                "'CSE-KMS' (client-side encryption) is not supported by sealcommit; \
                                use SSE-KMS, DSSE-KMS, SSE-S3 or SSE-C"
-                .to_string()),
+                    .to_string(),
+            ),
             other => Err(format!(
                 "'{other}' is not an encryption algorithm; use one of SSE-KMS, SSE-S3 (or AES256), \
                  DSSE-KMS, SSE-C, or none"
@@ -109,12 +111,14 @@ impl std::fmt::Display for EncryptionSummary {
 pub fn encode_context(s: &str) -> std::result::Result<String, String> {
     let mut map = serde_json::Map::new();
     for item in s.split(',').map(str::trim).filter(|i| !i.is_empty()) {
-        let (k, v) = item
-            .split_once('=')
-            .ok_or_else(|| format!("'{item}' is not of the form key=value (expected 'k1=v1, k2=v2')"))?;
+        let (k, v) = item.split_once('=').ok_or_else(|| {
+            format!("'{item}' is not of the form key=value (expected 'k1=v1, k2=v2')")
+        })?;
         let (k, v) = (k.trim(), v.trim());
         if k.is_empty() {
-            return Err(format!("'{item}' has an empty key (expected 'k1=v1, k2=v2')"));
+            return Err(format!(
+                "'{item}' has an empty key (expected 'k1=v1, k2=v2')"
+            ));
         }
         map.insert(k.to_string(), serde_json::Value::String(v.to_string()));
     }
@@ -154,7 +158,10 @@ impl EncryptionSpec {
                 Algorithm::SseKms | Algorithm::DsseKms => {}
                 Algorithm::SseC => {
                     let raw = B64.decode(k.value.trim()).map_err(|_| {
-                        Error::config(&k.key, "the SSE-C key is not valid base64 (expected base64 of a 256-bit key)")
+                        Error::config(
+                            &k.key,
+                            "the SSE-C key is not valid base64 (expected base64 of a 256-bit key)",
+                        )
                     })?;
                     if raw.len() != 32 {
                         return Err(Error::config(
@@ -173,13 +180,16 @@ impl EncryptionSpec {
             }
         } else if algorithm == Algorithm::SseC {
             return Err(Error::config(
-                spec.algorithm_key.clone().unwrap_or_else(|| "fs.s3a.encryption.algorithm".into()),
+                spec.algorithm_key
+                    .clone()
+                    .unwrap_or_else(|| "fs.s3a.encryption.algorithm".into()),
                 "SSE-C needs a key: set fs.s3a.encryption.key to the base64 of a 256-bit key",
             ));
         }
         if let Some(c) = context {
             if uses_kms {
-                spec.context_b64 = Some(encode_context(&c.value).map_err(|m| Error::config(&c.key, m))?);
+                spec.context_b64 =
+                    Some(encode_context(&c.value).map_err(|m| Error::config(&c.key, m))?);
                 spec.context_source = Some(c.key);
             }
         }
@@ -221,12 +231,17 @@ impl EncryptionSpec {
     pub fn verify(&self, observed: &Observed) -> std::result::Result<(), String> {
         let ok = match self.algorithm {
             Algorithm::None => true,
-            Algorithm::SseS3 => observed.algorithm.as_deref() == Some("AES256") && observed.sse_c_md5.is_none(),
+            Algorithm::SseS3 => {
+                observed.algorithm.as_deref() == Some("AES256") && observed.sse_c_md5.is_none()
+            }
             Algorithm::SseKms | Algorithm::DsseKms => {
                 observed.algorithm.as_deref() == self.algorithm.header()
                     && match self.kms_key_id() {
                         None => true,
-                        Some(want) => observed.kms_key_id.as_deref().is_some_and(|got| kms_keys_match(want, got)),
+                        Some(want) => observed
+                            .kms_key_id
+                            .as_deref()
+                            .is_some_and(|got| kms_keys_match(want, got)),
                     }
             }
             Algorithm::SseC => observed.sse_c_md5.is_some() && observed.sse_c_md5 == self.sse_c_md5,
@@ -321,19 +336,48 @@ macro_rules! impl_apply {
 use aws_sdk_s3::operation as ops;
 
 impl EncryptionSpec {
-    impl_apply!(apply_put, ops::put_object::builders::PutObjectFluentBuilder, full, apply_put_c);
+    impl_apply!(
+        apply_put,
+        ops::put_object::builders::PutObjectFluentBuilder,
+        full,
+        apply_put_c
+    );
     impl_apply!(
         apply_create,
         ops::create_multipart_upload::builders::CreateMultipartUploadFluentBuilder,
         full,
         apply_create_c
     );
-    impl_apply!(apply_put_c, ops::put_object::builders::PutObjectFluentBuilder, sse_c);
-    impl_apply!(apply_create_c, ops::create_multipart_upload::builders::CreateMultipartUploadFluentBuilder, sse_c);
-    impl_apply!(apply_upload_part, ops::upload_part::builders::UploadPartFluentBuilder, sse_c);
-    impl_apply!(apply_complete, ops::complete_multipart_upload::builders::CompleteMultipartUploadFluentBuilder, sse_c);
-    impl_apply!(apply_head, ops::head_object::builders::HeadObjectFluentBuilder, sse_c);
-    impl_apply!(apply_get, ops::get_object::builders::GetObjectFluentBuilder, sse_c);
+    impl_apply!(
+        apply_put_c,
+        ops::put_object::builders::PutObjectFluentBuilder,
+        sse_c
+    );
+    impl_apply!(
+        apply_create_c,
+        ops::create_multipart_upload::builders::CreateMultipartUploadFluentBuilder,
+        sse_c
+    );
+    impl_apply!(
+        apply_upload_part,
+        ops::upload_part::builders::UploadPartFluentBuilder,
+        sse_c
+    );
+    impl_apply!(
+        apply_complete,
+        ops::complete_multipart_upload::builders::CompleteMultipartUploadFluentBuilder,
+        sse_c
+    );
+    impl_apply!(
+        apply_head,
+        ops::head_object::builders::HeadObjectFluentBuilder,
+        sse_c
+    );
+    impl_apply!(
+        apply_get,
+        ops::get_object::builders::GetObjectFluentBuilder,
+        sse_c
+    );
 }
 
 #[cfg(test)]
@@ -341,39 +385,64 @@ mod tests {
     use super::*;
 
     fn src(v: &str, k: &str) -> Option<Sourced<String>> {
-        Some(Sourced { value: v.into(), key: k.into() })
+        Some(Sourced {
+            value: v.into(),
+            key: k.into(),
+        })
     }
 
     #[test]
     fn context_is_base64_json() {
         let b = encode_context("project=alpha, team = data").unwrap();
         let json: serde_json::Value = serde_json::from_slice(&B64.decode(b).unwrap()).unwrap();
-        assert_eq!(json, serde_json::json!({"project": "alpha", "team": "data"}));
+        assert_eq!(
+            json,
+            serde_json::json!({"project": "alpha", "team": "data"})
+        );
         assert!(encode_context("novalue").unwrap_err().contains("novalue"));
     }
 
     #[test]
     fn malformed_context_names_the_key() {
-        let err = EncryptionSpec::new(Algorithm::SseKms, None, None, src("oops", "fs.s3a.encryption.context"))
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("fs.s3a.encryption.context") && err.contains("oops"), "{err}");
+        let err = EncryptionSpec::new(
+            Algorithm::SseKms,
+            None,
+            None,
+            src("oops", "fs.s3a.encryption.context"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("fs.s3a.encryption.context") && err.contains("oops"),
+            "{err}"
+        );
     }
 
     #[test]
     fn sse_c_key_must_be_32_bytes_and_never_echoed() {
         let short = B64.encode([7u8; 16]);
-        let err = EncryptionSpec::new(Algorithm::SseC, None, src(&short, "fs.s3a.encryption.key"), None)
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("32-byte") && err.contains("fs.s3a.encryption.key"), "{err}");
+        let err = EncryptionSpec::new(
+            Algorithm::SseC,
+            None,
+            src(&short, "fs.s3a.encryption.key"),
+            None,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("32-byte") && err.contains("fs.s3a.encryption.key"),
+            "{err}"
+        );
         assert!(!err.contains(&short));
         let good = B64.encode([7u8; 32]);
         let spec = EncryptionSpec::new(Algorithm::SseC, None, src(&good, "k"), None).unwrap();
         assert_eq!(spec.kms_key_id(), None);
         let s = spec.summary();
         assert_eq!(s.algorithm, "SSE-C");
-        assert_eq!(s.sse_c_key_md5.as_deref(), Some(B64.encode(Md5::digest([7u8; 32])).as_str()));
+        assert_eq!(
+            s.sse_c_key_md5.as_deref(),
+            Some(B64.encode(Md5::digest([7u8; 32])).as_str())
+        );
         assert!(!format!("{spec:?}").contains(&good));
         assert!(!serde_json::to_string(&s).unwrap().contains(&good));
     }
@@ -387,8 +456,13 @@ mod tests {
             sse_c_md5: None,
         };
         assert!(spec.verify(&obs("aws:kms", "key-1")).is_ok());
-        assert!(spec.verify(&obs("aws:kms", "arn:aws:kms:us-east-1:1:key/key-1")).is_ok());
-        assert!(spec.verify(&obs("aws:kms", "key-2")).unwrap_err().contains("key-2"));
+        assert!(spec
+            .verify(&obs("aws:kms", "arn:aws:kms:us-east-1:1:key/key-1"))
+            .is_ok());
+        assert!(spec
+            .verify(&obs("aws:kms", "key-2"))
+            .unwrap_err()
+            .contains("key-2"));
         assert!(spec.verify(&obs("AES256", "key-1")).is_err());
         assert_eq!(spec.verify(&Observed::default()).unwrap_err(), "none");
     }
@@ -398,7 +472,10 @@ mod tests {
         let spec = EncryptionSpec::new(Algorithm::SseS3, None, None, None).unwrap();
         assert!(spec.verify(&Observed::default()).is_err());
         assert!(spec
-            .verify(&Observed { algorithm: Some("AES256".into()), ..Default::default() })
+            .verify(&Observed {
+                algorithm: Some("AES256".into()),
+                ..Default::default()
+            })
             .is_ok());
     }
 }

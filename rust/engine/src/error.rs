@@ -68,6 +68,20 @@ pub enum Error {
     #[error("cannot read {what}: {message}")]
     Document { what: String, message: String },
 
+    /// Job commit failed after the new output became visible: it cannot be rolled back without
+    /// losing data, so the journal is kept with what is left to do.
+    #[error(
+        "job commit of {destination} failed after its new files were completed and verified: \
+         {source}. The new files are visible; what is left (deleting the files the overwrite \
+         replaces, writing _SUCCESS) is recorded in the journal {journal}"
+    )]
+    Published {
+        destination: String,
+        journal: String,
+        #[source]
+        source: Box<Error>,
+    },
+
     /// The job was failed on purpose by a `sealcommit.fault.*` setting (tests only).
     #[error("injected fault: {0}")]
     Injected(String),
@@ -114,7 +128,13 @@ impl Error {
 
     /// Whether the same request may succeed if tried again later.
     pub fn is_retryable(&self) -> bool {
-        matches!(self, Error::Store { retryable: true, .. })
+        matches!(
+            self,
+            Error::Store {
+                retryable: true,
+                ..
+            }
+        )
     }
 
     /// The HTTP status of a failed store request, if any.

@@ -37,6 +37,9 @@ pub struct PendingSet {
     pub job_id: String,
     pub task_attempt: String,
     pub uploads: Vec<PendingUpload>,
+    /// Requests the task commit sent, by S3 operation.
+    #[serde(default)]
+    pub requests: BTreeMap<String, u64>,
 }
 
 impl PendingSet {
@@ -46,7 +49,8 @@ impl PendingSet {
     }
 
     pub fn from_json(s: &str) -> Result<PendingSet> {
-        let p: PendingSet = serde_json::from_str(s).map_err(|e| Error::document("pendingset", e))?;
+        let p: PendingSet =
+            serde_json::from_str(s).map_err(|e| Error::document("pendingset", e))?;
         if p.version != PENDINGSET_VERSION {
             return Err(Error::document(
                 "pendingset",
@@ -106,7 +110,8 @@ pub struct SealSection {
     /// Whether every file's encryption was checked against the store.
     pub verified: bool,
     pub files: Vec<CommittedFile>,
-    /// Requests sent by the job commit, by S3 operation (the `_SUCCESS` PUT included).
+    /// Requests sent by the job (setup, task commits and job commit, the `_SUCCESS` PUT
+    /// included), by S3 operation.
     pub requests: BTreeMap<String, u64>,
     pub replaced_objects: u64,
     pub commit_millis: u64,
@@ -170,6 +175,7 @@ mod tests {
             job_id: "j".into(),
             task_attempt: "attempt_1_0001_m_000000_0".into(),
             uploads: vec![upload()],
+            requests: [("UploadPart".to_string(), 2)].into_iter().collect(),
         };
         let json = p.to_json();
         assert_eq!(PendingSet::from_json(&json).unwrap(), p);
@@ -185,6 +191,7 @@ mod tests {
             job_id: "j".into(),
             task_attempt: "a".into(),
             uploads: vec![],
+            requests: BTreeMap::new(),
         };
         let err = PendingSet::from_json(&p.to_json()).unwrap_err().to_string();
         assert!(err.contains("version 99"), "{err}");

@@ -14,7 +14,12 @@ fn threads() -> usize {
         .ok()
         .and_then(|v| v.parse().ok())
         .filter(|n: &usize| *n > 0)
-        .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2).max(2))
+        .unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2)
+                .max(2)
+        })
 }
 
 pub fn runtime() -> Result<&'static tokio::runtime::Runtime> {
@@ -28,7 +33,13 @@ pub fn runtime() -> Result<&'static tokio::runtime::Runtime> {
                 .map_err(|e| e.to_string())
         })
         .as_ref()
-        .map_err(|e| Error::io("start the I/O runtime", "tokio", std::io::Error::other(e.clone())))
+        .map_err(|e| {
+            Error::io(
+                "start the I/O runtime",
+                "tokio",
+                std::io::Error::other(e.clone()),
+            )
+        })
 }
 
 /// Runs a future to completion on the shared runtime, from a thread that is not a runtime worker.

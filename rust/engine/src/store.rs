@@ -27,13 +27,15 @@ use crate::error::{Error, Result};
 /// Reads and validates a PEM CA bundle (a malformed PEM would otherwise make the SDK panic on
 /// the first request).
 pub fn load_ca_file(path: &str, setting: &str) -> Result<Vec<u8>> {
-    let pem = std::fs::read(path).map_err(|e| {
-        Error::config(setting, format!("cannot read the CA file '{path}': {e}"))
-    })?;
+    let pem = std::fs::read(path)
+        .map_err(|e| Error::config(setting, format!("cannot read the CA file '{path}': {e}")))?;
     let mut count = 0;
     for cert in CertificateDer::pem_slice_iter(&pem) {
         cert.map_err(|e| {
-            Error::config(setting, format!("'{path}' is not a valid PEM certificate bundle: {e:?}"))
+            Error::config(
+                setting,
+                format!("'{path}' is not a valid PEM certificate bundle: {e:?}"),
+            )
         })?;
         count += 1;
     }
@@ -158,7 +160,10 @@ where
 {
     let status = err.raw_response().map(|r| r.status_code());
     let (code, message) = match &err {
-        SdkError::ServiceError(_) => (err.code().map(str::to_string), err.message().map(str::to_string)),
+        SdkError::ServiceError(_) => (
+            err.code().map(str::to_string),
+            err.message().map(str::to_string),
+        ),
         _ => (None, None),
     };
     let detail = match (&status, &code, &message) {
@@ -201,25 +206,38 @@ fn hint(ctx: &Ctx<'_>, status: Option<u16>, code: Option<&str>, detail: &str) ->
     let lower = detail.to_ascii_lowercase();
     let enc = ctx.enc;
     let kms_key = enc.and_then(|e| e.kms_key_id()).unwrap_or("(none given)");
-    let key_setting = enc.map(|e| e.key_setting()).unwrap_or_else(|| "fs.s3a.encryption.key".into());
+    let key_setting = enc
+        .map(|e| e.key_setting())
+        .unwrap_or_else(|| "fs.s3a.encryption.key".into());
     let bucket = ctx.bucket;
-    if lower.contains("failed to retrieve the actual key") || (lower.contains("kms") && lower.contains("not found")) {
+    if lower.contains("failed to retrieve the actual key")
+        || (lower.contains("kms") && lower.contains("not found"))
+    {
         return format!(
             "The store could not use KMS key '{kms_key}': check that the key id exists in the \
              store's KMS and is spelled right; it comes from {key_setting}"
         );
     }
-    if lower.contains("kms.notfoundexception") || lower.contains("invalid arn") || code == Some("KMS.NotFoundException") {
+    if lower.contains("kms.notfoundexception")
+        || lower.contains("invalid arn")
+        || code == Some("KMS.NotFoundException")
+    {
         return format!("KMS key '{kms_key}' does not exist (invalid ARN): fix {key_setting}");
     }
-    if lower.contains("kms:generatedatakey") || lower.contains("kms:decrypt") || (status == Some(403) && lower.contains("kms")) {
+    if lower.contains("kms:generatedatakey")
+        || lower.contains("kms:decrypt")
+        || (status == Some(403) && lower.contains("kms"))
+    {
         return format!(
             "The credentials may not use KMS key '{kms_key}' (writes need kms:GenerateDataKey, \
              reads kms:Decrypt): grant it to these credentials (for vended credentials, tell the \
              catalog the bucket's key), or change {key_setting}"
         );
     }
-    if lower.contains("unknownissuer") || lower.contains("invalid peer certificate") || lower.contains("certificate") {
+    if lower.contains("unknownissuer")
+        || lower.contains("invalid peer certificate")
+        || lower.contains("certificate")
+    {
         return "The server's TLS certificate is not trusted: set sealcommit.tls.ca-file to the \
                 PEM file of the CA that signed it"
             .to_string();
@@ -283,7 +301,10 @@ pub struct ListedUpload {
 /// Outcome of a conditional PUT.
 #[derive(Debug)]
 pub enum PutOutcome {
-    Written { etag: Option<String>, observed: Observed },
+    Written {
+        etag: Option<String>,
+        observed: Observed,
+    },
     /// `If-None-Match: *` failed: the object exists.
     Exists,
 }
@@ -295,7 +316,11 @@ pub struct Store {
     pub counters: Arc<Counters>,
 }
 
-fn observed(alg: Option<&aws_sdk_s3::types::ServerSideEncryption>, kms: Option<&str>, md5: Option<&str>) -> Observed {
+fn observed(
+    alg: Option<&aws_sdk_s3::types::ServerSideEncryption>,
+    kms: Option<&str>,
+    md5: Option<&str>,
+) -> Observed {
     Observed {
         algorithm: alg.map(|a| a.as_str().to_string()),
         kms_key_id: kms.map(str::to_string),
@@ -304,7 +329,8 @@ fn observed(alg: Option<&aws_sdk_s3::types::ServerSideEncryption>, kms: Option<&
 }
 
 fn nonempty(s: Option<&str>) -> Option<String> {
-    s.map(|s| s.trim_matches('"').to_string()).filter(|s| !s.is_empty())
+    s.map(|s| s.trim_matches('"').to_string())
+        .filter(|s| !s.is_empty())
 }
 
 impl Store {
@@ -328,38 +354,81 @@ impl Store {
         if_none_match: bool,
     ) -> Result<PutOutcome> {
         self.count("PutObject");
-        let mut req = enc.apply_put(self.client.put_object().bucket(bucket).key(key).body(ByteStream::from(body)));
+        let mut req = enc.apply_put(
+            self.client
+                .put_object()
+                .bucket(bucket)
+                .key(key)
+                .body(ByteStream::from(body)),
+        );
         if if_none_match {
             req = req.if_none_match("*");
         }
         match req.send().await {
             Ok(out) => Ok(PutOutcome::Written {
                 etag: nonempty(out.e_tag()),
-                observed: observed(out.server_side_encryption(), out.ssekms_key_id(), out.sse_customer_key_md5()),
+                observed: observed(
+                    out.server_side_encryption(),
+                    out.ssekms_key_id(),
+                    out.sse_customer_key_md5(),
+                ),
             }),
-            Err(e) if if_none_match && e.raw_response().is_some_and(|r| r.status().as_u16() == 412) => {
+            Err(e)
+                if if_none_match
+                    && e.raw_response().is_some_and(|r| r.status().as_u16() == 412) =>
+            {
                 Ok(PutOutcome::Exists)
             }
-            Err(e) => Err(map_sdk_err(&Ctx { op: "PutObject", bucket, key, enc: Some(enc) }, e)),
+            Err(e) => Err(map_sdk_err(
+                &Ctx {
+                    op: "PutObject",
+                    bucket,
+                    key,
+                    enc: Some(enc),
+                },
+                e,
+            )),
         }
     }
 
-    pub async fn create_upload(&self, bucket: &str, key: &str, enc: &EncryptionSpec) -> Result<String> {
+    pub async fn create_upload(
+        &self,
+        bucket: &str,
+        key: &str,
+        enc: &EncryptionSpec,
+    ) -> Result<String> {
         self.count("CreateMultipartUpload");
         let out = enc
-            .apply_create(self.client.create_multipart_upload().bucket(bucket).key(key))
+            .apply_create(
+                self.client
+                    .create_multipart_upload()
+                    .bucket(bucket)
+                    .key(key),
+            )
             .send()
             .await
-            .map_err(|e| map_sdk_err(&Ctx { op: "CreateMultipartUpload", bucket, key, enc: Some(enc) }, e))?;
-        out.upload_id().map(str::to_string).ok_or_else(|| Error::Store {
-            op: "CreateMultipartUpload",
-            uri: format!("s3a://{bucket}/{key}"),
-            status: None,
-            code: None,
-            detail: "the response has no upload id".into(),
-            hint: String::new(),
-            retryable: false,
-        })
+            .map_err(|e| {
+                map_sdk_err(
+                    &Ctx {
+                        op: "CreateMultipartUpload",
+                        bucket,
+                        key,
+                        enc: Some(enc),
+                    },
+                    e,
+                )
+            })?;
+        out.upload_id()
+            .map(str::to_string)
+            .ok_or_else(|| Error::Store {
+                op: "CreateMultipartUpload",
+                uri: format!("s3a://{bucket}/{key}"),
+                status: None,
+                code: None,
+                detail: "the response has no upload id".into(),
+                hint: String::new(),
+                retryable: false,
+            })
     }
 
     pub async fn upload_part(
@@ -384,7 +453,17 @@ impl Store {
             )
             .send()
             .await
-            .map_err(|e| map_sdk_err(&Ctx { op: "UploadPart", bucket, key, enc: Some(enc) }, e))?;
+            .map_err(|e| {
+                map_sdk_err(
+                    &Ctx {
+                        op: "UploadPart",
+                        bucket,
+                        key,
+                        enc: Some(enc),
+                    },
+                    e,
+                )
+            })?;
         nonempty(out.e_tag()).ok_or_else(|| Error::Store {
             op: "UploadPart",
             uri: format!("s3a://{bucket}/{key}"),
@@ -432,10 +511,23 @@ impl Store {
                 nonempty(out.e_tag()),
                 observed(out.server_side_encryption(), out.ssekms_key_id(), None),
             )),
-            Err(e) if if_none_match && e.raw_response().is_some_and(|r| r.status().as_u16() == 412) => {
-                Err(Error::AlreadyExists { uri: format!("s3a://{bucket}/{key}") })
+            Err(e)
+                if if_none_match
+                    && e.raw_response().is_some_and(|r| r.status().as_u16() == 412) =>
+            {
+                Err(Error::AlreadyExists {
+                    uri: format!("s3a://{bucket}/{key}"),
+                })
             }
-            Err(e) => Err(map_sdk_err(&Ctx { op: "CompleteMultipartUpload", bucket, key, enc: Some(enc) }, e)),
+            Err(e) => Err(map_sdk_err(
+                &Ctx {
+                    op: "CompleteMultipartUpload",
+                    bucket,
+                    key,
+                    enc: Some(enc),
+                },
+                e,
+            )),
         }
     }
 
@@ -452,33 +544,83 @@ impl Store {
             .await
         {
             Ok(_) => Ok(()),
-            Err(e) if e.code() == Some("NoSuchUpload") || e.raw_response().is_some_and(|r| r.status().as_u16() == 404) => Ok(()),
-            Err(e) => Err(map_sdk_err(&Ctx { op: "AbortMultipartUpload", bucket, key, enc: None }, e)),
+            Err(e)
+                if e.code() == Some("NoSuchUpload")
+                    || e.raw_response().is_some_and(|r| r.status().as_u16() == 404) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(map_sdk_err(
+                &Ctx {
+                    op: "AbortMultipartUpload",
+                    bucket,
+                    key,
+                    enc: None,
+                },
+                e,
+            )),
         }
     }
 
     /// HEAD; `None` if the object does not exist.
-    pub async fn head(&self, bucket: &str, key: &str, enc: &EncryptionSpec) -> Result<Option<HeadInfo>> {
+    pub async fn head(
+        &self,
+        bucket: &str,
+        key: &str,
+        enc: &EncryptionSpec,
+    ) -> Result<Option<HeadInfo>> {
         self.count("HeadObject");
-        match enc.apply_head(self.client.head_object().bucket(bucket).key(key)).send().await {
+        match enc
+            .apply_head(self.client.head_object().bucket(bucket).key(key))
+            .send()
+            .await
+        {
             Ok(out) => Ok(Some(HeadInfo {
                 size: out.content_length().unwrap_or(0).max(0) as u64,
                 etag: nonempty(out.e_tag()),
-                observed: observed(out.server_side_encryption(), out.ssekms_key_id(), out.sse_customer_key_md5()),
+                observed: observed(
+                    out.server_side_encryption(),
+                    out.ssekms_key_id(),
+                    out.sse_customer_key_md5(),
+                ),
             })),
             Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 404) => Ok(None),
-            Err(e) => Err(map_sdk_err(&Ctx { op: "HeadObject", bucket, key, enc: Some(enc) }, e)),
+            Err(e) => Err(map_sdk_err(
+                &Ctx {
+                    op: "HeadObject",
+                    bucket,
+                    key,
+                    enc: Some(enc),
+                },
+                e,
+            )),
         }
     }
 
     pub async fn get(&self, bucket: &str, key: &str, enc: &EncryptionSpec) -> Result<Vec<u8>> {
         self.count("GetObject");
-        let out = match enc.apply_get(self.client.get_object().bucket(bucket).key(key)).send().await {
+        let out = match enc
+            .apply_get(self.client.get_object().bucket(bucket).key(key))
+            .send()
+            .await
+        {
             Ok(o) => o,
             Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 404) => {
-                return Err(Error::NotFound { uri: format!("s3a://{bucket}/{key}") })
+                return Err(Error::NotFound {
+                    uri: format!("s3a://{bucket}/{key}"),
+                })
             }
-            Err(e) => return Err(map_sdk_err(&Ctx { op: "GetObject", bucket, key, enc: Some(enc) }, e)),
+            Err(e) => {
+                return Err(map_sdk_err(
+                    &Ctx {
+                        op: "GetObject",
+                        bucket,
+                        key,
+                        enc: Some(enc),
+                    },
+                    e,
+                ))
+            }
         };
         let bytes = out.body.collect().await.map_err(|e| Error::Store {
             op: "GetObject",
@@ -500,7 +642,17 @@ impl Store {
             .key(key)
             .send()
             .await
-            .map_err(|e| map_sdk_err(&Ctx { op: "DeleteObject", bucket, key, enc: None }, e))?;
+            .map_err(|e| {
+                map_sdk_err(
+                    &Ctx {
+                        op: "DeleteObject",
+                        bucket,
+                        key,
+                        enc: None,
+                    },
+                    e,
+                )
+            })?;
         Ok(())
     }
 
@@ -512,9 +664,11 @@ impl Store {
                 .iter()
                 .filter_map(|k| ObjectIdentifier::builder().key(k).build().ok())
                 .collect();
-            let delete = Delete::builder().set_objects(Some(ids)).quiet(true).build().map_err(|e| {
-                Error::document("DeleteObjects request", e)
-            })?;
+            let delete = Delete::builder()
+                .set_objects(Some(ids))
+                .quiet(true)
+                .build()
+                .map_err(|e| Error::document("DeleteObjects request", e))?;
             let out = self
                 .client
                 .delete_objects()
@@ -522,7 +676,17 @@ impl Store {
                 .delete(delete)
                 .send()
                 .await
-                .map_err(|e| map_sdk_err(&Ctx { op: "DeleteObjects", bucket, key: &chunk[0], enc: None }, e))?;
+                .map_err(|e| {
+                    map_sdk_err(
+                        &Ctx {
+                            op: "DeleteObjects",
+                            bucket,
+                            key: &chunk[0],
+                            enc: None,
+                        },
+                        e,
+                    )
+                })?;
             if let Some(err) = out.errors().first() {
                 return Err(Error::Store {
                     op: "DeleteObjects",
@@ -557,7 +721,17 @@ impl Store {
                 .set_continuation_token(token.take())
                 .send()
                 .await
-                .map_err(|e| map_sdk_err(&Ctx { op: "ListObjectsV2", bucket, key: prefix, enc: None }, e))?;
+                .map_err(|e| {
+                    map_sdk_err(
+                        &Ctx {
+                            op: "ListObjectsV2",
+                            bucket,
+                            key: prefix,
+                            enc: None,
+                        },
+                        e,
+                    )
+                })?;
             for o in page.contents() {
                 if let Some(k) = o.key() {
                     out.push(Listed {
@@ -589,13 +763,25 @@ impl Store {
                 .set_upload_id_marker(id_marker.take())
                 .send()
                 .await
-                .map_err(|e| map_sdk_err(&Ctx { op: "ListMultipartUploads", bucket, key: prefix, enc: None }, e))?;
+                .map_err(|e| {
+                    map_sdk_err(
+                        &Ctx {
+                            op: "ListMultipartUploads",
+                            bucket,
+                            key: prefix,
+                            enc: None,
+                        },
+                        e,
+                    )
+                })?;
             for u in page.uploads() {
                 if let (Some(k), Some(id)) = (u.key(), u.upload_id()) {
                     out.push(ListedUpload {
                         key: k.to_string(),
                         upload_id: id.to_string(),
-                        initiated: u.initiated().and_then(|t| std::time::SystemTime::try_from(*t).ok()),
+                        initiated: u
+                            .initiated()
+                            .and_then(|t| std::time::SystemTime::try_from(*t).ok()),
                     });
                 }
             }

@@ -72,7 +72,10 @@ mod tests {
     fn parses_hadoop_paths() {
         let p = S3Path::parse("s3a://spark-data/users/").unwrap();
         assert_eq!((p.bucket.as_str(), p.key.as_str()), ("spark-data", "users"));
-        assert_eq!(p.child("a=1/part-0.parquet").key, "users/a=1/part-0.parquet");
+        assert_eq!(
+            p.child("a=1/part-0.parquet").key,
+            "users/a=1/part-0.parquet"
+        );
         assert_eq!(p.to_string(), "s3a://spark-data/users");
         let root = S3Path::parse("s3://b").unwrap();
         assert_eq!(root.dir_prefix(), "");

@@ -49,7 +49,10 @@ fn throw(env: &mut JNIEnv, err: BridgeError) {
             };
             (class, e.to_string())
         }
-        BridgeError::Jni(e) => ("io/sealcommit/SealCommitException", format!("JNI call failed: {e}")),
+        BridgeError::Jni(e) => (
+            "io/sealcommit/SealCommitException",
+            format!("JNI call failed: {e}"),
+        ),
         BridgeError::Closed => (
             "java/lang/IllegalStateException",
             "sealcommit job handle used after close".to_string(),
@@ -79,7 +82,9 @@ fn guard<T>(env: &mut JNIEnv, default: T, body: impl FnOnce(&mut JNIEnv) -> BRes
             if !env.exception_check().unwrap_or(false) {
                 let _ = env.throw_new(
                     "java/lang/RuntimeException",
-                    format!("sealcommit native code panicked (this is a bug, please report it): {what}"),
+                    format!(
+                        "sealcommit native code panicked (this is a bug, please report it): {what}"
+                    ),
                 );
             }
             default
@@ -138,7 +143,11 @@ pub extern "system" fn Java_io_sealcommit_Native_jobOpen(
     guard(&mut env, 0, |env| {
         logger::init();
         let kv = strings(env, &conf)?;
-        let conf: Conf = kv.chunks(2).filter(|c| c.len() == 2).map(|c| (c[0].clone(), c[1].clone())).collect();
+        let conf: Conf = kv
+            .chunks(2)
+            .filter(|c| c.len() == 2)
+            .map(|c| (c[0].clone(), c[1].clone()))
+            .collect();
         let dest = string(env, &dest)?;
         let job_id = string(env, &job_id)?;
         let job = block_on(Job::open(&conf, &dest, &job_id))??;
@@ -147,7 +156,11 @@ pub extern "system" fn Java_io_sealcommit_Native_jobOpen(
 }
 
 #[no_mangle]
-pub extern "system" fn Java_io_sealcommit_Native_jobClose(mut env: JNIEnv, _class: JClass, handle: jlong) {
+pub extern "system" fn Java_io_sealcommit_Native_jobClose(
+    mut env: JNIEnv,
+    _class: JClass,
+    handle: jlong,
+) {
     guard(&mut env, (), |_| {
         if handle != 0 {
             // SAFETY: see `job`; the Java owner calls close once and zeroes the handle first.
@@ -158,11 +171,16 @@ pub extern "system" fn Java_io_sealcommit_Native_jobClose(mut env: JNIEnv, _clas
 }
 
 #[no_mangle]
-pub extern "system" fn Java_io_sealcommit_Native_jobSetup(mut env: JNIEnv, _class: JClass, handle: jlong) {
+pub extern "system" fn Java_io_sealcommit_Native_jobSetup(
+    mut env: JNIEnv,
+    _class: JClass,
+    handle: jlong,
+) {
     guard(&mut env, (), |_| Ok(block_on(job(handle)?.setup())??))
 }
 
-/// `String taskCommit(long job, String attempt, String[] localFiles, String[] destUris)`:
+/// `String taskCommit(long job, String attempt, int attemptNumber, String[] localFiles,
+/// String[] destUris)`:
 /// returns the pendingset JSON.
 #[no_mangle]
 pub extern "system" fn Java_io_sealcommit_Native_taskCommit(
@@ -170,6 +188,7 @@ pub extern "system" fn Java_io_sealcommit_Native_taskCommit(
     _class: JClass,
     handle: jlong,
     attempt: JString,
+    attempt_number: jni::sys::jint,
     locals: JObjectArray,
     dests: JObjectArray,
 ) -> jstring {
@@ -179,17 +198,25 @@ pub extern "system" fn Java_io_sealcommit_Native_taskCommit(
         let locals = strings(env, &locals)?;
         let dests = strings(env, &dests)?;
         let files = locals.into_iter().map(PathBuf::from).zip(dests).collect();
-        let set = block_on(job.commit_task(&attempt, files))??;
+        let set = block_on(job.commit_task(&attempt, attempt_number.max(0) as u32, files))??;
         jstr(env, &set.to_json())
     })
 }
 
 /// `void abortUploads(long job, String[] pendingsets)`
 #[no_mangle]
-pub extern "system" fn Java_io_sealcommit_Native_abortUploads(mut env: JNIEnv, _class: JClass, handle: jlong, sets: JObjectArray) {
+pub extern "system" fn Java_io_sealcommit_Native_abortUploads(
+    mut env: JNIEnv,
+    _class: JClass,
+    handle: jlong,
+    sets: JObjectArray,
+) {
     guard(&mut env, (), |env| {
         let job = job(handle)?;
-        let uploads: Vec<_> = pendingsets(env, &sets)?.into_iter().flat_map(|p| p.uploads).collect();
+        let uploads: Vec<_> = pendingsets(env, &sets)?
+            .into_iter()
+            .flat_map(|p| p.uploads)
+            .collect();
         Ok(block_on(job.abort_uploads(&uploads))??)
     })
 }
@@ -216,7 +243,12 @@ pub extern "system" fn Java_io_sealcommit_Native_jobCommit(
 
 /// `void jobAbort(long job, String[] pendingsets)`
 #[no_mangle]
-pub extern "system" fn Java_io_sealcommit_Native_jobAbort(mut env: JNIEnv, _class: JClass, handle: jlong, sets: JObjectArray) {
+pub extern "system" fn Java_io_sealcommit_Native_jobAbort(
+    mut env: JNIEnv,
+    _class: JClass,
+    handle: jlong,
+    sets: JObjectArray,
+) {
     guard(&mut env, (), |env| {
         let job = job(handle)?;
         let sets = pendingsets(env, &sets)?;
@@ -226,6 +258,11 @@ pub extern "system" fn Java_io_sealcommit_Native_jobAbort(mut env: JNIEnv, _clas
 
 /// `String version()`: lets the Java side check it loaded a matching library.
 #[no_mangle]
-pub extern "system" fn Java_io_sealcommit_Native_version(mut env: JNIEnv, _class: JClass) -> jstring {
-    guard(&mut env, std::ptr::null_mut(), |env| jstr(env, env!("CARGO_PKG_VERSION")))
+pub extern "system" fn Java_io_sealcommit_Native_version(
+    mut env: JNIEnv,
+    _class: JClass,
+) -> jstring {
+    guard(&mut env, std::ptr::null_mut(), |env| {
+        jstr(env, env!("CARGO_PKG_VERSION"))
+    })
 }

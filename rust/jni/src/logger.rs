@@ -28,7 +28,11 @@ fn humantime_now() -> String {
 static LOGGER: Stderr = Stderr;
 
 pub fn init() {
-    let level = match std::env::var("SEALCOMMIT_LOG").unwrap_or_default().to_ascii_lowercase().as_str() {
+    let level = match std::env::var("SEALCOMMIT_LOG")
+        .unwrap_or_default()
+        .to_ascii_lowercase()
+        .as_str()
+    {
         "error" => Level::Error,
         "info" => Level::Info,
         "debug" | "trace" => Level::Debug,

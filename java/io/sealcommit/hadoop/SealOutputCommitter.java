@@ -36,6 +36,7 @@ public class SealOutputCommitter extends PathOutputCommitter {
   /** Local file to destination URI, in the order the writer asked for them. */
   private final Map<String, String> files = new LinkedHashMap<>();
   private String pendingSet;
+  private int attemptNumber;
 
   public SealOutputCommitter(org.apache.hadoop.fs.Path outputPath, String jobId,
       TaskAttemptContext context) throws IOException {
@@ -45,6 +46,12 @@ public class SealOutputCommitter extends PathOutputCommitter {
     this.conf = context.getConfiguration();
     this.workDir = new File(new File(stagingRoot(conf), jobId),
         context.getTaskAttemptID().toString());
+    this.attemptNumber = context.getTaskAttemptID().getId();
+  }
+
+  /** The engine's retry count of this task, when it differs from the Hadoop attempt id's. */
+  public void setAttemptNumber(int attemptNumber) {
+    this.attemptNumber = attemptNumber;
   }
 
   /** The local root of task work directories: {@code sealcommit.staging.dir}. */
@@ -112,7 +119,7 @@ public class SealOutputCommitter extends PathOutputCommitter {
       }
     }
     try (SealJob job = SealJob.open(conf, outputPath.toString(), jobId)) {
-      pendingSet = job.commitTask(context.getTaskAttemptID().toString(),
+      pendingSet = job.commitTask(context.getTaskAttemptID().toString(), attemptNumber,
           locals.toArray(new String[0]), dests.toArray(new String[0]));
     } finally {
       deleteWorkDir();

@@ -27,7 +27,7 @@ import scala.Option;
  * object's encryption and writes {@code _SUCCESS}. No rename, no copy, and no write through S3A:
  * a static overwrite's deletion is deferred to job commit and done by the engine.
  */
-public class SealCommitProtocol extends FileCommitProtocol {
+public class SealCommitProtocol extends FileCommitProtocol implements java.io.Serializable {
   private static final long serialVersionUID = 1L;
   private static final Logger LOG = LoggerFactory.getLogger(SealCommitProtocol.class);
 
@@ -71,6 +71,11 @@ public class SealCommitProtocol extends FileCommitProtocol {
   public void setupTask(TaskAttemptContext taskContext) {
     try {
       taskCommitter = new SealOutputCommitter(new Path(path), jobId, taskContext);
+      // Spark's Hadoop attempt ids carry a unique task id, not the retry count.
+      org.apache.spark.TaskContext tc = org.apache.spark.TaskContext.get();
+      if (tc != null) {
+        taskCommitter.setAttemptNumber(tc.attemptNumber());
+      }
       taskCommitter.setupTask(taskContext);
     } catch (IOException e) {
       throw new UncheckedIOException(e);
@@ -183,10 +188,10 @@ public class SealCommitProtocol extends FileCommitProtocol {
       String report = driverJob.commit(sets.toArray(new String[0]),
           replacePaths.toArray(new String[0]));
       LOG.info("sealcommit: committed {}: {}", path, report);
-    } catch (IOException e) {
-      throw new UncheckedIOException(e);
-    } finally {
       closeDriverJob();
+    } catch (IOException e) {
+      // Spark calls abortJob next, which uses and then closes the same engine job.
+      throw new UncheckedIOException(e);
     }
   }
 

@@ -1,0 +1,209 @@
+"""Shared fixtures: the real test bed (Ceph RGW, SeaweedFS, nginx, private CA), a Spark session
+whose buckets reach the store through the field's three topologies, and helpers that check what
+is really on the store with an independent client (boto3).
+
+Topologies (one bucket each, all on the same RGW; S3A and sealcommit read the same per-bucket
+`fs.s3a.bucket.<b>.*` settings):
+  direct-http   Spark -> http  -> RGW
+  via-proxy     Spark -> http  -> nginx -> https (private CA) -> RGW   (the field's Sidekick)
+  direct-https  Spark -> https (private CA given as a PEM file)   -> RGW
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from tests.bed import stores
+from tests.bed.stores import ACCESS_KEY, KMS_KEY_1, PORTS
+
+ROOT = Path(__file__).resolve().parent.parent
+JAR = ROOT / "build" / "libs" / "sealcommit-0.1.0.jar"
+CACHE = Path(os.environ.get("SEALCOMMIT_CACHE", Path.home() / ".cache" / "sealcommit"))
+S3A_JARS = [CACHE / "jars" / "hadoop-aws-3.3.4.jar", CACHE / "jars" / "aws-java-sdk-bundle-1.12.367.jar"]
+
+TOPOLOGIES = {
+    "direct-http": "rgw_http",
+    "via-proxy": "proxy",
+    "direct-https": "rgw_https",
+}
+PROTOCOL = "io.sealcommit.spark.SealCommitProtocol"
+
+
+@pytest.fixture(scope="session")
+def bed(tmp_path_factory):
+    base = Path(os.environ.get("SEALCOMMIT_BED_DIR") or tmp_path_factory.mktemp("bed"))
+    b = stores.Bed(base).start()
+    try:
+        yield b
+    finally:
+        b.stop()
+
+
+def endpoint(bed, topology: str) -> str:
+    return {
+        "direct-http": bed.rgw.http_endpoint,
+        "via-proxy": bed.proxy.endpoint(PORTS["proxy_http"]),
+        "direct-https": bed.rgw.https_endpoint,
+    }[topology]
+
+
+def s3a_conf(bed) -> dict:
+    """The `spark.hadoop.*` settings users would have: S3A plus sealcommit's committer."""
+    conf = {
+        "fs.s3a.access.key": ACCESS_KEY,
+        "fs.s3a.secret.key": stores.SECRET_KEY,
+        "fs.s3a.path.style.access": "true",
+        "fs.s3a.endpoint": bed.rgw.http_endpoint,
+        "fs.s3a.endpoint.region": "us-east-1",
+        "fs.s3a.encryption.algorithm": "SSE-KMS",
+        "fs.s3a.encryption.key": KMS_KEY_1,
+        "fs.s3a.attempts.maximum": "1",
+        "fs.s3a.retry.limit": "1",
+        "sealcommit.tls.ca-file": bed.ca.ca_pem,
+    }
+    for bucket in TOPOLOGIES:
+        conf[f"fs.s3a.bucket.{bucket}.endpoint"] = endpoint(bed, bucket)
+    return conf
+
+
+def spark_builder(bed, app: str, master: str = "local[2,2]", extra: dict | None = None):
+    from pyspark.sql import SparkSession
+
+    jars = ",".join(str(j) for j in [JAR, *S3A_JARS])
+    b = (SparkSession.builder.master(master).appName(app)
+         .config("spark.jars", jars)
+         .config("spark.ui.enabled", "false")
+         .config("spark.sql.shuffle.partitions", "2")
+         .config("spark.sql.sources.commitProtocolClass", PROTOCOL)
+         # S3A (SDK v1) reads https through the JVM trust store; sealcommit uses the PEM file.
+         .config("spark.driver.extraJavaOptions",
+                 f"-Djavax.net.ssl.trustStore={bed.ca.truststore} -Djavax.net.ssl.trustStorePassword=changeit")
+         .config("spark.hadoop.sealcommit.staging.dir", str(bed.base / "staging")))
+    for k, v in {**s3a_conf(bed), **(extra or {})}.items():
+        b = b.config(f"spark.hadoop.{k}", v)
+    return b
+
+
+@pytest.fixture(scope="session")
+def spark(bed):
+    assert JAR.exists(), f"{JAR} missing: run tests/bed/build.sh"
+    s = spark_builder(bed, "sealcommit-tests").getOrCreate()
+    s.sparkContext.setLogLevel("ERROR")
+    yield s
+    s.stop()
+
+
+@pytest.fixture(scope="session")
+def s3(bed):
+    """boto3 clients per topology bucket (all reach the same RGW over plain http)."""
+    client = bed.boto3(bed.rgw.http_endpoint)
+    for bucket in [*TOPOLOGIES, "spark-data", "plain"]:
+        try:
+            client.create_bucket(Bucket=bucket)
+        except client.exceptions.BucketAlreadyOwnedByYou:
+            pass
+    return client
+
+
+@pytest.fixture
+def prefix(request):
+    """A fresh key prefix per test."""
+    name = request.node.name.replace("[", "-").replace("]", "").replace("/", "-")
+    return f"t/{name}-{uuid.uuid4().hex[:8]}"
+
+
+# ------------------------------------------------------------------------------------------------
+# What is on the store
+# ------------------------------------------------------------------------------------------------
+
+def list_keys(s3, bucket: str, prefix: str) -> list[str]:
+    keys, token = [], None
+    while True:
+        kw = dict(Bucket=bucket, Prefix=prefix)
+        if token:
+            kw["ContinuationToken"] = token
+        page = s3.list_objects_v2(**kw)
+        keys += [o["Key"] for o in page.get("Contents", [])]
+        if not page.get("IsTruncated"):
+            return keys
+        token = page["NextContinuationToken"]
+
+
+def pending_uploads(s3, bucket: str, prefix: str) -> list[dict]:
+    return s3.list_multipart_uploads(Bucket=bucket, Prefix=prefix).get("Uploads", [])
+
+
+def encryption_of(s3, bucket: str, key: str) -> tuple:
+    h = s3.head_object(Bucket=bucket, Key=key)
+    return h.get("ServerSideEncryption"), h.get("SSEKMSKeyId")
+
+
+def assert_all_encrypted(s3, bucket: str, prefix: str, kms_key: str = KMS_KEY_1) -> list[str]:
+    keys = list_keys(s3, bucket, prefix)
+    assert keys, f"nothing under s3://{bucket}/{prefix}"
+    wrong = {k: encryption_of(s3, bucket, k) for k in keys}
+    wrong = {k: v for k, v in wrong.items() if v != ("aws:kms", kms_key)}
+    assert not wrong, f"objects not under SSE-KMS key {kms_key}: {wrong}"
+    return keys
+
+
+def success_json(s3, bucket: str, prefix: str) -> dict:
+    return json.loads(s3.get_object(Bucket=bucket, Key=f"{prefix}/_SUCCESS")["Body"].read())
+
+
+class Wire:
+    """Counts what crossed the wire between two points of a test: RGW's own log of the S3
+    operations it executed (authoritative: `copy_obj` is a CopyObject whatever the path), the
+    request lines RGW logged, and nginx's access log (with the x-amz-copy-source header)."""
+
+    def __init__(self, bed):
+        self.bed = bed
+        self.rgw0 = bed.rgw.log_offset()
+        self.proxy0 = bed.proxy.log_offset()
+
+    def _settle(self):
+        # RGW and nginx write their logs asynchronously; wait until they stop growing.
+        last = None
+        for _ in range(20):
+            now = (self.bed.rgw.log_offset(), self.bed.proxy.log_offset())
+            if now == last:
+                return
+            last = now
+            time.sleep(0.15)
+
+    def rgw_ops(self):
+        self._settle()
+        return self.bed.rgw.ops_since(self.rgw0)
+
+    def proxy_ops(self):
+        self._settle()
+        from collections import Counter
+
+        return Counter(stores.classify(r) for r in self.bed.proxy.requests_since(self.proxy0))
+
+    def rgw_requests(self) -> list[dict]:
+        self._settle()
+        return self.bed.rgw.requests_since(self.rgw0)
+
+
+def assert_no_copy(wire: Wire):
+    ops = wire.rgw_ops()
+    assert ops["copy_obj"] == 0, f"RGW executed CopyObject: {ops}"
+    proxy = wire.proxy_ops()
+    assert proxy["CopyObject"] == 0 and proxy["UploadPartCopy"] == 0, f"copies through the proxy: {proxy}"
+    renamed = [r for r in wire.rgw_requests() if "_temporary" in r["uri"] or ".tmp" in r["uri"]]
+    assert not renamed, f"temporary objects were written (rename-style commit): {renamed[:3]}"
+    return ops
+
+
+def clean_staging(bed):
+    staging = bed.base / "staging"
+    if staging.exists():
+        shutil.rmtree(staging, ignore_errors=True)
