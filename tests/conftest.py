@@ -96,6 +96,11 @@ def spark(bed):
     assert JAR.exists(), f"{JAR} missing: run tests/bed/build.sh"
     s = spark_builder(bed, "sealcommit-tests").getOrCreate()
     s.sparkContext.setLogLevel("ERROR")
+    # S3A caches one FileSystem per bucket, built from the conf of its first use: build them now
+    # from the session's settings, so no test's write options decide them for later tests.
+    jvm, hconf = s._jvm, s.sparkContext._jsc.hadoopConfiguration()
+    for bucket in TOPOLOGIES:
+        jvm.org.apache.hadoop.fs.Path(f"s3a://{bucket}/").getFileSystem(hconf)
     yield s
     s.stop()
 

@@ -76,6 +76,12 @@ impl Job {
             ));
         }
         let settings = BucketSettings::resolve(conf, &dest.bucket)?;
+        log::debug!(
+            "sealcommit: job {job_id} on {dest}: endpoint {}, encryption {}, {:?}",
+            settings.store.endpoint.as_deref().unwrap_or("(AWS)"),
+            settings.encryption.summary(),
+            settings.commit
+        );
         let store = Store::connect(&settings.store).await?;
         Ok(Job {
             dest,
@@ -220,13 +226,20 @@ impl Job {
             (r, _) => r,
         };
         match result {
-            Ok(uploads) => Ok(PendingSet {
-                version: PENDINGSET_VERSION,
-                job_id: self.job_id.clone(),
-                task_attempt: attempt.to_string(),
-                uploads,
-                requests: self.store.counters.snapshot(),
-            }),
+            Ok(uploads) => {
+                log::info!(
+                    "sealcommit: task {attempt} uploaded {} files ({} bytes), pending until job commit",
+                    uploads.len(),
+                    uploads.iter().map(|u| u.size).sum::<u64>()
+                );
+                Ok(PendingSet {
+                    version: PENDINGSET_VERSION,
+                    job_id: self.job_id.clone(),
+                    task_attempt: attempt.to_string(),
+                    uploads,
+                    requests: self.store.counters.snapshot(),
+                })
+            }
             Err(e) => {
                 let started = started.lock().map(|s| s.clone()).unwrap_or_default();
                 for (bucket, key, id) in started {

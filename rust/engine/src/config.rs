@@ -209,6 +209,17 @@ impl Conf {
         rest: &str,
         legacy: Option<&str>,
     ) -> Result<Option<Sourced<String>>> {
+        // A per-bucket S3A key set to the empty string counts as set (as in S3A): it turns a
+        // global setting off for that bucket.
+        let explicit_empty = |key: String| {
+            self.map
+                .get(&key)
+                .filter(|v| v.trim().is_empty())
+                .map(|_| Sourced {
+                    value: String::new(),
+                    key,
+                })
+        };
         if let Some(v) = self.own(bucket, &format!("encryption.{rest}")) {
             return Ok(Some(v));
         }
@@ -220,6 +231,13 @@ impl Conf {
             };
             if found.is_some() {
                 return Ok(found);
+            }
+            if prefix != "fs.s3a." {
+                let empty = explicit_empty(format!("{prefix}encryption.{rest}"))
+                    .or_else(|| legacy.and_then(|l| explicit_empty(format!("{prefix}{l}"))));
+                if empty.is_some() {
+                    return Ok(empty);
+                }
             }
         }
         Ok(None)
@@ -335,7 +353,7 @@ pub struct StoreConfig {
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum CredentialsConfig {
     Static {
-        access_key: String,
+        access_key: SecretHash,
         secret_key: SecretHash,
         session_token: Option<SecretHash>,
     },
@@ -418,7 +436,7 @@ impl StoreConfig {
         let secret = conf.s3a(bucket, "secret.key");
         match (access, secret) {
             (Some(a), Some(s)) => Ok(CredentialsConfig::Static {
-                access_key: a.value,
+                access_key: SecretHash(a.value),
                 secret_key: SecretHash(s.value),
                 session_token: conf
                     .s3a(bucket, "session.token")
@@ -592,6 +610,20 @@ mod tests {
     }
 
     #[test]
+    fn empty_per_bucket_algorithm_turns_encryption_off_for_that_bucket() {
+        let c = conf(&[
+            ("fs.s3a.encryption.algorithm", "SSE-KMS"),
+            ("fs.s3a.encryption.key", "k1"),
+            ("fs.s3a.bucket.bucket-default.encryption.algorithm", ""),
+        ]);
+        assert_eq!(
+            c.encryption("bucket-default").unwrap().algorithm,
+            Algorithm::None
+        );
+        assert_eq!(c.encryption("other").unwrap().algorithm, Algorithm::SseKms);
+    }
+
+    #[test]
     fn legacy_keys_are_read() {
         let c = conf(&[
             ("fs.s3a.server-side-encryption-algorithm", "SSE-KMS"),
@@ -696,6 +728,10 @@ mod tests {
         ]);
         let s = StoreConfig::resolve(&c, "b").unwrap();
         assert!(!format!("{s:?}").contains("TOPSECRET"));
+        assert!(
+            !format!("{s:?}").contains("AK"),
+            "access keys are secrets too: {s:?}"
+        );
         assert!(!format!("{c:?}").contains("TOPSECRET"));
     }
 

@@ -98,7 +98,7 @@ async fn build_client(cfg: &StoreConfig) -> Result<Client> {
             secret_key,
             session_token,
         } => loader.credentials_provider(Credentials::new(
-            access_key,
+            access_key.expose(),
             secret_key.expose(),
             session_token.as_ref().map(|t| t.expose().to_string()),
             None,
@@ -341,8 +341,10 @@ impl Store {
         })
     }
 
-    fn count(&self, op: &str) {
+    /// Counts a request and logs it (debug level): operation and object only.
+    fn note(&self, op: &str, bucket: &str, key: &str) {
         self.counters.add(op, 1);
+        log::debug!("sealcommit: {op} s3a://{bucket}/{key}");
     }
 
     pub async fn put(
@@ -353,7 +355,7 @@ impl Store {
         enc: &EncryptionSpec,
         if_none_match: bool,
     ) -> Result<PutOutcome> {
-        self.count("PutObject");
+        self.note("PutObject", bucket, key);
         let mut req = enc.apply_put(
             self.client
                 .put_object()
@@ -397,7 +399,7 @@ impl Store {
         key: &str,
         enc: &EncryptionSpec,
     ) -> Result<String> {
-        self.count("CreateMultipartUpload");
+        self.note("CreateMultipartUpload", bucket, key);
         let out = enc
             .apply_create(
                 self.client
@@ -440,7 +442,7 @@ impl Store {
         body: ByteStream,
         enc: &EncryptionSpec,
     ) -> Result<String> {
-        self.count("UploadPart");
+        self.note("UploadPart", bucket, key);
         let out = enc
             .apply_upload_part(
                 self.client
@@ -487,7 +489,7 @@ impl Store {
         enc: &EncryptionSpec,
         if_none_match: bool,
     ) -> Result<(Option<String>, Observed)> {
-        self.count("CompleteMultipartUpload");
+        self.note("CompleteMultipartUpload", bucket, key);
         let completed = CompletedMultipartUpload::builder()
             .set_parts(Some(
                 parts
@@ -533,7 +535,7 @@ impl Store {
 
     /// Aborts an upload; one that is already gone counts as aborted.
     pub async fn abort_upload(&self, bucket: &str, key: &str, upload_id: &str) -> Result<()> {
-        self.count("AbortMultipartUpload");
+        self.note("AbortMultipartUpload", bucket, key);
         match self
             .client
             .abort_multipart_upload()
@@ -569,7 +571,7 @@ impl Store {
         key: &str,
         enc: &EncryptionSpec,
     ) -> Result<Option<HeadInfo>> {
-        self.count("HeadObject");
+        self.note("HeadObject", bucket, key);
         match enc
             .apply_head(self.client.head_object().bucket(bucket).key(key))
             .send()
@@ -598,7 +600,7 @@ impl Store {
     }
 
     pub async fn get(&self, bucket: &str, key: &str, enc: &EncryptionSpec) -> Result<Vec<u8>> {
-        self.count("GetObject");
+        self.note("GetObject", bucket, key);
         let out = match enc
             .apply_get(self.client.get_object().bucket(bucket).key(key))
             .send()
@@ -635,7 +637,7 @@ impl Store {
     }
 
     pub async fn delete(&self, bucket: &str, key: &str) -> Result<()> {
-        self.count("DeleteObject");
+        self.note("DeleteObject", bucket, key);
         self.client
             .delete_object()
             .bucket(bucket)
@@ -659,7 +661,7 @@ impl Store {
     /// Deletes keys in batches of 1000; any key the store could not delete is an error.
     pub async fn delete_many(&self, bucket: &str, keys: &[String]) -> Result<()> {
         for chunk in keys.chunks(1000) {
-            self.count("DeleteObjects");
+            self.note("DeleteObjects", bucket, &format!("({} keys)", chunk.len()));
             let ids: Vec<ObjectIdentifier> = chunk
                 .iter()
                 .filter_map(|k| ObjectIdentifier::builder().key(k).build().ok())
@@ -712,7 +714,7 @@ impl Store {
         let mut out = Vec::new();
         let mut token: Option<String> = None;
         loop {
-            self.count("ListObjectsV2");
+            self.note("ListObjectsV2", bucket, prefix);
             let page = self
                 .client
                 .list_objects_v2()
@@ -753,7 +755,7 @@ impl Store {
         let mut out = Vec::new();
         let (mut key_marker, mut id_marker): (Option<String>, Option<String>) = (None, None);
         loop {
-            self.count("ListMultipartUploads");
+            self.note("ListMultipartUploads", bucket, prefix);
             let page = self
                 .client
                 .list_multipart_uploads()
