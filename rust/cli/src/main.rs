@@ -1,1 +1,158 @@
-fn main() {}
+//! `sealcommit`: the operator CLI.
+//!
+//! The store is found the way AWS tools find it (`AWS_ENDPOINT_URL`, `AWS_ACCESS_KEY_ID`,
+//! `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`, `AWS_REGION`, `AWS_CA_BUNDLE`, else the AWS
+//! default chain), overridable with the keys the committer reads: `--conf key=value` (repeatable).
+
+use std::process::ExitCode;
+
+use sealcommit_engine::config::Sourced;
+use sealcommit_engine::encryption::{Algorithm, EncryptionSpec};
+use sealcommit_engine::runtime::block_on;
+use sealcommit_engine::Conf;
+
+const USAGE: &str = "usage:
+  sealcommit verify <s3a://bucket/prefix> [--expect-algorithm ALG] [--expect-key KEY] [--json]
+                    [--conf key=value]...
+  sealcommit version
+
+verify lists every object under the prefix, HEADs it and prints its encryption; it exits 1 if any
+object does not carry the expected encryption (--expect-*, else the configured fs.s3a.encryption.*).
+
+The store: AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN,
+AWS_REGION, AWS_CA_BUNDLE; any fs.s3a.* / sealcommit.* key with --conf (e.g.
+--conf fs.s3a.path.style.access=true).";
+
+fn conf_from_env() -> Conf {
+    let mut conf = Conf::default();
+    for (env, key) in [
+        ("AWS_ENDPOINT_URL", "fs.s3a.endpoint"),
+        ("AWS_ACCESS_KEY_ID", "fs.s3a.access.key"),
+        ("AWS_SECRET_ACCESS_KEY", "fs.s3a.secret.key"),
+        ("AWS_SESSION_TOKEN", "fs.s3a.session.token"),
+        ("AWS_REGION", "fs.s3a.endpoint.region"),
+        ("AWS_CA_BUNDLE", "sealcommit.tls.ca-file"),
+    ] {
+        if let Ok(v) = std::env::var(env) {
+            conf.set(key, v);
+        }
+    }
+    conf
+}
+
+fn main() -> ExitCode {
+    match run(std::env::args().skip(1).collect()) {
+        Ok(code) => code,
+        Err(msg) => {
+            eprintln!("sealcommit: {msg}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(args: Vec<String>) -> Result<ExitCode, String> {
+    let Some(cmd) = args.first() else {
+        return Err(USAGE.to_string());
+    };
+    match cmd.as_str() {
+        "version" | "--version" => {
+            println!("sealcommit {}", env!("CARGO_PKG_VERSION"));
+            Ok(ExitCode::SUCCESS)
+        }
+        "verify" => verify(&args[1..]),
+        "help" | "--help" | "-h" => {
+            println!("{USAGE}");
+            Ok(ExitCode::SUCCESS)
+        }
+        other => Err(format!("unknown command '{other}'\n{USAGE}")),
+    }
+}
+
+fn verify(args: &[String]) -> Result<ExitCode, String> {
+    let mut conf = conf_from_env();
+    let (mut uri, mut alg, mut key, mut json) = (None, None, None, false);
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let mut value = |name: &str| {
+            it.next()
+                .cloned()
+                .ok_or_else(|| format!("{name} needs a value"))
+        };
+        match a.as_str() {
+            "--conf" => {
+                let kv = value("--conf")?;
+                let (k, v) = kv
+                    .split_once('=')
+                    .ok_or_else(|| format!("--conf '{kv}' is not key=value"))?;
+                conf.set(k.trim(), v.trim());
+            }
+            "--expect-algorithm" => alg = Some(value("--expect-algorithm")?),
+            "--expect-key" => key = Some(value("--expect-key")?),
+            "--json" => json = true,
+            s if s.starts_with("--") => return Err(format!("unknown option '{s}'\n{USAGE}")),
+            s => uri = Some(s.to_string()),
+        }
+    }
+    let uri = uri.ok_or_else(|| format!("verify needs a path\n{USAGE}"))?;
+    let expect = match alg {
+        Some(a) => {
+            let algo = Algorithm::parse(&a).map_err(|e| format!("--expect-algorithm: {e}"))?;
+            let key = key.map(|k| Sourced {
+                value: k,
+                key: "--expect-key".into(),
+            });
+            Some(
+                EncryptionSpec::new(algo, Some("--expect-algorithm".into()), key, None)
+                    .map_err(|e| e.to_string())?,
+            )
+        }
+        None if key.is_some() => return Err("--expect-key needs --expect-algorithm".into()),
+        None => None,
+    };
+    let report = block_on(sealcommit_engine::verify::verify(&conf, &uri, expect))
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?
+        );
+    } else {
+        let width = report
+            .objects
+            .iter()
+            .map(|o| o.uri.len())
+            .max()
+            .unwrap_or(6)
+            .max(6);
+        println!(
+            "{:width$}  {:>10}  {:<9}  {:<40}  CHECK",
+            "OBJECT", "BYTES", "ENCRYPTION", "KMS KEY ID"
+        );
+        for o in &report.objects {
+            println!(
+                "{:width$}  {:>10}  {:<9}  {:<40}  {}",
+                o.uri,
+                o.size,
+                o.encryption.algorithm,
+                o.encryption.kms_key_id.as_deref().unwrap_or("-"),
+                o.problem.as_deref().unwrap_or("ok")
+            );
+        }
+        println!(
+            "{} objects, {} mismatches{}",
+            report.objects.len(),
+            report.mismatches,
+            report
+                .expected
+                .as_ref()
+                .map(|e| format!(" (expected {e})"))
+                .unwrap_or_default()
+        );
+    }
+    Ok(if report.mismatches == 0 && !report.objects.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}

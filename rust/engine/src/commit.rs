@@ -29,6 +29,9 @@ use crate::model::*;
 use crate::store::{PutOutcome, Store};
 use crate::uri::S3Path;
 
+/// Uploads a task commit has started, as (bucket, key, upload id): aborted if the task fails.
+type Started = Arc<Mutex<Vec<(String, String, String)>>>;
+
 /// The directory under the destination that holds journals.
 pub const JOURNAL_DIR: &str = "_sealcommit";
 
@@ -211,7 +214,7 @@ impl Job {
         attempt_number: u32,
         files: Vec<(PathBuf, String)>,
     ) -> Result<PendingSet> {
-        let started: Arc<Mutex<Vec<(String, String, String)>>> = Arc::default();
+        let started: Started = Arc::default();
         let result = self.upload_all(files, &started).await;
         let result = match (result, &self.settings.commit.fault_task_commit) {
             (Ok(_), Some(f))
@@ -255,7 +258,7 @@ impl Job {
     async fn upload_all(
         &self,
         files: Vec<(PathBuf, String)>,
-        started: &Arc<Mutex<Vec<(String, String, String)>>>,
+        started: &Started,
     ) -> Result<Vec<PendingUpload>> {
         let parallelism = self.settings.commit.upload_parallelism;
         let permits = Arc::new(Semaphore::new(parallelism));
@@ -285,7 +288,7 @@ impl Job {
         local: PathBuf,
         dest: S3Path,
         permits: Arc<Semaphore>,
-        started: &Arc<Mutex<Vec<(String, String, String)>>>,
+        started: &Started,
     ) -> Result<PendingUpload> {
         let shown = local.display().to_string();
         let size = tokio::fs::metadata(&local)

@@ -13,6 +13,7 @@ pub mod model;
 pub mod runtime;
 pub mod store;
 pub mod uri;
+pub mod verify;
 
 pub use commit::{CommitReport, Job};
 pub use config::Conf;

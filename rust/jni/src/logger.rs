@@ -2,7 +2,7 @@
 //! Level from `SEALCOMMIT_LOG` (error, warn, info, debug; default warn). Secrets never reach
 //! log records: the engine formats only names, keys and ids.
 
-use log::{Level, LevelFilter, Log, Metadata, Record};
+use log::{Level, Log, Metadata, Record};
 
 struct Stderr;
 
@@ -39,6 +39,6 @@ pub fn init() {
         _ => Level::Warn,
     };
     if log::set_logger(&LOGGER).is_ok() {
-        log::set_max_level(LevelFilter::from(level.to_level_filter()));
+        log::set_max_level(level.to_level_filter());
     }
 }
