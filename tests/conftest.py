@@ -92,7 +92,7 @@ def spark_builder(bed, app: str, master: str = "local[2,2]", extra: dict | None 
 
 
 @pytest.fixture(scope="session")
-def spark(bed):
+def spark(bed, s3):  # s3 creates the buckets
     assert JAR.exists(), f"{JAR} missing: run tests/bed/build.sh"
     s = spark_builder(bed, "sealcommit-tests").getOrCreate()
     s.sparkContext.setLogLevel("ERROR")

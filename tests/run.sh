@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# README command 2: the whole test suite on a fresh machine. Installs what is missing, builds,
+# checks formatting and lints, runs the Rust unit tests, then the end-to-end suite against real
+# Ceph RGW, SeaweedFS, nginx and Spark (the suite starts and stops the stores itself).
+# Extra arguments go to pytest (e.g. `-k sse_c`).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VENV=$(bash tests/bed/install.sh | tail -n 1)
+bash tests/bed/build.sh
+echo "[test] cargo fmt --check" >&2
+cargo fmt --all --check
+echo "[test] cargo clippy -D warnings" >&2
+cargo clippy --release --all-targets --quiet -- -D warnings
+echo "[test] cargo test" >&2
+cargo test --release --quiet
+echo "[test] pytest (real stores, real Spark)" >&2
+exec "$VENV/bin/pytest" tests -q -p no:cacheprovider -rfE "$@"
