@@ -212,3 +212,18 @@ def clean_staging(bed):
     staging = bed.base / "staging"
     if staging.exists():
         shutil.rmtree(staging, ignore_errors=True)
+
+
+@pytest.fixture(autouse=True)
+def no_upload_left_pending(request):
+    """After every test that touched the store: ListMultipartUploads is empty in every bucket."""
+    yield
+    if "s3" not in request.fixturenames:
+        return
+    s3 = request.getfixturevalue("s3")
+    left = {}
+    for bucket in [b["Name"] for b in s3.list_buckets()["Buckets"]]:
+        keys = [u["Key"] for u in s3.list_multipart_uploads(Bucket=bucket).get("Uploads", [])]
+        if keys:
+            left[bucket] = keys
+    assert not left, f"multipart uploads left pending after the test: {left}"

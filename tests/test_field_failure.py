@@ -39,8 +39,16 @@ def seaweed_field_bucket(bed, spark):
     return sw
 
 
-def with_protocol(spark, cls):
-    spark.conf.set("spark.sql.sources.commitProtocolClass", cls)
+def stock_write_fails(spark, df, path) -> str:
+    """Writes with Spark's stock commit protocol (FileOutputCommitter over S3A) and returns the
+    error it fails with."""
+    spark.conf.set("spark.sql.sources.commitProtocolClass", STOCK)
+    try:
+        with pytest.raises(Exception) as err:
+            df.write.parquet(path)
+    finally:
+        spark.conf.set("spark.sql.sources.commitProtocolClass", PROTOCOL)
+    return str(err.value)
 
 
 def test_a_stock_committer_fails_like_the_field_and_sealcommit_commits(spark, bed, seaweed_field_bucket, prefix):
@@ -49,13 +57,7 @@ def test_a_stock_committer_fails_like_the_field_and_sealcommit_commits(spark, be
     df = spark.createDataFrame(A, SCHEMA)
 
     wire = Wire(bed)
-    with_protocol(spark, STOCK)
-    try:
-        with pytest.raises(Exception) as err:
-            df.write.parquet(path)
-    finally:
-        with_protocol(spark, PROTOCOL)
-    msg = str(err.value)
+    msg = stock_write_fails(spark, df, path)
     assert "HTTPS must be used when sending customer encryption keys (SSE-C) to S3" in msg, msg[:3000]
     assert "copyFile" in msg or "copyObject" in msg, "the failure must come from the rename's copy"
     proxy = wire.proxy_ops()
@@ -82,13 +84,7 @@ def test_b_stock_committer_gets_501_on_rgw_https_and_sealcommit_commits(spark, s
     df = spark.createDataFrame(A, SCHEMA).coalesce(1)
 
     wire = Wire(bed)
-    with_protocol(spark, STOCK)
-    try:
-        with pytest.raises(Exception) as err:
-            df.write.parquet(path)
-    finally:
-        with_protocol(spark, PROTOCOL)
-    msg = str(err.value)
+    msg = stock_write_fails(spark, df, path)
     assert "501" in msg and "Not Implemented" in msg.replace("NotImplemented", "Not Implemented"), msg[:3000]
     assert wire.rgw_ops()["copy_obj"] > 0, "the stock rename reached RGW as CopyObject"
 

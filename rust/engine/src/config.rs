@@ -524,6 +524,17 @@ impl CommitConfig {
                 }
             },
         };
+        if let Some(m) = conf.own(bucket, "mode") {
+            if !m.value.eq_ignore_ascii_case("staging") {
+                return Err(Error::config(
+                    &m.key,
+                    format!(
+                        "'{}' is not available; this sealcommit supports mode=staging only",
+                        m.value
+                    ),
+                ));
+            }
+        }
         Ok(CommitConfig {
             part_size,
             upload_parallelism: conf.usize_own(bucket, "upload.parallelism", 8, 1, 256)?,

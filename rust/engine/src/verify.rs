@@ -26,6 +26,19 @@ pub struct VerifyReport {
     pub mismatches: usize,
 }
 
+fn unreadable(uri: String, size: u64, problem: String) -> ObjectReport {
+    ObjectReport {
+        uri,
+        size,
+        encryption: EncryptionSummary {
+            algorithm: "unknown".into(),
+            kms_key_id: None,
+            sse_c_key_md5: None,
+        },
+        problem: Some(problem),
+    }
+}
+
 /// Lists every object under `uri` and HEADs it. `expect` overrides the configured encryption
 /// as the expectation; with neither, objects are only reported.
 pub async fn verify(
@@ -70,26 +83,8 @@ pub async fn verify(
                                 )
                             }),
                     },
-                    Ok(None) => ObjectReport {
-                        uri,
-                        size: o.size,
-                        encryption: EncryptionSummary {
-                            algorithm: "unknown".into(),
-                            kms_key_id: None,
-                            sse_c_key_md5: None,
-                        },
-                        problem: Some("deleted while being verified".into()),
-                    },
-                    Err(e) => ObjectReport {
-                        uri,
-                        size: o.size,
-                        encryption: EncryptionSummary {
-                            algorithm: "unknown".into(),
-                            kms_key_id: None,
-                            sse_c_key_md5: None,
-                        },
-                        problem: Some(e.to_string()),
-                    },
+                    Ok(None) => unreadable(uri, o.size, "deleted while being verified".into()),
+                    Err(e) => unreadable(uri, o.size, e.to_string()),
                 }
             }
         })
