@@ -182,16 +182,3 @@ def test_bad_encryption_fails_before_anything_is_visible(spark, s3, bed, prefix,
     assert list_keys(s3, "direct-http", prefix) == []
     assert pending_uploads(s3, "direct-http", prefix) == []
     assert wire.rgw_ops()["init_multipart"] == 0, "the job failed at setup, before any task uploaded"
-
-
-def test_dynamic_partition_overwrite_is_refused_clearly(spark, s3, bed, prefix):
-    path = f"s3a://direct-http/{prefix}"
-    write(spark, A, "parquet", path, "errorifexists", True)
-    spark.conf.set("spark.sql.sources.partitionOverwriteMode", "dynamic")
-    try:
-        with pytest.raises(Exception, match="does not support dynamic partition overwrite"):
-            write(spark, C, "parquet", path, "overwrite", True)
-    finally:
-        spark.conf.set("spark.sql.sources.partitionOverwriteMode", "static")
-    assert read(spark, "parquet", path) == sorted(A)
-    assert pending_uploads(s3, "direct-http", prefix) == []

@@ -23,8 +23,8 @@ final class Native {
 
   static native void abortUploads(long job, String[] pendingSets) throws Exception;
 
-  static native String jobCommit(long job, String[] pendingSets, String[] replacePaths)
-      throws Exception;
+  static native String jobCommit(long job, String[] pendingSets, String[] replacePaths,
+      boolean dynamicPartitions) throws Exception;
 
   static native void jobAbort(long job, String[] pendingSets) throws Exception;
 }

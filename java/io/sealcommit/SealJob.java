@@ -73,9 +73,14 @@ public final class SealJob implements Closeable {
     });
   }
 
-  /** Completes every upload, verifies it, writes {@code _SUCCESS}; returns a JSON report. */
-  public String commit(String[] pendingSets, String[] replacePaths) throws IOException {
-    return call(() -> Native.jobCommit(live(), pendingSets, replacePaths));
+  /**
+   * Completes every upload, verifies it, replaces {@code replacePaths} (and, with
+   * {@code dynamicPartitions}, every partition directory the job wrote), writes
+   * {@code _SUCCESS}; returns a JSON report.
+   */
+  public String commit(String[] pendingSets, String[] replacePaths, boolean dynamicPartitions)
+      throws IOException {
+    return call(() -> Native.jobCommit(live(), pendingSets, replacePaths, dynamicPartitions));
   }
 
   public void abort(String[] pendingSets) throws IOException {

@@ -393,10 +393,13 @@ impl Job {
 
     /// Job commit. `replace` holds the paths a static overwrite replaces: their old objects are
     /// deleted only after every new object is complete and verified.
+    /// With `dynamic_partitions` (Spark's dynamic partition overwrite), every partition
+    /// directory the job wrote to is replaced as well, and nothing else.
     pub async fn commit_job(
         &self,
         pendingsets: Vec<PendingSet>,
         replace: Vec<String>,
+        dynamic_partitions: bool,
     ) -> Result<CommitReport> {
         let t0 = Instant::now();
         let mut uploads = Vec::new();
@@ -437,6 +440,9 @@ impl Job {
                 ));
             }
             replace_prefixes.push(p.dir_prefix());
+        }
+        if dynamic_partitions {
+            replace_prefixes.extend(written_partitions(&self.dest, &uploads));
         }
 
         let journal_path = self.journal_path();
@@ -700,9 +706,59 @@ impl Job {
     }
 }
 
+/// The partition directories (key prefixes ending in `/`) that uploads write to, below `dest`.
+/// Files directly in `dest` belong to no partition and replace nothing.
+pub fn written_partitions(dest: &S3Path, uploads: &[PendingUpload]) -> Vec<String> {
+    let root = dest.dir_prefix();
+    let dirs: std::collections::BTreeSet<String> = uploads
+        .iter()
+        .filter(|u| u.bucket == dest.bucket)
+        .filter_map(|u| u.key.rfind('/').map(|i| u.key[..=i].to_string()))
+        .filter(|dir| dir.starts_with(&root) && dir.len() > root.len())
+        .collect();
+    dirs.into_iter().collect()
+}
+
 fn unreachable_exists<T>(path: &S3Path) -> Result<T> {
     // An unconditional PUT never answers "exists"; treat it as a store fault if it does.
     Err(Error::AlreadyExists {
         uri: path.to_string(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::encryption::EncryptionSummary;
+
+    fn upload(key: &str) -> PendingUpload {
+        PendingUpload {
+            bucket: "b".into(),
+            key: key.into(),
+            upload_id: "u".into(),
+            parts: vec![],
+            size: 0,
+            encryption: EncryptionSummary {
+                algorithm: "none".into(),
+                kms_key_id: None,
+                sse_c_key_md5: None,
+            },
+        }
+    }
+
+    #[test]
+    fn written_partitions_are_the_leaf_directories_under_dest() {
+        let dest = S3Path::parse("s3a://b/t").unwrap();
+        let ups = [
+            upload("t/p=1/part-0.parquet"),
+            upload("t/p=1/part-1.parquet"),
+            upload("t/p=2/q=x/part-0.parquet"),
+            upload("t/part-9.parquet"),
+            upload("other/p=3/part-0.parquet"),
+        ];
+        assert_eq!(
+            written_partitions(&dest, &ups),
+            vec!["t/p=1/".to_string(), "t/p=2/q=x/".to_string()]
+        );
+    }
 }

@@ -221,8 +221,8 @@ pub extern "system" fn Java_io_sealcommit_Native_abortUploads(
     })
 }
 
-/// `String jobCommit(long job, String[] pendingsets, String[] replacePaths)`: returns the
-/// commit report JSON.
+/// `String jobCommit(long job, String[] pendingsets, String[] replacePaths,
+/// boolean dynamicPartitions)`: returns the commit report JSON.
 #[no_mangle]
 pub extern "system" fn Java_io_sealcommit_Native_jobCommit(
     mut env: JNIEnv,
@@ -230,12 +230,13 @@ pub extern "system" fn Java_io_sealcommit_Native_jobCommit(
     handle: jlong,
     sets: JObjectArray,
     replace: JObjectArray,
+    dynamic_partitions: jni::sys::jboolean,
 ) -> jstring {
     guard(&mut env, std::ptr::null_mut(), |env| {
         let job = job(handle)?;
         let sets = pendingsets(env, &sets)?;
         let replace = strings(env, &replace)?;
-        let report = block_on(job.commit_job(sets, replace))??;
+        let report = block_on(job.commit_job(sets, replace, dynamic_partitions != 0))??;
         let json = serde_json::to_string(&report).unwrap_or_default();
         jstr(env, &json)
     })

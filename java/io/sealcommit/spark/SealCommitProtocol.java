@@ -25,7 +25,8 @@ import scala.Option;
  * uploads them as multipart uploads left pending, and its pendingset travels to the driver in the
  * {@code TaskCommitMessage}. The driver completes every upload at job commit, verifies each
  * object's encryption and writes {@code _SUCCESS}. No rename, no copy, and no write through S3A:
- * a static overwrite's deletion is deferred to job commit and done by the engine.
+ * a static overwrite's deletion is deferred to job commit and done by the engine, and a dynamic
+ * partition overwrite replaces exactly the partitions the job wrote, at job commit.
  */
 public class SealCommitProtocol extends FileCommitProtocol implements java.io.Serializable {
   private static final long serialVersionUID = 1L;
@@ -53,11 +54,6 @@ public class SealCommitProtocol extends FileCommitProtocol implements java.io.Se
 
   @Override
   public void setupJob(JobContext jobContext) {
-    if (dynamicPartitionOverwrite) {
-      throw new UnsupportedOperationException("sealcommit does not support dynamic partition "
-          + "overwrite yet (it would need a rename-free partition replace); write " + path
-          + " with spark.sql.sources.partitionOverwriteMode=static, or append");
-    }
     try {
       driverJob = SealJob.open(jobContext.getConfiguration(), path, jobId);
       driverJob.setup();
@@ -186,7 +182,7 @@ public class SealCommitProtocol extends FileCommitProtocol implements java.io.Se
     }
     try {
       String report = driverJob.commit(sets.toArray(new String[0]),
-          replacePaths.toArray(new String[0]));
+          replacePaths.toArray(new String[0]), dynamicPartitionOverwrite);
       LOG.info("sealcommit: committed {}: {}", path, report);
       closeDriverJob();
     } catch (IOException e) {

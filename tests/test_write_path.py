@@ -1,0 +1,121 @@
+"""More of the write path on real RGW with SSE-KMS: dynamic partition overwrite without rename,
+SQL entry points, ORC and text, and per-write KMS keys in one session."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from tests.bed.stores import KMS_KEY_1, KMS_KEY_2
+from tests.conftest import Wire, assert_all_encrypted, assert_no_copy, list_keys, pending_uploads, success_json
+
+BUCKET = "direct-http"
+
+
+def rows_1000(spark):
+    return spark.range(1000).selectExpr("CAST(id AS INT) AS id", "CAST(id % 10 AS INT) AS p")
+
+
+@pytest.fixture
+def dynamic(spark):
+    spark.conf.set("spark.sql.sources.partitionOverwriteMode", "dynamic")
+    yield
+    spark.conf.set("spark.sql.sources.partitionOverwriteMode", "static")
+
+
+def test_dynamic_partition_overwrite_replaces_only_written_partitions(spark, s3, bed, prefix, dynamic):
+    path = f"s3a://{BUCKET}/{prefix}"
+    rows_1000(spark).repartition(4).write.partitionBy("p").parquet(path)
+    old_p3 = [k for k in list_keys(s3, BUCKET, prefix) if "/p=3/" in k]
+    assert old_p3
+
+    wire = Wire(bed)
+    spark.createDataFrame([(5000 + i, 3) for i in range(7)], "id INT, p INT") \
+        .write.mode("overwrite").partitionBy("p").parquet(path)
+    back = spark.read.parquet(path)
+    assert back.count() == 907  # not 1000 + 7, not 1334
+    assert sorted(r.id for r in back.where("p = 3").collect()) == list(range(5000, 5007))
+    assert back.where("p != 3").count() == 900
+    assert sorted(r.id for r in back.where("p = 4").collect()) == list(range(4, 1000, 10))
+    keys = list_keys(s3, BUCKET, prefix)
+    assert not set(old_p3) & set(keys), "the replaced partition's old files are gone"
+    assert_no_copy(wire)
+    assert_all_encrypted(s3, BUCKET, prefix)
+    assert success_json(s3, BUCKET, prefix)["sealcommit"]["replaced_objects"] == len(old_p3)
+
+
+def test_failed_dynamic_overwrite_keeps_every_partition(spark, s3, prefix, dynamic):
+    path = f"s3a://{BUCKET}/{prefix}"
+    rows_1000(spark).write.partitionBy("p").parquet(path)
+    with pytest.raises(Exception, match="job commit stopped at before-replace"):
+        spark.createDataFrame([(1, 3)], "id INT, p INT").write.mode("overwrite") \
+            .option("sealcommit.fault.job-commit", "before-replace").partitionBy("p").parquet(path)
+    assert spark.read.parquet(path).count() == 1000
+    assert pending_uploads(s3, BUCKET, prefix) == []
+
+
+def test_sql_insert_overwrite_partition_and_ctas(spark, s3, bed, prefix):
+    loc = f"s3a://{BUCKET}/{prefix}"
+    t, c = f"t_{prefix.rsplit('-', 1)[-1]}", f"c_{prefix.rsplit('-', 1)[-1]}"
+    wire = Wire(bed)
+    spark.sql(f"CREATE TABLE {t} (id INT, name STRING, p INT) USING parquet PARTITIONED BY (p) "
+              f"LOCATION '{loc}/t'")
+    spark.sql(f"INSERT INTO {t} VALUES (1, 'a', 1), (2, 'b', 2), (3, 'c', 2)")
+    spark.sql(f"INSERT INTO {t} SELECT 4, 'd', 1")
+    spark.sql(f"INSERT OVERWRITE {t} PARTITION (p = 2) SELECT 9, 'z'")
+    assert sorted(tuple(r) for r in spark.table(t).collect()) == [(1, "a", 1), (4, "d", 1), (9, "z", 2)]
+    spark.sql(f"CREATE TABLE {c} USING orc LOCATION '{loc}/c' AS SELECT * FROM {t} WHERE p = 1")
+    assert sorted(tuple(r) for r in spark.table(c).collect()) == [(1, "a", 1), (4, "d", 1)]
+    assert_no_copy(wire)
+    assert_all_encrypted(s3, BUCKET, prefix)
+    spark.sql(f"DROP TABLE {t}")
+    spark.sql(f"DROP TABLE {c}")
+
+
+@pytest.mark.parametrize("fmt", ["orc", "text"])
+def test_orc_and_text(spark, s3, bed, prefix, fmt):
+    path = f"s3a://{BUCKET}/{prefix}"
+    df = spark.createDataFrame([("a",), ("b",), ("c",)], "value STRING")
+    wire = Wire(bed)
+    df.write.format(fmt).save(path)
+    assert sorted(r[0] for r in spark.read.format(fmt).load(path).collect()) == ["a", "b", "c"]
+    assert_no_copy(wire)
+    assert_all_encrypted(s3, BUCKET, prefix)
+
+
+def write_with_key(spark, path, key):
+    spark.createDataFrame([(1, key)], "id INT, k STRING").write.option("fs.s3a.encryption.key", key).parquet(path)
+
+
+@pytest.mark.parametrize("order", [(KMS_KEY_1, KMS_KEY_2), (KMS_KEY_2, KMS_KEY_1)], ids=["key1-first", "key2-first"])
+def test_per_write_kms_keys_in_one_session(spark, s3, prefix, order):
+    """The multi-tenant case: one session, one bucket, each write under its own key, with no
+    FileSystem cache setting."""
+    for i, key in enumerate(order):
+        write_with_key(spark, f"s3a://{BUCKET}/{prefix}/folder{i + 1}", key)
+    for i, key in enumerate(order):
+        assert_all_encrypted(s3, BUCKET, f"{prefix}/folder{i + 1}/", kms_key=key)
+
+
+def test_per_write_kms_keys_from_two_threads_at_once(spark, s3, prefix):
+    errors = []
+
+    def run(folder, key):
+        try:
+            for n in range(3):
+                write_with_key(spark, f"s3a://{BUCKET}/{prefix}/{folder}/{n}", key)
+        except Exception as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=run, args=("folder1", KMS_KEY_1)),
+               threading.Thread(target=run, args=("folder2", KMS_KEY_2))]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert not errors, errors
+    for folder, key in (("folder1", KMS_KEY_1), ("folder2", KMS_KEY_2)):
+        keys = assert_all_encrypted(s3, BUCKET, f"{prefix}/{folder}/", kms_key=key)
+        assert sorted(k for k in keys if k.endswith("_SUCCESS")) == [
+            f"{prefix}/{folder}/{n}/_SUCCESS" for n in range(3)]
