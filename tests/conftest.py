@@ -35,6 +35,21 @@ TOPOLOGIES = {
 }
 PROTOCOL = "io.sealcommit.spark.SealCommitProtocol"
 
+import pyspark  # noqa: E402
+
+SPARK_MAJOR = int(pyspark.__version__.split(".")[0])
+# Spark 4 ships Hadoop 3.5, whose core-default.xml gives these S3A settings with time units and
+# SDK v2 credential providers; hadoop-aws 3.3.4 (the field's S3A, used here for reads) needs
+# plain numbers and SDK v1 providers.
+S3A_ON_HADOOP_35 = {
+    "fs.s3a.connection.establish.timeout": "30000",
+    "fs.s3a.connection.timeout": "200000",
+    "fs.s3a.threads.keepalivetime": "60",
+    "fs.s3a.multipart.purge.age": "86400",
+    # Hadoop 3.5's default provider list names AWS SDK v2 classes.
+    "fs.s3a.aws.credentials.provider": "org.apache.hadoop.fs.s3a.SimpleAWSCredentialsProvider",
+}
+
 
 @pytest.fixture(scope="session")
 def bed(tmp_path_factory):
@@ -70,6 +85,8 @@ def s3a_conf(bed) -> dict:
     }
     for bucket in TOPOLOGIES:
         conf[f"fs.s3a.bucket.{bucket}.endpoint"] = endpoint(bed, bucket)
+    if SPARK_MAJOR >= 4:
+        conf.update(S3A_ON_HADOOP_35)
     return conf
 
 
