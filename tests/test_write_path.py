@@ -119,3 +119,19 @@ def test_per_write_kms_keys_from_two_threads_at_once(spark, s3, prefix):
         keys = assert_all_encrypted(s3, BUCKET, f"{prefix}/{folder}/", kms_key=key)
         assert sorted(k for k in keys if k.endswith("_SUCCESS")) == [
             f"{prefix}/{folder}/{n}/_SUCCESS" for n in range(3)]
+
+
+def test_key_pinned_per_output_with_table_options(spark, s3, prefix):
+    """A table's OPTIONS reach the job configuration of every write to it: the way to pin a KMS
+    key to one output location, whatever the session's default key."""
+    name = f"pinned_{prefix.rsplit('-', 1)[-1]}"
+    loc = f"s3a://{BUCKET}/{prefix}"
+    spark.sql(f"CREATE TABLE {name} (id INT) USING parquet LOCATION '{loc}' "
+              f"OPTIONS ('fs.s3a.encryption.key' '{KMS_KEY_2}')")
+    try:
+        spark.sql(f"INSERT INTO {name} VALUES (1), (2)")
+        spark.createDataFrame([(3,)], "id INT").write.insertInto(name)
+        assert sorted(r.id for r in spark.table(name).collect()) == [1, 2, 3]
+        assert_all_encrypted(s3, BUCKET, prefix, kms_key=KMS_KEY_2)
+    finally:
+        spark.sql(f"DROP TABLE {name}")

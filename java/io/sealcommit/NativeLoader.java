@@ -43,7 +43,7 @@ public final class NativeLoader {
     if (explicit != null && !explicit.isEmpty()) {
       try {
         System.load(new File(explicit).getAbsolutePath());
-        loaded = true;
+        checkVersion(explicit);
         return;
       } catch (UnsatisfiedLinkError e) {
         // An explicit path that does not load is a configuration error: do not fall back.
@@ -54,7 +54,7 @@ public final class NativeLoader {
     }
     try {
       System.loadLibrary(LIB);
-      loaded = true;
+      checkVersion("java.library.path");
       return;
     } catch (UnsatisfiedLinkError e) {
       tried.append("java.library.path: ").append(e.getMessage()).append("; ");
@@ -69,7 +69,7 @@ public final class NativeLoader {
           Files.copy(in, tmp.toPath(), StandardCopyOption.REPLACE_EXISTING);
           System.load(tmp.getAbsolutePath());
           loaded = true;
-          return;
+          return;  // built together with this jar
         } finally {
           // The mapping stays valid after the file is gone; nothing is left in /tmp.
           if (!tmp.delete()) {
@@ -85,6 +85,29 @@ public final class NativeLoader {
         + "set -D" + PATH_KEY + "=/path/to/libsealcommit.so, or use a jar that bundles it for "
         + platform();
     throw new SealCommitException(failure);
+  }
+
+  /**
+   * A library from elsewhere must be the one built with this jar: the two exchange pendingsets
+   * and journals, whose format is versioned with them.
+   */
+  private static void checkVersion(String where) throws IOException {
+    Package pkg = NativeLoader.class.getPackage();
+    String jar = pkg == null ? null : pkg.getImplementationVersion();
+    String lib;
+    try {
+      lib = Native.version();
+    } catch (Exception | UnsatisfiedLinkError e) {
+      failure = "the sealcommit native library loaded from " + where + " is not usable: " + e;
+      throw new SealCommitException(failure);
+    }
+    if (jar != null && !jar.equals(lib)) {
+      failure = "the sealcommit native library loaded from " + where + " is version " + lib
+          + " but the jar is version " + jar + "; use the libsealcommit.so built with this jar "
+          + "(or remove it from there to use the copy bundled in the jar)";
+      throw new SealCommitException(failure);
+    }
+    loaded = true;
   }
 
   static String platform() {
