@@ -131,7 +131,12 @@ impl Job {
             .await?
         {
             PutOutcome::Written { etag, observed } => (etag, observed),
-            PutOutcome::Exists => unreachable_exists(path)?,
+            // Only a conditional PUT can lose to an existing object; this one is unconditional.
+            PutOutcome::Exists => {
+                return Err(Error::AlreadyExists {
+                    uri: path.to_string(),
+                })
+            }
         };
         self.verified_observation(path, etag.is_some(), observed)
             .await
@@ -532,7 +537,7 @@ impl Job {
         let success = self.dest.child("_SUCCESS");
         let millis = t0.elapsed().as_millis() as u64;
         let mut requests = self.store.counters.snapshot();
-        // Count the _SUCCESS write itself (and its HEAD when the store needs one).
+        // The counts in _SUCCESS include its own PUT (not the HEAD that may verify it).
         *requests.entry("PutObject".into()).or_default() += 1;
         let data = self.success_data(&files, requests.clone(), replaced, millis);
         let body = serde_json::to_vec_pretty(&data).map_err(|e| Error::document("_SUCCESS", e))?;
@@ -717,13 +722,6 @@ pub fn written_partitions(dest: &S3Path, uploads: &[PendingUpload]) -> Vec<Strin
         .filter(|dir| dir.starts_with(&root) && dir.len() > root.len())
         .collect();
     dirs.into_iter().collect()
-}
-
-fn unreachable_exists<T>(path: &S3Path) -> Result<T> {
-    // An unconditional PUT never answers "exists"; treat it as a store fault if it does.
-    Err(Error::AlreadyExists {
-        uri: path.to_string(),
-    })
 }
 
 #[cfg(test)]

@@ -333,6 +333,13 @@ macro_rules! impl_apply {
     };
 }
 
+/// One SSE-C setter per request type that touches the object's data.
+macro_rules! sse_c_setters {
+    ($($fn:ident: $($path:ident)::+),* $(,)?) => {
+        $(impl_apply!($fn, ops::$($path)::+, sse_c);)*
+    };
+}
+
 use aws_sdk_s3::operation as ops;
 
 impl EncryptionSpec {
@@ -348,36 +355,14 @@ impl EncryptionSpec {
         full,
         apply_create_c
     );
-    impl_apply!(
-        apply_put_c,
-        ops::put_object::builders::PutObjectFluentBuilder,
-        sse_c
-    );
-    impl_apply!(
-        apply_create_c,
-        ops::create_multipart_upload::builders::CreateMultipartUploadFluentBuilder,
-        sse_c
-    );
-    impl_apply!(
-        apply_upload_part,
-        ops::upload_part::builders::UploadPartFluentBuilder,
-        sse_c
-    );
-    impl_apply!(
-        apply_complete,
-        ops::complete_multipart_upload::builders::CompleteMultipartUploadFluentBuilder,
-        sse_c
-    );
-    impl_apply!(
-        apply_head,
-        ops::head_object::builders::HeadObjectFluentBuilder,
-        sse_c
-    );
-    impl_apply!(
-        apply_get,
-        ops::get_object::builders::GetObjectFluentBuilder,
-        sse_c
-    );
+    sse_c_setters! {
+        apply_put_c: put_object::builders::PutObjectFluentBuilder,
+        apply_create_c: create_multipart_upload::builders::CreateMultipartUploadFluentBuilder,
+        apply_upload_part: upload_part::builders::UploadPartFluentBuilder,
+        apply_complete: complete_multipart_upload::builders::CompleteMultipartUploadFluentBuilder,
+        apply_head: head_object::builders::HeadObjectFluentBuilder,
+        apply_get: get_object::builders::GetObjectFluentBuilder,
+    }
 }
 
 #[cfg(test)]
