@@ -34,10 +34,16 @@ TOPOLOGIES = {
     "direct-https": "rgw_https",
 }
 PROTOCOL = "io.sealcommit.spark.SealCommitProtocol"
+STREAMING_PROTOCOL = "io.sealcommit.spark.SealStreamingCommitProtocol"
 
 import pyspark  # noqa: E402
 
 SPARK_MAJOR = int(pyspark.__version__.split(".")[0])
+SPARK_VERSION = tuple(int(x) for x in pyspark.__version__.split(".")[:2])
+# Spark 4.1 moved CheckpointFileManager to ...streaming.checkpointing; the jar has a manager for
+# each side of the move.
+CHECKPOINT_MANAGER = ("io.sealcommit.spark.checkpointing.SealCheckpointFileManager"
+                      if SPARK_VERSION >= (4, 1) else "io.sealcommit.spark.SealCheckpointFileManager")
 # Spark 4 ships Hadoop 3.5, whose core-default.xml gives these S3A settings with time units and
 # SDK v2 credential providers; hadoop-aws 3.3.4 (the field's S3A, used here for reads) needs
 # plain numbers and SDK v1 providers.
@@ -99,6 +105,8 @@ def spark_builder(bed, app: str, master: str = "local[2,2]", extra: dict | None 
          .config("spark.ui.enabled", "false")
          .config("spark.sql.shuffle.partitions", "2")
          .config("spark.sql.sources.commitProtocolClass", PROTOCOL)
+         .config("spark.sql.streaming.checkpointFileManagerClass", CHECKPOINT_MANAGER)
+         .config("spark.sql.streaming.commitProtocolClass", STREAMING_PROTOCOL)
          # S3A (SDK v1) reads https through the JVM trust store; sealcommit uses the PEM file.
          .config("spark.driver.extraJavaOptions",
                  f"-Djavax.net.ssl.trustStore={bed.ca.truststore} -Djavax.net.ssl.trustStorePassword=changeit")

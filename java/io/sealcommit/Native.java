@@ -27,4 +27,36 @@ final class Native {
       boolean dynamicPartitions) throws Exception;
 
   static native void jobAbort(long job, String[] pendingSets) throws Exception;
+
+  static native String[] streamCommit(long job, String[] pendingSets) throws Exception;
+
+  static native void streamDiscard(long job, String[] uris) throws Exception;
+
+  static native int streamAbortStrays(long job, long batch) throws Exception;
+
+  static native long cpOpen(String[] conf, String root) throws Exception;
+
+  static native void cpClose(long fs) throws Exception;
+
+  static native String[] cpList(long fs, String dir) throws Exception;
+
+  static native boolean cpExists(long fs, String path) throws Exception;
+
+  static native void cpDelete(long fs, String path) throws Exception;
+
+  static native long cpCreate(long fs, String path, boolean overwrite) throws Exception;
+
+  static native void cpWrite(long writer, byte[] data, int off, int len) throws Exception;
+
+  static native void cpCommit(long writer) throws Exception;
+
+  static native void cpCancel(long writer) throws Exception;
+
+  static native long cpOpenRead(long fs, String path) throws Exception;
+
+  static native long cpSize(long reader) throws Exception;
+
+  static native int cpRead(long reader, long pos, byte[] buf, int off, int len) throws Exception;
+
+  static native void cpCloseRead(long reader) throws Exception;
 }

@@ -25,6 +25,12 @@ public final class SealJob implements Closeable {
    */
   public static SealJob open(Configuration conf, String dest, String jobId) throws IOException {
     NativeLoader.load(conf.get(NativeLoader.PATH_KEY));
+    String[] kv = settings(conf);
+    return new SealJob(call(() -> Native.jobOpen(kv, dest, jobId)));
+  }
+
+  /** The {@code fs.s3a.*} and {@code sealcommit.*} entries of {@code conf}: key, value, ... */
+  static String[] settings(Configuration conf) throws IOException {
     List<String> kv = new ArrayList<>();
     for (Map.Entry<String, String> e : conf) {
       String key = e.getKey();
@@ -43,7 +49,7 @@ public final class SealJob implements Closeable {
         kv.add(value);
       }
     }
-    return new SealJob(call(() -> Native.jobOpen(kv.toArray(new String[0]), dest, jobId)));
+    return kv.toArray(new String[0]);
   }
 
   private static boolean isSecret(String key) {
@@ -83,6 +89,27 @@ public final class SealJob implements Closeable {
     return call(() -> Native.jobCommit(live(), pendingSets, replacePaths, dynamicPartitions));
   }
 
+  /**
+   * Completes a streaming batch's uploads (no journal, no {@code _SUCCESS}); returns the files
+   * as {@code f:size:modified-millis:uri}.
+   */
+  public String[] commitStream(String[] pendingSets) throws IOException {
+    return call(() -> Native.streamCommit(live(), pendingSets));
+  }
+
+  /** Deletes files a streaming batch completed but could not record. */
+  public void discard(String[] uris) throws IOException {
+    call(() -> {
+      Native.streamDiscard(live(), uris);
+      return null;
+    });
+  }
+
+  /** Aborts pending uploads of streaming batches up to {@code batch}; returns how many. */
+  public int abortStreamStrays(long batch) throws IOException {
+    return call(() -> Native.streamAbortStrays(live(), batch));
+  }
+
   public void abort(String[] pendingSets) throws IOException {
     call(() -> {
       Native.jobAbort(live(), pendingSets);
@@ -109,11 +136,11 @@ public final class SealJob implements Closeable {
     }
   }
 
-  private interface NativeCall<T> {
+  interface NativeCall<T> {
     T run() throws Exception;
   }
 
-  private static <T> T call(NativeCall<T> c) throws IOException {
+  static <T> T call(NativeCall<T> c) throws IOException {
     try {
       return c.run();
     } catch (IOException | RuntimeException e) {

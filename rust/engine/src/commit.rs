@@ -30,7 +30,7 @@ use crate::store::{PutOutcome, Store};
 use crate::uri::S3Path;
 
 /// Uploads a task commit has started, as (bucket, key, upload id): aborted if the task fails.
-type Started = Arc<Mutex<Vec<(String, String, String)>>>;
+pub(crate) type Started = Arc<Mutex<Vec<(String, String, String)>>>;
 
 /// The directory under the destination that holds journals.
 pub const JOURNAL_DIR: &str = "_sealcommit";
@@ -125,13 +125,24 @@ impl Job {
     /// Writes one of our own small objects with the job's encryption and checks that the store
     /// applied it. Returns what the store reported.
     async fn put_verified(&self, path: &S3Path, body: Vec<u8>) -> Result<Observed> {
+        self.put_verified_stream(path, ByteStream::from(body), false)
+            .await
+    }
+
+    /// One PUT (conditional with `if_none_match`: an existing object is `AlreadyExists`),
+    /// verified like every object sealcommit writes.
+    pub(crate) async fn put_verified_stream(
+        &self,
+        path: &S3Path,
+        body: ByteStream,
+        if_none_match: bool,
+    ) -> Result<Observed> {
         let (etag, observed) = match self
             .store
-            .put(&path.bucket, &path.key, body, self.enc(), false)
+            .put_stream(&path.bucket, &path.key, body, self.enc(), if_none_match)
             .await?
         {
             PutOutcome::Written { etag, observed } => (etag, observed),
-            // Only a conditional PUT can lose to an existing object; this one is unconditional.
             PutOutcome::Exists => {
                 return Err(Error::AlreadyExists {
                     uri: path.to_string(),
@@ -288,7 +299,7 @@ impl Job {
             .await
     }
 
-    async fn upload_file(
+    pub(crate) async fn upload_file(
         &self,
         local: PathBuf,
         dest: S3Path,
@@ -396,17 +407,8 @@ impl Job {
         }
     }
 
-    /// Job commit. `replace` holds the paths a static overwrite replaces: their old objects are
-    /// deleted only after every new object is complete and verified.
-    /// With `dynamic_partitions` (Spark's dynamic partition overwrite), every partition
-    /// directory the job wrote to is replaced as well, and nothing else.
-    pub async fn commit_job(
-        &self,
-        pendingsets: Vec<PendingSet>,
-        replace: Vec<String>,
-        dynamic_partitions: bool,
-    ) -> Result<CommitReport> {
-        let t0 = Instant::now();
+    /// The uploads of all task pendingsets, checked to belong to this job and not to overlap.
+    fn collect_uploads(&self, pendingsets: Vec<PendingSet>) -> Result<Vec<PendingUpload>> {
         let mut uploads = Vec::new();
         let mut seen = HashSet::new();
         for p in pendingsets {
@@ -435,6 +437,21 @@ impl Job {
                 uploads.push(u);
             }
         }
+        Ok(uploads)
+    }
+
+    /// Job commit. `replace` holds the paths a static overwrite replaces: their old objects are
+    /// deleted only after every new object is complete and verified.
+    /// With `dynamic_partitions` (Spark's dynamic partition overwrite), every partition
+    /// directory the job wrote to is replaced as well, and nothing else.
+    pub async fn commit_job(
+        &self,
+        pendingsets: Vec<PendingSet>,
+        replace: Vec<String>,
+        dynamic_partitions: bool,
+    ) -> Result<CommitReport> {
+        let t0 = Instant::now();
+        let uploads = self.collect_uploads(pendingsets)?;
         let mut replace_prefixes = Vec::new();
         for r in replace {
             let p = S3Path::parse(&r)?;
@@ -469,7 +486,7 @@ impl Job {
                     "sealcommit: job {} commit failed, rolling back: {e}",
                     self.job_id
                 );
-                self.roll_back(&uploads).await;
+                self.roll_back(&uploads, true).await;
                 return Err(e);
             }
         };
@@ -495,7 +512,7 @@ impl Job {
     async fn complete_all(&self, uploads: &[PendingUpload]) -> Result<Vec<CommittedFile>> {
         self.fault("after-journal")?;
         let mut files: Vec<CommittedFile> = stream::iter(uploads)
-            .map(|u| self.complete_one(u))
+            .map(|u| self.complete_one(u, false))
             .buffer_unordered(self.settings.commit.commit_parallelism)
             .try_collect()
             .await?;
@@ -554,7 +571,11 @@ impl Job {
 
     /// Completes one upload and checks its size and encryption. A Complete whose response was
     /// lost and retried answers `NoSuchUpload`: then the object must exist with the right size.
-    async fn complete_one(&self, u: &PendingUpload) -> Result<CommittedFile> {
+    pub(crate) async fn complete_one(
+        &self,
+        u: &PendingUpload,
+        if_none_match: bool,
+    ) -> Result<CommittedFile> {
         let path = S3Path {
             bucket: u.bucket.clone(),
             key: u.key.clone(),
@@ -562,7 +583,14 @@ impl Job {
         let enc = self.enc();
         let (etag, observed, checked) = match self
             .store
-            .complete_upload(&u.bucket, &u.key, &u.upload_id, &u.parts, enc, false)
+            .complete_upload(
+                &u.bucket,
+                &u.key,
+                &u.upload_id,
+                &u.parts,
+                enc,
+                if_none_match,
+            )
             .await
         {
             Ok((etag, observed)) => (etag, observed, false),
@@ -617,7 +645,7 @@ impl Job {
     /// After a failed commit: delete whatever became visible, abort whatever is still pending,
     /// drop the journal. Best effort; failures are logged (the journal then stays for
     /// `sealcommit recover`).
-    async fn roll_back(&self, uploads: &[PendingUpload]) {
+    async fn roll_back(&self, uploads: &[PendingUpload], has_journal: bool) {
         let mut ok = true;
         if let Err(e) = self.abort_uploads(uploads).await {
             log::warn!("sealcommit: rollback could not abort every upload: {e}");
@@ -628,7 +656,7 @@ impl Job {
             log::warn!("sealcommit: rollback could not delete every new object: {e}");
             ok = false;
         }
-        if ok {
+        if ok && has_journal {
             let j = self.journal_path();
             if let Err(e) = self.store.delete(&j.bucket, &j.key).await {
                 log::warn!("sealcommit: rollback could not delete the journal {j}: {e}");
@@ -651,6 +679,70 @@ impl Job {
         }
         let j = self.journal_path();
         self.store.delete(&j.bucket, &j.key).await
+    }
+
+    /// Commits one micro-batch of a streaming file sink: completes and verifies every upload
+    /// and returns the files, which the caller then records in the sink's log (`_spark_metadata`,
+    /// the only thing readers trust). No journal and no `_SUCCESS`: a file not in the log is
+    /// not part of the output. On failure, everything this call completed is deleted again.
+    pub async fn commit_stream(&self, pendingsets: Vec<PendingSet>) -> Result<Vec<CommittedFile>> {
+        let uploads = self.collect_uploads(pendingsets)?;
+        let result: Result<Vec<CommittedFile>> = stream::iter(&uploads)
+            .map(|u| self.complete_one(u, false))
+            .buffer_unordered(self.settings.commit.commit_parallelism)
+            .try_collect()
+            .await;
+        match result {
+            Ok(mut files) => {
+                files.sort_by(|a, b| a.key.cmp(&b.key));
+                Ok(files)
+            }
+            Err(e) => {
+                log::error!(
+                    "sealcommit: streaming batch {} of {} failed, rolling back: {e}",
+                    self.job_id,
+                    self.dest
+                );
+                self.roll_back(&uploads, false).await;
+                Err(e)
+            }
+        }
+    }
+
+    /// Deletes files a streaming batch completed but could not record (another writer recorded
+    /// the batch first).
+    pub async fn discard(&self, keys: &[String]) -> Result<()> {
+        self.store.delete_many(&self.dest.bucket, keys).await
+    }
+
+    /// After streaming batch `batch` is recorded: aborts every pending upload under the sink
+    /// that belongs to this batch or an earlier one (see [`stream_file_batch`]): leftovers of
+    /// a driver that died in the middle of a batch, which Spark then ran again.
+    pub async fn abort_stream_strays(&self, batch: u64) -> Result<usize> {
+        let strays: Vec<PendingUpload> = self
+            .store
+            .list_uploads(&self.dest.bucket, &self.dest.dir_prefix())
+            .await?
+            .into_iter()
+            .filter(|u| stream_file_batch(&u.key).is_some_and(|b| b <= batch))
+            .map(|u| PendingUpload {
+                bucket: self.dest.bucket.clone(),
+                key: u.key,
+                upload_id: u.upload_id,
+                parts: vec![],
+                size: 0,
+                encryption: self.enc().summary(),
+            })
+            .collect();
+        self.abort_uploads(&strays).await?;
+        if !strays.is_empty() {
+            log::info!(
+                "sealcommit: aborted {} stray uploads of batches up to {batch} under {}",
+                strays.len(),
+                self.dest
+            );
+        }
+        Ok(strays.len())
     }
 
     fn success_data(
@@ -711,6 +803,19 @@ impl Job {
     }
 }
 
+/// The micro-batch a streaming sink file belongs to. `SealStreamingCommitProtocol` names files
+/// `part-<split>-<run id>-sc<batch>.<rest>`; any other name belongs to no batch.
+pub fn stream_file_batch(key: &str) -> Option<u64> {
+    let name = key.rsplit('/').next()?;
+    let at = name.rfind("-sc")?;
+    let rest = &name[at + 3..];
+    let digits = &rest[..rest.find('.').unwrap_or(rest.len())];
+    if digits.is_empty() || !name.starts_with("part-") {
+        return None;
+    }
+    digits.parse().ok()
+}
+
 /// The partition directories (key prefixes ending in `/`) that uploads write to, below `dest`.
 /// Files directly in `dest` belong to no partition and replace nothing.
 pub fn written_partitions(dest: &S3Path, uploads: &[PendingUpload]) -> Vec<String> {
@@ -742,6 +847,18 @@ mod tests {
                 sse_c_key_md5: None,
             },
         }
+    }
+
+    #[test]
+    fn stream_file_batch_reads_the_batch_from_the_name_only() {
+        assert_eq!(
+            stream_file_batch("t/p=1/part-00003-5b2f-sc12.c000.snappy.parquet"),
+            Some(12)
+        );
+        assert_eq!(stream_file_batch("t/part-00000-abc-sc0"), Some(0));
+        assert_eq!(stream_file_batch("t/-sc9/part-00000-x.parquet"), None);
+        assert_eq!(stream_file_batch("t/part-00000-x-scX.parquet"), None);
+        assert_eq!(stream_file_batch("t/data-sc3.parquet"), None);
     }
 
     #[test]

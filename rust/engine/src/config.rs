@@ -64,6 +64,8 @@ pub const SEALCOMMIT_KEYS: &[&str] = &[
     "mode",
     "fault.task-commit",
     "fault.job-commit",
+    "checkpoint.memory-buffer",
+    "checkpoint.multipart-threshold",
 ];
 
 /// Keys whose values are secrets (never logged, never echoed in errors).

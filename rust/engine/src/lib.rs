@@ -5,6 +5,7 @@
 //! This crate holds all logic and has no JNI dependency; `sealcommit-jni` exposes it to the JVM
 //! and `sealcommit-cli` to operators. See `docs/ARCHITECTURE.md`.
 
+pub mod checkpoint;
 pub mod commit;
 pub mod config;
 pub mod encryption;
@@ -15,6 +16,7 @@ pub mod store;
 pub mod uri;
 pub mod verify;
 
+pub use checkpoint::{AtomicWriter, CheckpointFs, Entry, Reader};
 pub use commit::{CommitReport, Job};
 pub use config::Conf;
 pub use error::{Error, ErrorKind, Result};

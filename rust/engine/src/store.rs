@@ -288,6 +288,30 @@ pub struct HeadInfo {
 pub struct Listed {
     pub key: String,
     pub size: u64,
+    /// Last-modified time, milliseconds since the epoch (0 if the store did not say).
+    pub modified_ms: u64,
+}
+
+/// One level of a listing: the objects directly under a prefix and its sub-"directories".
+#[derive(Debug, Clone, Default)]
+pub struct DirListing {
+    pub objects: Vec<Listed>,
+    /// Common prefixes, each ending in `/`.
+    pub dirs: Vec<String>,
+}
+
+/// An object opened for reading: its body streams as it is read.
+pub struct Download {
+    pub body: ByteStream,
+    /// The object's whole size (not only what this response carries).
+    pub total: u64,
+    pub etag: Option<String>,
+}
+
+fn millis(t: Option<&aws_smithy_types::DateTime>) -> u64 {
+    t.and_then(|t| t.to_millis().ok())
+        .map(|m| m.max(0) as u64)
+        .unwrap_or(0)
 }
 
 /// One pending multipart upload found by listing.
@@ -355,14 +379,22 @@ impl Store {
         enc: &EncryptionSpec,
         if_none_match: bool,
     ) -> Result<PutOutcome> {
+        self.put_stream(bucket, key, ByteStream::from(body), enc, if_none_match)
+            .await
+    }
+
+    /// One PUT of `body` (in memory or a local file); with `if_none_match`, only if the key
+    /// does not exist yet (`If-None-Match: *`).
+    pub async fn put_stream(
+        &self,
+        bucket: &str,
+        key: &str,
+        body: ByteStream,
+        enc: &EncryptionSpec,
+        if_none_match: bool,
+    ) -> Result<PutOutcome> {
         self.note("PutObject", bucket, key);
-        let mut req = enc.apply_put(
-            self.client
-                .put_object()
-                .bucket(bucket)
-                .key(key)
-                .body(ByteStream::from(body)),
-        );
+        let mut req = enc.apply_put(self.client.put_object().bucket(bucket).key(key).body(body));
         if if_none_match {
             req = req.if_none_match("*");
         }
@@ -739,6 +771,7 @@ impl Store {
                     out.push(Listed {
                         key: k.to_string(),
                         size: o.size().unwrap_or(0).max(0) as u64,
+                        modified_ms: millis(o.last_modified()),
                     });
                 }
             }
@@ -748,6 +781,130 @@ impl Store {
             }
         }
         Ok(out)
+    }
+
+    /// Lists one level under `prefix` (which ends in `/` or is empty): objects and
+    /// sub-prefixes, as a file system lists a directory. `max_keys` stops after that many entries.
+    pub async fn list_dir(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        max_keys: Option<i32>,
+    ) -> Result<DirListing> {
+        let mut out = DirListing::default();
+        let mut token: Option<String> = None;
+        loop {
+            self.note("ListObjectsV2", bucket, prefix);
+            let page = self
+                .client
+                .list_objects_v2()
+                .bucket(bucket)
+                .prefix(prefix)
+                .delimiter("/")
+                .set_max_keys(max_keys)
+                .set_continuation_token(token.take())
+                .send()
+                .await
+                .map_err(|e| {
+                    map_sdk_err(
+                        &Ctx {
+                            op: "ListObjectsV2",
+                            bucket,
+                            key: prefix,
+                            enc: None,
+                        },
+                        e,
+                    )
+                })?;
+            for o in page.contents() {
+                if let Some(k) = o.key() {
+                    out.objects.push(Listed {
+                        key: k.to_string(),
+                        size: o.size().unwrap_or(0).max(0) as u64,
+                        modified_ms: millis(o.last_modified()),
+                    });
+                }
+            }
+            for p in page.common_prefixes() {
+                if let Some(p) = p.prefix() {
+                    out.dirs.push(p.to_string());
+                }
+            }
+            match page.next_continuation_token() {
+                Some(t) if page.is_truncated() == Some(true) && max_keys.is_none() => {
+                    token = Some(t.to_string())
+                }
+                _ => break,
+            }
+        }
+        Ok(out)
+    }
+
+    /// Opens an object for reading from `offset`; with `if_match`, fails if the object is no
+    /// longer that version (a reader that seeks must not mix two versions).
+    pub async fn open_read(
+        &self,
+        bucket: &str,
+        key: &str,
+        enc: &EncryptionSpec,
+        offset: u64,
+        if_match: Option<&str>,
+    ) -> Result<Download> {
+        self.note("GetObject", bucket, key);
+        let mut req = enc.apply_get(self.client.get_object().bucket(bucket).key(key));
+        if offset > 0 {
+            req = req.range(format!("bytes={offset}-"));
+        }
+        if let Some(tag) = if_match {
+            req = req.if_match(format!("\"{tag}\""));
+        }
+        let uri = || format!("s3a://{bucket}/{key}");
+        match req.send().await {
+            Ok(out) => {
+                let len = out.content_length().unwrap_or(0).max(0) as u64;
+                // "bytes 10-99/100": the whole size follows the slash.
+                let total = out
+                    .content_range()
+                    .and_then(|r| r.rsplit('/').next())
+                    .and_then(|t| t.parse::<u64>().ok())
+                    .unwrap_or(offset + len);
+                Ok(Download {
+                    etag: nonempty(out.e_tag()),
+                    total,
+                    body: out.body,
+                })
+            }
+            Err(e) => {
+                let status = e.raw_response().map(|r| r.status().as_u16());
+                match status {
+                    Some(404) => Err(Error::NotFound { uri: uri() }),
+                    // Reading from the end (or past it) of an object: nothing left.
+                    Some(416) => Ok(Download {
+                        body: ByteStream::from(Vec::new()),
+                        total: offset,
+                        etag: if_match.map(str::to_string),
+                    }),
+                    Some(412) => Err(Error::Store {
+                        op: "GetObject",
+                        uri: uri(),
+                        status,
+                        code: Some("PreconditionFailed".into()),
+                        detail: "the object was replaced while it was being read".into(),
+                        hint: "open it again to read the new version".into(),
+                        retryable: false,
+                    }),
+                    _ => Err(map_sdk_err(
+                        &Ctx {
+                            op: "GetObject",
+                            bucket,
+                            key,
+                            enc: Some(enc),
+                        },
+                        e,
+                    )),
+                }
+            }
+        }
     }
 
     /// Lists pending multipart uploads under `prefix`.

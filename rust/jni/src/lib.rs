@@ -7,11 +7,15 @@
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
 
-use jni::objects::{JClass, JObjectArray, JString};
-use jni::sys::{jlong, jstring};
+use std::sync::Arc;
+
+use jni::objects::{JByteArray, JClass, JObjectArray, JString};
+use jni::sys::{jboolean, jint, jlong, jobjectArray, jstring};
 use jni::JNIEnv;
 use sealcommit_engine::runtime::block_on;
-use sealcommit_engine::{Conf, Error, ErrorKind, Job, PendingSet};
+use sealcommit_engine::{
+    AtomicWriter, CheckpointFs, Conf, Entry, Error, ErrorKind, Job, PendingSet, Reader,
+};
 
 mod logger;
 
@@ -55,7 +59,7 @@ fn throw(env: &mut JNIEnv, err: BridgeError) {
         ),
         BridgeError::Closed => (
             "java/lang/IllegalStateException",
-            "sealcommit job handle used after close".to_string(),
+            "sealcommit handle used after close".to_string(),
         ),
     };
     if env.throw_new(class, &msg).is_err() {
@@ -110,6 +114,48 @@ fn strings(env: &mut JNIEnv, arr: &JObjectArray) -> BResult<Vec<String>> {
     Ok(out)
 }
 
+/// `conf` is key, value, key, value… (the `fs.s3a.*` and `sealcommit.*` entries).
+fn conf_of(env: &mut JNIEnv, conf: &JObjectArray) -> BResult<Conf> {
+    logger::init();
+    let kv = strings(env, conf)?;
+    Ok(kv
+        .chunks(2)
+        .filter(|c| c.len() == 2)
+        .map(|c| (c[0].clone(), c[1].clone()))
+        .collect())
+}
+
+fn string_array(env: &mut JNIEnv, items: &[String]) -> BResult<jobjectArray> {
+    let arr = env.new_object_array(items.len() as i32, "java/lang/String", JString::default())?;
+    for (i, item) in items.iter().enumerate() {
+        let s = env.new_string(item)?;
+        env.set_object_array_element(&arr, i as i32, s)?;
+    }
+    Ok(arr.into_raw())
+}
+
+/// `kind:size:modified-millis:uri`, kind `f` (file) or `d` (directory).
+fn entry_line(e: &Entry) -> String {
+    let kind = if e.is_dir { 'd' } else { 'f' };
+    format!("{kind}:{}:{}:{}", e.size, e.modified_ms, e.uri)
+}
+
+/// Borrows the object behind a handle made by `Box::into_raw`.
+///
+/// SAFETY (for callers): the handle comes from the matching open/create export and is freed
+/// only by the matching close export; the Java owner zeroes it first and serializes its calls.
+unsafe fn borrow<'a, T>(handle: jlong) -> BResult<&'a mut T> {
+    if handle == 0 {
+        return Err(BridgeError::Closed);
+    }
+    Ok(unsafe { &mut *(handle as *mut T) })
+}
+
+/// Takes back ownership of a handle (see `borrow`).
+unsafe fn take<T>(handle: jlong) -> Option<Box<T>> {
+    (handle != 0).then(|| unsafe { Box::from_raw(handle as *mut T) })
+}
+
 fn jstr(env: &mut JNIEnv, s: &str) -> BResult<jstring> {
     Ok(env.new_string(s)?.into_raw())
 }
@@ -141,13 +187,7 @@ pub extern "system" fn Java_io_sealcommit_Native_jobOpen(
     job_id: JString,
 ) -> jlong {
     guard(&mut env, 0, |env| {
-        logger::init();
-        let kv = strings(env, &conf)?;
-        let conf: Conf = kv
-            .chunks(2)
-            .filter(|c| c.len() == 2)
-            .map(|c| (c[0].clone(), c[1].clone()))
-            .collect();
+        let conf = conf_of(env, &conf)?;
         let dest = string(env, &dest)?;
         let job_id = string(env, &job_id)?;
         let job = block_on(Job::open(&conf, &dest, &job_id))??;
@@ -265,5 +305,282 @@ pub extern "system" fn Java_io_sealcommit_Native_version(
 ) -> jstring {
     guard(&mut env, std::ptr::null_mut(), |env| {
         jstr(env, env!("CARGO_PKG_VERSION"))
+    })
+}
+
+/// `String[] streamCommit(long job, String[] pendingsets)`: completes a streaming batch's
+/// uploads; returns the files as `f:size:modified-millis:uri`.
+#[no_mangle]
+pub extern "system" fn Java_io_sealcommit_Native_streamCommit(
+    mut env: JNIEnv,
+    _class: JClass,
+    handle: jlong,
+    sets: JObjectArray,
+) -> jobjectArray {
+    guard(&mut env, std::ptr::null_mut(), |env| {
+        let job = job(handle)?;
+        let sets = pendingsets(env, &sets)?;
+        let files = block_on(job.commit_stream(sets))??;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0);
+        let lines: Vec<String> = files
+            .iter()
+            .map(|f| {
+                entry_line(&Entry {
+                    uri: format!("s3a://{}/{}", job.dest.bucket, f.key),
+                    size: f.size,
+                    modified_ms: now,
+                    is_dir: false,
+                })
+            })
+            .collect();
+        string_array(env, &lines)
+    })
+}
+
+/// `void streamDiscard(long job, String[] uris)`: deletes files a lost batch completed.
+#[no_mangle]
+pub extern "system" fn Java_io_sealcommit_Native_streamDiscard(
+    mut env: JNIEnv,
+    _class: JClass,
+    handle: jlong,
+    uris: JObjectArray,
+) {
+    guard(&mut env, (), |env| {
+        let job = job(handle)?;
+        let mut keys = Vec::new();
+        for u in strings(env, &uris)? {
+            keys.push(sealcommit_engine::uri::S3Path::parse(&u)?.key);
+        }
+        Ok(block_on(job.discard(&keys))??)
+    })
+}
+
+/// `int streamAbortStrays(long job, long batch)`: aborts leftover uploads of batches <= batch.
+#[no_mangle]
+pub extern "system" fn Java_io_sealcommit_Native_streamAbortStrays(
+    mut env: JNIEnv,
+    _class: JClass,
+    handle: jlong,
+    batch: jlong,
+) -> jint {
+    guard(&mut env, 0, |_| {
+        let job = job(handle)?;
+        Ok(block_on(job.abort_stream_strays(batch.max(0) as u64))?? as jint)
+    })
+}
+
+/// `long cpOpen(String[] conf, String root)`: checkpoint file operations under `root`.
+#[no_mangle]
+pub extern "system" fn Java_io_sealcommit_Native_cpOpen(
+    mut env: JNIEnv,
+    _class: JClass,
+    conf: JObjectArray,
+    root: JString,
+) -> jlong {
+    guard(&mut env, 0, |env| {
+        let conf = conf_of(env, &conf)?;
+        let root = string(env, &root)?;
+        let fs = block_on(CheckpointFs::open(&conf, &root))??;
+        Ok(Box::into_raw(Box::new(Arc::new(fs))) as jlong)
+    })
+}
+
+#[no_mangle]
+pub extern "system" fn Java_io_sealcommit_Native_cpClose(
+    mut env: JNIEnv,
+    _class: JClass,
+    handle: jlong,
+) {
+    // SAFETY: see `borrow`; open writers and readers hold their own reference.
+    guard(&mut env, (), |_| {
+        drop(unsafe { take::<Arc<CheckpointFs>>(handle) });
+        Ok(())
+    })
+}
+
+fn checkpoint_fs<'a>(handle: jlong) -> BResult<&'a Arc<CheckpointFs>> {
+    // SAFETY: see `borrow`; only shared access is taken.
+    unsafe { borrow::<Arc<CheckpointFs>>(handle) }.map(|fs| &*fs)
+}
+
+/// `String[] cpList(long fs, String dir)`: entries as `kind:size:modified-millis:uri`.
+#[no_mangle]
+pub extern "system" fn Java_io_sealcommit_Native_cpList(
+    mut env: JNIEnv,
+    _class: JClass,
+    handle: jlong,
+    dir: JString,
+) -> jobjectArray {
+    guard(&mut env, std::ptr::null_mut(), |env| {
+        let fs = checkpoint_fs(handle)?;
+        let dir = string(env, &dir)?;
+        let entries = block_on(fs.list(&dir))??;
+        let lines: Vec<String> = entries.iter().map(entry_line).collect();
+        string_array(env, &lines)
+    })
+}
+
+#[no_mangle]
+pub extern "system" fn Java_io_sealcommit_Native_cpExists(
+    mut env: JNIEnv,
+    _class: JClass,
+    handle: jlong,
+    path: JString,
+) -> jboolean {
+    guard(&mut env, 0, |env| {
+        let fs = checkpoint_fs(handle)?;
+        let path = string(env, &path)?;
+        Ok(block_on(fs.exists(&path))?? as jboolean)
+    })
+}
+
+#[no_mangle]
+pub extern "system" fn Java_io_sealcommit_Native_cpDelete(
+    mut env: JNIEnv,
+    _class: JClass,
+    handle: jlong,
+    path: JString,
+) {
+    guard(&mut env, (), |env| {
+        let fs = checkpoint_fs(handle)?;
+        let path = string(env, &path)?;
+        Ok(block_on(fs.delete(&path))??)
+    })
+}
+
+/// `long cpCreate(long fs, String path, boolean overwrite)`: an atomic writer; nothing is sent
+/// until `cpCommit`.
+#[no_mangle]
+pub extern "system" fn Java_io_sealcommit_Native_cpCreate(
+    mut env: JNIEnv,
+    _class: JClass,
+    handle: jlong,
+    path: JString,
+    overwrite: jboolean,
+) -> jlong {
+    guard(&mut env, 0, |env| {
+        let fs = checkpoint_fs(handle)?;
+        let path = string(env, &path)?;
+        let w = fs.create(&path, overwrite != 0)?;
+        Ok(Box::into_raw(Box::new(w)) as jlong)
+    })
+}
+
+#[no_mangle]
+pub extern "system" fn Java_io_sealcommit_Native_cpWrite(
+    mut env: JNIEnv,
+    _class: JClass,
+    handle: jlong,
+    data: JByteArray,
+    off: jint,
+    len: jint,
+) {
+    guard(&mut env, (), |env| {
+        // SAFETY: see `borrow`.
+        let w = unsafe { borrow::<AtomicWriter>(handle) }?;
+        let mut buf = vec![0i8; len.max(0) as usize];
+        env.get_byte_array_region(&data, off, &mut buf)?;
+        // i8 and u8 have the same layout; the JVM hands bytes over as i8.
+        let bytes: Vec<u8> = buf.into_iter().map(|b| b as u8).collect();
+        Ok(w.write(&bytes)?)
+    })
+}
+
+/// `void cpCommit(long writer)`: publishes the file and frees the writer, whatever the outcome.
+#[no_mangle]
+pub extern "system" fn Java_io_sealcommit_Native_cpCommit(
+    mut env: JNIEnv,
+    _class: JClass,
+    handle: jlong,
+) {
+    guard(&mut env, (), |_| {
+        // SAFETY: see `borrow`; the Java owner zeroed its handle before this call.
+        let w = unsafe { take::<AtomicWriter>(handle) }.ok_or(BridgeError::Closed)?;
+        Ok(block_on(w.commit())??)
+    })
+}
+
+/// `void cpCancel(long writer)`: discards the write and frees the writer.
+#[no_mangle]
+pub extern "system" fn Java_io_sealcommit_Native_cpCancel(
+    mut env: JNIEnv,
+    _class: JClass,
+    handle: jlong,
+) {
+    guard(&mut env, (), |_| {
+        // SAFETY: see `cpCommit`.
+        if let Some(w) = unsafe { take::<AtomicWriter>(handle) } {
+            w.cancel();
+        }
+        Ok(())
+    })
+}
+
+/// `long cpOpenRead(long fs, String path)`: a reader; `FileNotFoundException` if missing.
+#[no_mangle]
+pub extern "system" fn Java_io_sealcommit_Native_cpOpenRead(
+    mut env: JNIEnv,
+    _class: JClass,
+    handle: jlong,
+    path: JString,
+) -> jlong {
+    guard(&mut env, 0, |env| {
+        let fs = checkpoint_fs(handle)?;
+        let path = string(env, &path)?;
+        let r = block_on(fs.open_read(&path))??;
+        Ok(Box::into_raw(Box::new(r)) as jlong)
+    })
+}
+
+#[no_mangle]
+pub extern "system" fn Java_io_sealcommit_Native_cpSize(
+    mut env: JNIEnv,
+    _class: JClass,
+    handle: jlong,
+) -> jlong {
+    guard(&mut env, 0, |_| {
+        // SAFETY: see `borrow`.
+        Ok(unsafe { borrow::<Reader>(handle) }?.size() as jlong)
+    })
+}
+
+/// `int cpRead(long reader, long pos, byte[] buf, int off, int len)`: -1 at the end.
+#[no_mangle]
+pub extern "system" fn Java_io_sealcommit_Native_cpRead(
+    mut env: JNIEnv,
+    _class: JClass,
+    handle: jlong,
+    pos: jlong,
+    buf: JByteArray,
+    off: jint,
+    len: jint,
+) -> jint {
+    guard(&mut env, -1, |env| {
+        // SAFETY: see `borrow`.
+        let r = unsafe { borrow::<Reader>(handle) }?;
+        let mut tmp = vec![0u8; len.max(0) as usize];
+        let n = block_on(r.read_at(pos.max(0) as u64, &mut tmp))??;
+        if n == 0 {
+            return Ok(-1);
+        }
+        let signed: Vec<i8> = tmp[..n].iter().map(|b| *b as i8).collect();
+        env.set_byte_array_region(&buf, off, &signed)?;
+        Ok(n as jint)
+    })
+}
+
+#[no_mangle]
+pub extern "system" fn Java_io_sealcommit_Native_cpCloseRead(
+    mut env: JNIEnv,
+    _class: JClass,
+    handle: jlong,
+) {
+    guard(&mut env, (), |_| {
+        // SAFETY: see `borrow`; the Java owner zeroed its handle before this call.
+        drop(unsafe { take::<Reader>(handle) });
+        Ok(())
     })
 }

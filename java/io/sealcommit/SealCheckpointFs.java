@@ -1,0 +1,285 @@
+package io.sealcommit;
+
+import java.io.Closeable;
+import java.io.IOException;
+import java.io.OutputStream;
+import java.util.ArrayList;
+import java.util.List;
+import org.apache.hadoop.conf.Configuration;
+import org.apache.hadoop.fs.BufferedFSInputStream;
+import org.apache.hadoop.fs.FSDataInputStream;
+import org.apache.hadoop.fs.FSInputStream;
+import org.apache.hadoop.fs.FileStatus;
+import org.apache.hadoop.fs.Path;
+import org.apache.hadoop.fs.PathFilter;
+
+/**
+ * Checkpoint file operations in the engine, for the Spark-version-specific
+ * {@code SealCheckpointFileManager}s: atomic create with one (conditional) PUT at close, reads,
+ * listings, deletes. Owns a native handle; close it once.
+ */
+public final class SealCheckpointFs implements Closeable {
+  /** Java-side buffering in front of each native call (bytes). */
+  private static final int BUFFER = 64 * 1024;
+  /** What S3A reports as a block size; only informational for object stores. */
+  private static final long BLOCK_SIZE = 32L * 1024 * 1024;
+
+  private long handle;
+
+  private SealCheckpointFs(long handle) {
+    this.handle = handle;
+  }
+
+  /** Opens the engine for checkpoint files under {@code root}, with {@code conf}'s settings. */
+  public static SealCheckpointFs open(Path root, Configuration conf) throws IOException {
+    NativeLoader.load(conf.get(NativeLoader.PATH_KEY));
+    String[] kv = SealJob.settings(conf);
+    return new SealCheckpointFs(SealJob.call(() -> Native.cpOpen(kv, root.toString())));
+  }
+
+  private synchronized long live() {
+    if (handle == 0) {
+      throw new IllegalStateException("sealcommit checkpoint manager used after close");
+    }
+    return handle;
+  }
+
+  /** The entries directly under {@code dir} accepted by {@code filter}; empty if none. */
+  public FileStatus[] list(Path dir, PathFilter filter) throws IOException {
+    String[] lines = SealJob.call(() -> Native.cpList(live(), dir.toString()));
+    List<FileStatus> out = new ArrayList<>(lines.length);
+    for (String line : lines) {
+      // kind:size:modified-millis:uri
+      String[] p = line.split(":", 4);
+      Path path = new Path(p[3]);
+      if (filter == null || filter.accept(path)) {
+        out.add(new FileStatus(Long.parseLong(p[1]), "d".equals(p[0]), 1, BLOCK_SIZE,
+            Long.parseLong(p[2]), path));
+      }
+    }
+    return out.toArray(new FileStatus[0]);
+  }
+
+  public boolean exists(Path path) throws IOException {
+    return SealJob.call(() -> Native.cpExists(live(), path.toString()));
+  }
+
+  public void delete(Path path) throws IOException {
+    SealJob.call(() -> {
+      Native.cpDelete(live(), path.toString());
+      return null;
+    });
+  }
+
+  /**
+   * A stream whose bytes become {@code path} at {@code close()}, in one request; with
+   * {@code overwrite} false, close fails with {@code FileAlreadyExistsException} if the file
+   * exists. {@link AtomicOutput#cancel()} discards it.
+   */
+  public AtomicOutput createAtomic(Path path, boolean overwrite) throws IOException {
+    long w = SealJob.call(() -> Native.cpCreate(live(), path.toString(), overwrite));
+    return new AtomicOutput(w);
+  }
+
+  public FSDataInputStream open(Path path) throws IOException {
+    long r = SealJob.call(() -> Native.cpOpenRead(live(), path.toString()));
+    return new FSDataInputStream(new BufferedFSInputStream(new Input(r), BUFFER));
+  }
+
+  @Override
+  public synchronized void close() throws IOException {
+    long h = handle;
+    handle = 0;
+    if (h != 0) {
+      SealJob.call(() -> {
+        Native.cpClose(h);
+        return null;
+      });
+    }
+  }
+
+  /** An engine call made from a Spark interface that declares no exceptions. */
+  public interface IoCall<T> {
+    T run() throws IOException;
+  }
+
+  /**
+   * Runs {@code c}, rethrowing its IOException unchanged though undeclared: Spark's Scala
+   * callers catch the specific types (a missing file's FileNotFoundException, a lost
+   * create-only write's FileAlreadyExistsException).
+   */
+  public static <T> T unchecked(IoCall<T> c) {
+    try {
+      return c.run();
+    } catch (IOException e) {
+      throw SealCheckpointFs.<RuntimeException>sneaky(e);
+    }
+  }
+
+  @SuppressWarnings("unchecked")
+  private static <E extends Throwable> E sneaky(Throwable e) throws E {
+    throw (E) e;
+  }
+
+  /** The buffered bytes of one atomic write; nothing reaches the store before close. */
+  public static final class AtomicOutput extends OutputStream {
+    private long writer;
+    private final byte[] buf = new byte[BUFFER];
+    private int count;
+
+    AtomicOutput(long writer) {
+      this.writer = writer;
+    }
+
+    private long live() throws IOException {
+      if (writer == 0) {
+        throw new IOException("checkpoint stream already closed or cancelled");
+      }
+      return writer;
+    }
+
+    @Override
+    public synchronized void write(int b) throws IOException {
+      if (count == buf.length) {
+        flushBuffer();
+      }
+      buf[count++] = (byte) b;
+    }
+
+    @Override
+    public synchronized void write(byte[] b, int off, int len) throws IOException {
+      if (len >= buf.length) {
+        flushBuffer();
+        long w = live();
+        SealJob.call(() -> {
+          Native.cpWrite(w, b, off, len);
+          return null;
+        });
+        return;
+      }
+      if (len > buf.length - count) {
+        flushBuffer();
+      }
+      System.arraycopy(b, off, buf, count, len);
+      count += len;
+    }
+
+    private void flushBuffer() throws IOException {
+      if (count > 0) {
+        long w = live();
+        int n = count;
+        count = 0;
+        SealJob.call(() -> {
+          Native.cpWrite(w, buf, 0, n);
+          return null;
+        });
+      }
+    }
+
+    /** Publishes the file; the stream is finished whatever the outcome. */
+    @Override
+    public synchronized void close() throws IOException {
+      if (writer == 0) {
+        return;
+      }
+      try {
+        flushBuffer();
+      } catch (IOException | RuntimeException e) {
+        cancel();
+        throw e;
+      }
+      long w = writer;
+      writer = 0;
+      SealJob.call(() -> {
+        Native.cpCommit(w);
+        return null;
+      });
+    }
+
+    /** Discards the write; nothing was sent, so nothing is left behind. */
+    public synchronized void cancel() {
+      long w = writer;
+      writer = 0;
+      count = 0;
+      if (w != 0) {
+        try {
+          Native.cpCancel(w);
+        } catch (Exception e) {
+          // Only frees native memory and a local spill file; nothing to report to Spark.
+        }
+      }
+    }
+  }
+
+  /** A checkpoint file's bytes, streamed by the engine; seekable for Hadoop's readers. */
+  private static final class Input extends FSInputStream {
+    private long reader;
+    private long pos;
+    private final long size;
+
+    Input(long reader) throws IOException {
+      this.reader = reader;
+      this.size = SealJob.call(() -> Native.cpSize(reader));
+    }
+
+    @Override
+    public synchronized void seek(long target) throws IOException {
+      if (target < 0 || target > size) {
+        throw new java.io.EOFException("cannot seek to " + target + " in a file of " + size
+            + " bytes");
+      }
+      pos = target;
+    }
+
+    @Override
+    public synchronized long getPos() {
+      return pos;
+    }
+
+    @Override
+    public boolean seekToNewSource(long targetPos) {
+      return false;
+    }
+
+    @Override
+    public synchronized int available() {
+      return (int) Math.min(Integer.MAX_VALUE, size - pos);
+    }
+
+    @Override
+    public int read() throws IOException {
+      byte[] one = new byte[1];
+      int n = read(one, 0, 1);
+      return n <= 0 ? -1 : one[0] & 0xff;
+    }
+
+    @Override
+    public synchronized int read(byte[] b, int off, int len) throws IOException {
+      if (len == 0) {
+        return 0;
+      }
+      if (reader == 0) {
+        throw new IOException("checkpoint stream already closed");
+      }
+      long r = reader;
+      long at = pos;
+      int n = SealJob.call(() -> Native.cpRead(r, at, b, off, len));
+      if (n > 0) {
+        pos += n;
+      }
+      return n;
+    }
+
+    @Override
+    public synchronized void close() throws IOException {
+      long r = reader;
+      reader = 0;
+      if (r != 0) {
+        SealJob.call(() -> {
+          Native.cpCloseRead(r);
+          return null;
+        });
+      }
+    }
+  }
+}

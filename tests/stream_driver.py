@@ -1,0 +1,58 @@
+"""A streaming driver in its own JVM, for tests that must kill a driver or run two at once
+(test_streaming.py). Rate source -> Parquet file sink through sealcommit, 1-second trigger.
+Prints `BATCH <id>` as batches complete and `ERROR <message>` if the query fails; exits when
+batch `until` is done (0), on failure (1), or never if it is killed first.
+
+With `slow`, every row of partition 1 sleeps 1.5 s, so each batch has a window in which
+partition 0's file is uploaded and pending while partition 1 still runs."""
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from tests.bed import stores  # noqa: E402
+
+info = json.loads(os.environ["STREAM_DRIVER"])
+stores.SECRET_KEY = info["secret_key"]
+from tests import conftest  # noqa: E402
+
+bed = stores.Bed(Path(info["base"]))
+bed.ca = stores.CA(Path(info["ca_dir"]))
+bed.rgw = stores.Rgw(bed.base / "rgw", bed.ca)
+bed.proxy = stores.Proxy(bed.base / "nginx", bed.ca, {})
+spark = conftest.spark_builder(bed, "stream-driver", master="local[2]").getOrCreate()
+spark.sparkContext.setLogLevel("ERROR")
+
+from pyspark.sql import functions as F  # noqa: E402
+
+src = (spark.readStream.format("rate").option("rowsPerSecond", info.get("rows_per_second", 2))
+       .option("numPartitions", 2).load())
+if info.get("slow"):
+    src = src.where(F.expr(
+        "length(if(spark_partition_id() = 1, "
+        "reflect('java.lang.Thread', 'sleep', cast(1500 as bigint)), '')) >= 0"))
+q = (src.select("value", "timestamp").writeStream.format("parquet")
+     .option("checkpointLocation", info["checkpoint"]).option("path", info["sink"])
+     .trigger(processingTime="1 second").start())
+seen = -1
+try:
+    while True:
+        if q.exception() is not None:
+            raise RuntimeError(str(q.exception()))
+        p = q.lastProgress
+        if p and p["batchId"] > seen:
+            seen = p["batchId"]
+            print(f"BATCH {seen}", flush=True)
+            if seen >= info["until"]:
+                break
+        time.sleep(0.2)
+    q.stop()
+except Exception as e:  # noqa: BLE001 - the message is what the test checks
+    print("ERROR " + str(e).replace("\n", " | "), flush=True)
+    spark.stop()
+    sys.exit(1)
+spark.stop()

@@ -1,0 +1,421 @@
+"""Structured Streaming through sealcommit on real Ceph RGW with SSE-KMS: checkpoint files
+written by SealCheckpointFileManager (one conditional PUT each, no temp file, no rename) and
+file-sink data committed by SealStreamingCommitProtocol (multipart uploads completed at batch
+commit). Checked on the store with boto3 and on the wire with RGW's and nginx's logs."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+from py4j.protocol import Py4JJavaError
+from pyspark.sql import functions as F
+
+from tests.bed import stores
+from tests.bed.stores import KMS_KEY_1
+from tests.conftest import (
+    CHECKPOINT_MANAGER, ROOT, STREAMING_PROTOCOL, Wire, assert_all_encrypted, assert_no_copy,
+    list_keys, pending_uploads,
+)
+
+STREAM_TOPOLOGIES = ["direct-http", "via-proxy"]
+
+
+def run_until(query, batch: int, timeout: float = 180) -> int:
+    """Waits until `query` has completed micro-batch `batch`; returns the last batch id."""
+    t0 = time.time()
+    while time.time() - t0 < timeout:
+        if query.exception() is not None:
+            raise AssertionError(f"the query failed: {query.exception()}")
+        p = query.lastProgress
+        if p and p["batchId"] >= batch:
+            return p["batchId"]
+        time.sleep(0.25)
+    raise AssertionError(f"the query did not reach batch {batch} in {timeout}s: {query.lastProgress}")
+
+
+def s3a_writes(wire: Wire) -> list[dict]:
+    """Write requests sent by S3A (AWS SDK v1) rather than by the engine."""
+    return [r for r in wire.rgw_requests()
+            if r["method"] in ("PUT", "POST", "DELETE") and "aws-sdk-java" in r["agent"]]
+
+
+def committed_batches(s3, bucket: str, checkpoint_prefix: str) -> list[int]:
+    return sorted(int(k.rsplit("/", 1)[1]) for k in list_keys(s3, bucket, f"{checkpoint_prefix}/commits/"))
+
+
+@pytest.mark.parametrize("topology", STREAM_TOPOLOGIES)
+def test_stateful_query_commits_checkpoints_and_sink_without_rename(spark, s3, bed, prefix, topology):
+    """Rate source -> windowed aggregation with a watermark -> Parquet file sink, 10+ batches."""
+    ckpt, sink = f"{prefix}/ckpt", f"{prefix}/sink"
+    src = spark.readStream.format("rate").option("rowsPerSecond", 20).load()
+    agg = (src.withWatermark("timestamp", "1 second").groupBy(F.window("timestamp", "1 second"))
+           .agg(F.count("*").alias("n"), F.min("value").alias("lo"), F.max("value").alias("hi")))
+    wire = Wire(bed)
+    q = (agg.writeStream.format("parquet").outputMode("append")
+         .option("checkpointLocation", f"s3a://{topology}/{ckpt}").option("path", f"s3a://{topology}/{sink}")
+         .trigger(processingTime="500 milliseconds").start())
+    try:
+        last = run_until(q, 10)
+        t0 = time.time()
+        while spark.read.parquet(f"s3a://{topology}/{sink}").count() < 3 and time.time() - t0 < 60:
+            last = run_until(q, last + 1)  # until windows close and reach the sink
+    finally:
+        q.stop()
+    last = committed_batches(s3, topology, ckpt)[-1]
+
+    # Every micro-batch committed, every checkpoint and sink object under the requested key.
+    assert committed_batches(s3, topology, ckpt) == list(range(last + 1))
+    keys = assert_all_encrypted(s3, topology, ckpt) + assert_all_encrypted(s3, topology, sink)
+    for needed in ("metadata", "offsets/0", "commits/0", "sources/0/0", "state/0/0/1.delta"):
+        assert f"{ckpt}/{needed}" in keys, f"{needed} missing from {keys[:20]}"
+    assert f"{sink}/_spark_metadata/0" in keys
+    assert not [k for k in keys if ".tmp" in k or "_temporary" in k or "/_sealcommit/" in k], keys
+    assert pending_uploads(s3, topology, prefix) == []
+    # No rename anywhere: no CopyObject, no temporary object ever written, no S3A write.
+    ops = assert_no_copy(wire)
+    assert ops["put_obj"] > 0 and ops["complete_multipart"] > 0, ops
+    assert not s3a_writes(wire), s3a_writes(wire)[:3]
+
+    # The sink holds each emitted window once, and the windows partition the rate's values.
+    rows = sorted(spark.read.parquet(f"s3a://{topology}/{sink}").select("lo", "hi", "n").collect())
+    assert len(rows) >= 3, rows
+    for r in rows:
+        assert r.n == r.hi - r.lo + 1, rows
+    for a, b in zip(rows, rows[1:]):
+        assert b.lo == a.hi + 1, f"lost or duplicated rows between windows: {rows}"
+
+
+def test_foreach_batch_writes_parquet_through_seal_commit_protocol(spark, s3, bed, prefix):
+    bucket = "via-proxy"
+    ckpt, out = f"{prefix}/ckpt", f"{prefix}/out"
+
+    def write_batch(df, batch_id):
+        df.withColumn("batch", F.lit(batch_id)).write.mode("append").parquet(f"s3a://{bucket}/{out}")
+
+    wire = Wire(bed)
+    q = (spark.readStream.format("rate").option("rowsPerSecond", 10).load()
+         .writeStream.foreachBatch(write_batch).option("checkpointLocation", f"s3a://{bucket}/{ckpt}")
+         .trigger(processingTime="500 milliseconds").start())
+    try:
+        last = run_until(q, 10)
+    finally:
+        q.stop()
+    assert committed_batches(s3, bucket, ckpt) == list(range(last + 1))
+    keys = assert_all_encrypted(s3, bucket, ckpt) + assert_all_encrypted(s3, bucket, out)
+    assert f"{out}/_SUCCESS" in keys
+    assert_no_copy(wire)
+    assert not s3a_writes(wire), s3a_writes(wire)[:3]
+    values = sorted(r.value for r in spark.read.parquet(f"s3a://{bucket}/{out}").select("value").collect())
+    assert values == list(range(len(values))), "lost or duplicated rows"
+    batches = {r.batch for r in spark.read.parquet(f"s3a://{bucket}/{out}").select("batch").distinct().collect()}
+    assert batches <= set(range(last + 1)) and len(batches) >= 5, batches
+
+
+# ------------------------------------------------------------------------------------------------
+# The checkpoint file manager's contract, called directly in the Spark JVM
+# ------------------------------------------------------------------------------------------------
+
+def manager(spark, root: str, **settings):
+    jvm = spark._jvm
+    conf = jvm.org.apache.hadoop.conf.Configuration(spark.sparkContext._jsc.hadoopConfiguration())
+    for k, v in settings.items():
+        conf.set(k, v)
+    cls = jvm
+    for part in CHECKPOINT_MANAGER.split("."):
+        cls = getattr(cls, part)
+    return cls(jvm.org.apache.hadoop.fs.Path(root), conf)
+
+
+def jpath(spark, p: str):
+    return spark._jvm.org.apache.hadoop.fs.Path(p)
+
+
+def read_all(spark, m, p: str) -> bytes:
+    stream = m.open(jpath(spark, p))
+    try:
+        return bytes(spark._jvm.org.apache.commons.io.IOUtils.toByteArray(stream))
+    finally:
+        stream.close()
+
+
+def write_file(spark, m, p: str, data: bytes, overwrite: bool):
+    out = m.createAtomic(jpath(spark, p), overwrite)
+    out.write(bytearray(data))
+    out.close()
+
+
+def test_create_only_loser_gets_file_already_exists_and_the_winner_stays(spark, s3, bed, prefix):
+    """Two writers both found commits/7 absent (Spark's check) and both write it: the
+    conditional PUT lets exactly one win; the other gets FileAlreadyExistsException, which
+    Spark's metadata log turns into its 'concurrent queries' error."""
+    bucket = "direct-http"
+    root = f"s3a://{bucket}/{prefix}"
+    m = manager(spark, root)
+    target = f"{root}/commits/7"
+    a = m.createAtomic(jpath(spark, target), False)
+    b = m.createAtomic(jpath(spark, target), False)
+    a.write(bytearray(b"v1\n{\"writer\":\"a\"}"))
+    b.write(bytearray(b"v1\n{\"writer\":\"b\"}"))
+    assert not m.exists(jpath(spark, target)), "visible before close"
+    b.close()
+    with pytest.raises(Py4JJavaError) as err:
+        a.close()
+    assert "FileAlreadyExistsException" in str(err.value) and "commits/7" in str(err.value)
+    a.cancel()  # what Spark does after a failed close: must be harmless
+    assert read_all(spark, m, target) == b"v1\n{\"writer\":\"b\"}"
+    assert list_keys(s3, bucket, prefix) == [f"{prefix}/commits/7"]
+
+    # Many writers at once, from threads: still exactly one winner.
+    results = []
+    target = f"{root}/offsets/3"
+
+    def race(i):
+        out = m.createAtomic(jpath(spark, target), False)
+        out.write(bytearray(f"writer {i}".encode()))
+        try:
+            out.close()
+            results.append(("ok", i))
+        except Py4JJavaError as e:
+            results.append(("exists" if "FileAlreadyExistsException" in str(e) else str(e), i))
+    threads = [threading.Thread(target=race, args=(i,)) for i in range(6)]
+    [t.start() for t in threads]
+    [t.join() for t in threads]
+    winners = [i for r, i in results if r == "ok"]
+    assert len(winners) == 1 and sorted(r for r, _ in results).count("exists") == 5, results
+    assert read_all(spark, m, target) == f"writer {winners[0]}".encode()
+    assert_all_encrypted(s3, bucket, prefix)
+
+
+def test_cancel_list_exists_delete_and_overwrite(spark, s3, bed, prefix):
+    bucket = "via-proxy"
+    root = f"s3a://{bucket}/{prefix}"
+    m = manager(spark, root)
+    wire = Wire(bed)
+    out = m.createAtomic(jpath(spark, f"{root}/state/0/0/1.delta"), True)
+    out.write(bytearray(os.urandom(100_000)))
+    out.cancel()
+    out.close()  # after cancel: nothing happens
+    assert list_keys(s3, bucket, prefix) == []
+    assert wire.rgw_ops()["put_obj"] == 0, "a cancelled stream sent data"
+
+    write_file(spark, m, f"{root}/state/0/0/1.delta", b"one", overwrite=True)
+    write_file(spark, m, f"{root}/state/0/0/1.delta", b"two", overwrite=True)
+    write_file(spark, m, f"{root}/state/0/1/1.delta", b"x", overwrite=True)
+    assert read_all(spark, m, f"{root}/state/0/0/1.delta") == b"two"
+    listed = sorted((s.getPath().getName(), s.isDirectory(), s.getLen())
+                    for s in m.list(jpath(spark, f"{root}/state/0")))
+    assert listed == [("0", True, 0), ("1", True, 0)]
+    files = [s.getPath().toString() for s in m.list(jpath(spark, f"{root}/state/0/0"))]
+    assert files == [f"{root}/state/0/0/1.delta"]
+    assert len(m.list(jpath(spark, f"{root}/nothing-here"))) == 0
+    assert m.exists(jpath(spark, f"{root}/state/0/0/1.delta")) and m.exists(jpath(spark, f"{root}/state"))
+    assert not m.exists(jpath(spark, f"{root}/state/0/0/2.delta"))
+    with pytest.raises(Py4JJavaError) as err:
+        m.open(jpath(spark, f"{root}/state/0/0/2.delta"))
+    assert "FileNotFoundException" in str(err.value)
+    m.delete(jpath(spark, f"{root}/state/0"))
+    m.delete(jpath(spark, f"{root}/never-written"))
+    assert list_keys(s3, bucket, prefix) == []
+    assert_no_copy(wire)
+
+
+@pytest.fixture(scope="module")
+def seaweed_bucket(bed, spark):
+    """A bucket on SeaweedFS (which honours If-None-Match on CompleteMultipartUpload)."""
+    sw = bed.boto3(bed.seaweed.http_endpoint)
+    try:
+        sw.create_bucket(Bucket="sw-ckpt")
+    except sw.exceptions.BucketAlreadyOwnedByYou:
+        pass
+    hconf = spark.sparkContext._jsc.hadoopConfiguration()
+    hconf.set("fs.s3a.bucket.sw-ckpt.endpoint", bed.seaweed.http_endpoint)
+    # SeaweedFS creates KMS keys on demand, but not with ':' in the id (KMS_KEY_1 is an ARN).
+    hconf.set("fs.s3a.bucket.sw-ckpt.encryption.key", "checkpoint-key")
+    return sw
+
+
+def test_large_checkpoint_files_stay_create_only_on_both_stores(spark, s3, bed, prefix, seaweed_bucket):
+    """Past the multipart threshold: overwritable files go multipart; create-only files keep
+    their guarantee: one conditional PUT on RGW (which ignores If-None-Match on Complete), a
+    conditional CompleteMultipartUpload on SeaweedFS (which honours it)."""
+    small = {"sealcommit.checkpoint.multipart-threshold": "64K", "sealcommit.checkpoint.memory-buffer": "16K"}
+    data = os.urandom(300_000)
+
+    root = f"s3a://direct-http/{prefix}"
+    m = manager(spark, root, **small)
+    wire = Wire(bed)
+    write_file(spark, m, f"{root}/state/0/0/5.snapshot", data, overwrite=True)
+    ops = wire.rgw_ops()
+    assert ops["init_multipart"] == 1 and ops["complete_multipart"] == 1, ops
+    wire = Wire(bed)
+    write_file(spark, m, f"{root}/_spark_metadata/9.compact", data, overwrite=False)
+    ops = wire.rgw_ops()
+    assert ops["init_multipart"] == 0 and ops["put_obj"] == 1, ops
+    with pytest.raises(Py4JJavaError) as err:
+        write_file(spark, m, f"{root}/_spark_metadata/9.compact", b"other", overwrite=False)
+    assert "FileAlreadyExistsException" in str(err.value)
+    assert read_all(spark, m, f"{root}/_spark_metadata/9.compact") == data
+    assert read_all(spark, m, f"{root}/state/0/0/5.snapshot") == data
+    assert_all_encrypted(s3, "direct-http", prefix)
+
+    sw = seaweed_bucket
+    root = f"s3a://sw-ckpt/{prefix}"
+    m = manager(spark, root, **small)
+    write_file(spark, m, f"{root}/_spark_metadata/9.compact", data, overwrite=False)
+    with pytest.raises(Py4JJavaError) as err:
+        write_file(spark, m, f"{root}/_spark_metadata/9.compact", os.urandom(200_000), overwrite=False)
+    assert "FileAlreadyExistsException" in str(err.value)
+    assert read_all(spark, m, f"{root}/_spark_metadata/9.compact") == data
+    h = sw.head_object(Bucket="sw-ckpt", Key=f"{prefix}/_spark_metadata/9.compact")
+    assert (h["ServerSideEncryption"], h["SSEKMSKeyId"]) == ("aws:kms", "checkpoint-key")
+    assert "-" in h["ETag"], "expected a multipart object"
+    assert sw.list_multipart_uploads(Bucket="sw-ckpt").get("Uploads", []) == []
+
+
+# ------------------------------------------------------------------------------------------------
+# Drivers in their own JVM: killed in the middle of a batch, or two on one checkpoint
+# ------------------------------------------------------------------------------------------------
+
+def start_driver(bed, info: dict, log) -> subprocess.Popen:
+    env = dict(os.environ, SEALCOMMIT_LOG="info", STREAM_DRIVER=json.dumps({
+        "secret_key": stores.SECRET_KEY, "base": str(bed.base), "ca_dir": str(bed.ca.dir), **info}))
+    return subprocess.Popen([sys.executable, str(ROOT / "tests" / "stream_driver.py")], env=env, cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=log, text=True)
+
+
+def sink_values(spark, uri: str) -> list[int]:
+    return sorted(r.value for r in spark.read.parquet(uri).select("value").collect())
+
+
+def test_driver_killed_mid_batch_restarts_exactly_once(spark, s3, bed, prefix, tmp_path):
+    bucket = "direct-http"
+    info = {"checkpoint": f"s3a://{bucket}/{prefix}/ckpt", "sink": f"s3a://{bucket}/{prefix}/sink",
+            "slow": True, "until": 1000}
+    with open(tmp_path / "first.log", "w") as log:
+        first = start_driver(bed, info, log)
+        # Kill it while a batch (>= 2) has an upload pending: partition 0's file is uploaded and
+        # waits for the batch commit while partition 1 still sleeps.
+        t0, killed_in = time.time(), None
+        try:
+            while time.time() - t0 < 240 and first.poll() is None:
+                done = committed_batches(s3, bucket, f"{prefix}/ckpt")
+                if done and done[-1] >= 1 and pending_uploads(s3, bucket, f"{prefix}/sink"):
+                    first.send_signal(signal.SIGKILL)
+                    killed_in = done[-1] + 1
+                    break
+                time.sleep(0.05)
+        finally:
+            if first.poll() is None:
+                first.kill()
+            first.wait()
+    assert killed_in is not None, (tmp_path / "first.log").read_text()[-3000:]
+    # The dead driver left its batch half done: a pending upload, and no commit for the batch.
+    assert pending_uploads(s3, bucket, f"{prefix}/sink"), "no upload pending at the kill"
+    assert committed_batches(s3, bucket, f"{prefix}/ckpt")[-1] == killed_in - 1
+
+    with open(tmp_path / "second.log", "w") as log:
+        second = start_driver(bed, {**info, "slow": False, "until": killed_in + 2}, log)
+        out, _ = second.communicate(timeout=300)
+    assert second.returncode == 0, out + (tmp_path / "second.log").read_text()[-3000:]
+
+    values = sink_values(spark, info["sink"])
+    assert values and values == list(range(len(values))), f"lost or duplicated rows: {values[:50]}"
+    assert committed_batches(s3, bucket, f"{prefix}/ckpt")[-1] >= killed_in + 2
+    keys = assert_all_encrypted(s3, bucket, prefix)
+    assert not [k for k in keys if ".tmp" in k or "_temporary" in k], keys
+    assert pending_uploads(s3, bucket, prefix) == [], "the killed batch's upload was not cleaned up"
+    probes = [line for line in (tmp_path / "second.log").read_text().splitlines() if "If-None-Match" in line]
+    assert len(probes) == 1 and "ignores it on CompleteMultipartUpload" in probes[0], probes
+
+
+def test_second_query_on_the_same_checkpoint_fails_and_the_first_stays_correct(spark, s3, bed, prefix, tmp_path):
+    bucket = "direct-http"
+    ckpt, sink = f"s3a://{bucket}/{prefix}/ckpt", f"s3a://{bucket}/{prefix}/sink"
+    q = (spark.readStream.format("rate").option("rowsPerSecond", 10).option("numPartitions", 2).load()
+         .select("value", "timestamp").writeStream.format("parquet")
+         .option("checkpointLocation", ckpt).option("path", sink)
+         .trigger(processingTime="500 milliseconds").start())
+    try:
+        run_until(q, 2)
+        with open(tmp_path / "second.log", "w") as log:
+            second = start_driver(bed, {"checkpoint": ckpt, "sink": sink, "until": 1000,
+                                        "rows_per_second": 10}, log)
+            out, _ = second.communicate(timeout=300)
+        assert second.returncode == 1, out
+        error = [line for line in out.splitlines() if line.startswith("ERROR ")]
+        assert error, out
+        msg = error[0].lower()
+        assert "concurrent" in msg or "already exists" in msg or "another writer" in msg, error[0]
+        before = q.lastProgress["batchId"]
+        run_until(q, before + 2)
+    finally:
+        q.stop()
+    values = sink_values(spark, sink)
+    assert values == list(range(len(values))), "the first query's output lost or duplicated rows"
+    assert pending_uploads(s3, bucket, prefix) == []
+    assert_all_encrypted(s3, bucket, prefix)
+
+
+# ------------------------------------------------------------------------------------------------
+# The field failure with the stock manager, and RocksDB state on top of sealcommit
+# ------------------------------------------------------------------------------------------------
+
+def test_stock_checkpoint_manager_fails_like_the_field(spark, s3, bed, prefix):
+    """Spark's own checkpoint manager over S3A (SDK v1) with SSE-KMS over http: the query dies
+    with the field's assertHttps error."""
+    bucket = "direct-http"
+    for key in ("spark.sql.streaming.checkpointFileManagerClass", "spark.sql.streaming.commitProtocolClass"):
+        spark.conf.unset(key)
+    try:
+        q = (spark.readStream.format("rate").option("rowsPerSecond", 5).load().writeStream
+             .format("parquet").option("checkpointLocation", f"s3a://{bucket}/{prefix}/ckpt")
+             .option("path", f"s3a://{bucket}/{prefix}/sink").start())
+        try:
+            q.awaitTermination(120)
+            err = str(q.exception())
+        except Exception as e:  # noqa: BLE001 - the failure is what this test looks at
+            err = str(e)
+        finally:
+            q.stop()
+    except Exception as e:  # noqa: BLE001 - it may also fail at start
+        err = str(e)
+    finally:
+        spark.conf.set("spark.sql.streaming.checkpointFileManagerClass", CHECKPOINT_MANAGER)
+        spark.conf.set("spark.sql.streaming.commitProtocolClass", STREAMING_PROTOCOL)
+    assert "HTTPS must be used when sending customer encryption keys" in err, err[:2000]
+
+
+def test_rocksdb_state_store_on_sealcommit(spark, s3, bed, prefix):
+    """RocksDB keeps its state in the checkpoint: the zipped metadata goes through
+    SealCheckpointFileManager, the SST files through the Hadoop FileSystem (Spark's choice), so
+    this runs where S3A itself can write: https with the CA in the JVM trust store."""
+    bucket = "direct-https"
+    spark.conf.set("spark.sql.streaming.stateStore.providerClass",
+                   "org.apache.spark.sql.execution.streaming.state.RocksDBStateStoreProvider")
+    try:
+        src = spark.readStream.format("rate").option("rowsPerSecond", 20).load()
+        agg = src.groupBy((F.col("value") % 5).alias("k")).agg(F.count("*").alias("n"), F.max("value").alias("hi"))
+        wire = Wire(bed)
+        q = (agg.writeStream.format("memory").queryName(f"rocks_{prefix.split('-')[-1]}").outputMode("complete")
+             .option("checkpointLocation", f"s3a://{bucket}/{prefix}/ckpt")
+             .trigger(processingTime="500 milliseconds").start())
+        try:
+            run_until(q, 10)
+        finally:
+            q.stop()
+    finally:
+        spark.conf.unset("spark.sql.streaming.stateStore.providerClass")
+    keys = assert_all_encrypted(s3, bucket, prefix)
+    assert [k for k in keys if k.endswith(".zip")], f"no RocksDB checkpoint zip: {keys[:20]}"
+    assert [k for k in keys if k.endswith(".sst")], f"no RocksDB SST file: {keys[:20]}"
+    assert_no_copy(wire)
+    rows = spark.table(f"rocks_{prefix.split('-')[-1]}").collect()
+    assert sorted(r.k for r in rows) == [0, 1, 2, 3, 4]
+    assert sum(r.n for r in rows) == max(r.hi for r in rows) + 1, "state lost or double-counted rows"
