@@ -26,7 +26,8 @@ from tests.bed.stores import ACCESS_KEY, KMS_KEY_1, PORTS
 ROOT = Path(__file__).resolve().parent.parent
 JAR = ROOT / "build" / "libs" / "sealcommit-0.1.0.jar"
 CACHE = Path(os.environ.get("SEALCOMMIT_CACHE", Path.home() / ".cache" / "sealcommit"))
-S3A_JARS = [CACHE / "jars" / "hadoop-aws-3.3.4.jar", CACHE / "jars" / "aws-java-sdk-bundle-1.12.367.jar"]
+S3A_JARS = [CACHE / "jars" / "hadoop-aws-3.3.4.jar", CACHE / "jars" / "aws-java-sdk-bundle-1.12.367.jar",
+            CACHE / "jars" / "commons-collections-3.2.2.jar"]
 
 TOPOLOGIES = {
     "direct-http": "rgw_http",

@@ -48,5 +48,8 @@ fetch_jar() { # group artifact version
 }
 fetch_jar org.apache.hadoop hadoop-aws "$HADOOP_AWS_VERSION"
 fetch_jar com.amazonaws aws-java-sdk-bundle "$AWS_SDK_V1_VERSION"
+# S3A 3.3.x uploads (copyFromLocalFile, which RocksDB state uses) need commons-collections 3,
+# which Hadoop 3.5 (inside Spark 4) no longer ships.
+fetch_jar commons-collections commons-collections 3.2.2
 
 echo "$VENV"
