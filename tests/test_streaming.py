@@ -92,8 +92,8 @@ def test_stateful_query_commits_checkpoints_and_sink_without_rename(spark, s3, b
         assert b.lo == a.hi + 1, f"lost or duplicated rows between windows: {rows}"
 
 
-def test_foreach_batch_writes_parquet_through_seal_commit_protocol(spark, s3, bed, prefix):
-    bucket = "via-proxy"
+@pytest.mark.parametrize("bucket", STREAM_TOPOLOGIES)
+def test_foreach_batch_writes_parquet_through_seal_commit_protocol(spark, s3, bed, prefix, bucket):
     ckpt, out = f"{prefix}/ckpt", f"{prefix}/out"
 
     def write_batch(df, batch_id):
