@@ -44,3 +44,31 @@ def test_verify_with_a_bad_ca_file_names_the_setting(bed, prefix, tmp_path):
     out = cli(bed, "verify", f"s3a://direct-http/{prefix}", "--conf", f"sealcommit.tls.ca-file={bad}")
     assert out.returncode == 2
     assert "sealcommit.tls.ca-file" in out.stderr and "no PEM certificate" in out.stderr, out.stderr
+
+
+def test_uploads_lists_and_aborts_what_crashed_writers_left(bed, s3, prefix):
+    bucket = "direct-http"
+    left = {f"{prefix}/t/part-00000-job-aaa.parquet", f"{prefix}/t/p=1/part-00001-job-bbb.parquet"}
+    for key in left:
+        s3.create_multipart_upload(Bucket=bucket, Key=key)
+    # A neighbour whose name only starts like the prefix is not under it.
+    s3.create_multipart_upload(Bucket=bucket, Key=f"{prefix}/tx/part-00000-job-aaa.parquet")
+    uri = f"s3a://{bucket}/{prefix}/t"
+
+    listed = cli(bed, "uploads", "list", uri, "--json")
+    assert listed.returncode == 0, listed.stderr
+    assert {u["uri"] for u in json.loads(listed.stdout)} == {f"s3a://{bucket}/{k}" for k in left}
+    young = cli(bed, "uploads", "list", uri, "--older-than", "1h")
+    assert young.stdout.strip().endswith("0 uploads pending"), young.stdout
+
+    one = cli(bed, "uploads", "abort", uri, "--job", "job-bbb")
+    assert one.returncode == 0 and "1 uploads aborted" in one.stdout, one.stdout + one.stderr
+    keys = {u["Key"] for u in s3.list_multipart_uploads(Bucket=bucket, Prefix=prefix).get("Uploads", [])}
+    assert keys == {f"{prefix}/t/part-00000-job-aaa.parquet", f"{prefix}/tx/part-00000-job-aaa.parquet"}
+
+    rest = cli(bed, "uploads", "abort", uri)
+    assert "1 uploads aborted" in rest.stdout, rest.stdout
+    assert cli(bed, "uploads", "abort", f"s3a://{bucket}/{prefix}/tx").returncode == 0
+    assert s3.list_multipart_uploads(Bucket=bucket, Prefix=prefix).get("Uploads", []) == []
+    bad = cli(bed, "uploads", "abort", uri, "--older-than", "soon")
+    assert bad.returncode == 2 and "--older-than" in bad.stderr, bad.stderr

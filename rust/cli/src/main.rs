@@ -14,10 +14,16 @@ use sealcommit_engine::Conf;
 const USAGE: &str = "usage:
   sealcommit verify <s3a://bucket/prefix> [--expect-algorithm ALG] [--expect-key KEY] [--json]
                     [--conf key=value]...
+  sealcommit uploads list|abort <s3a://bucket/prefix> [--older-than DURATION] [--job ID] [--json]
+                    [--conf key=value]...
   sealcommit version
 
 verify lists every object under the prefix, HEADs it and prints its encryption; it exits 1 if any
 object does not carry the expected encryption (--expect-*, else the configured fs.s3a.encryption.*).
+uploads lists (or aborts) the pending multipart uploads under the prefix — what failed tasks and
+crashed drivers left — optionally only those started DURATION ago (30m, 2h, 1d) or whose key
+carries a job id. Aborting an upload of a job that is still running fails that job: use
+--older-than.
 
 The store: AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN,
 AWS_REGION, AWS_CA_BUNDLE; any fs.s3a.* / sealcommit.* key with --conf (e.g.
@@ -60,12 +66,83 @@ fn run(args: Vec<String>) -> Result<ExitCode, String> {
             Ok(ExitCode::SUCCESS)
         }
         "verify" => verify(&args[1..]),
+        "uploads" => uploads(&args[1..]),
         "help" | "--help" | "-h" => {
             println!("{USAGE}");
             Ok(ExitCode::SUCCESS)
         }
         other => Err(format!("unknown command '{other}'\n{USAGE}")),
     }
+}
+
+fn uploads(args: &[String]) -> Result<ExitCode, String> {
+    let mut conf = conf_from_env();
+    let (mut action, mut uri, mut json) = (None, None, false);
+    let mut filter = sealcommit_engine::uploads::Filter::default();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let mut value = |name: &str| {
+            it.next()
+                .cloned()
+                .ok_or_else(|| format!("{name} needs a value"))
+        };
+        match a.as_str() {
+            "--conf" => {
+                let kv = value("--conf")?;
+                let (k, v) = kv
+                    .split_once('=')
+                    .ok_or_else(|| format!("--conf '{kv}' is not key=value"))?;
+                conf.set(k.trim(), v.trim());
+            }
+            "--older-than" => {
+                let d = value("--older-than")?;
+                filter.older_than = Some(
+                    sealcommit_engine::config::parse_duration(&d)
+                        .map_err(|e| format!("--older-than: {e}"))?,
+                );
+            }
+            "--job" => filter.job = Some(value("--job")?),
+            "--json" => json = true,
+            s if s.starts_with("--") => return Err(format!("unknown option '{s}'\n{USAGE}")),
+            s if action.is_none() => action = Some(s.to_string()),
+            s => uri = Some(s.to_string()),
+        }
+    }
+    let uri = uri.ok_or_else(|| format!("uploads needs list or abort and a path\n{USAGE}"))?;
+    let found = match action.as_deref() {
+        Some("list") => block_on(sealcommit_engine::uploads::list(&conf, &uri, &filter)),
+        Some("abort") => block_on(sealcommit_engine::uploads::abort(&conf, &uri, &filter)),
+        other => {
+            return Err(format!(
+                "uploads: '{}' is not list or abort\n{USAGE}",
+                other.unwrap_or("")
+            ))
+        }
+    }
+    .map_err(|e| e.to_string())?
+    .map_err(|e| e.to_string())?;
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&found).map_err(|e| e.to_string())?
+        );
+    } else {
+        for u in &found {
+            println!(
+                "{}  {}  {}",
+                u.initiated.as_deref().unwrap_or("-"),
+                u.uri,
+                u.upload_id
+            );
+        }
+        let verb = if action.as_deref() == Some("abort") {
+            "aborted"
+        } else {
+            "pending"
+        };
+        println!("{} uploads {verb}", found.len());
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn verify(args: &[String]) -> Result<ExitCode, String> {

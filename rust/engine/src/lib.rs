@@ -13,6 +13,7 @@ pub mod error;
 pub mod model;
 pub mod runtime;
 pub mod store;
+pub mod uploads;
 pub mod uri;
 pub mod verify;
 
