@@ -19,6 +19,7 @@ from tests.bed import stores  # noqa: E402
 info = json.loads(os.environ["STREAM_DRIVER"])
 stores.SECRET_KEY = info["secret_key"]
 from tests import conftest  # noqa: E402
+from tests.test_streaming import stop_between_batches  # noqa: E402
 
 bed = stores.Bed(Path(info["base"]))
 bed.ca = stores.CA(Path(info["ca_dir"]))
@@ -50,7 +51,7 @@ try:
             if seen >= info["until"]:
                 break
         time.sleep(0.2)
-    q.stop()
+    stop_between_batches(q)
 except Exception as e:  # noqa: BLE001 - the message is what the test checks
     print("ERROR " + str(e).replace("\n", " | "), flush=True)
     spark.stop()

@@ -804,16 +804,27 @@ impl Job {
 }
 
 /// The micro-batch a streaming sink file belongs to. `SealStreamingCommitProtocol` names files
-/// `part-<split>-<run id>-sc<batch>.<rest>`; any other name belongs to no batch.
+/// `part-<split>-<run id>-sc<batch><suffix>`, the suffix starting with `.` (Spark 3.5:
+/// `.c000.snappy.parquet`) or `-` (Spark 4: `-c000.snappy.parquet`); any other name belongs to
+/// no batch.
 pub fn stream_file_batch(key: &str) -> Option<u64> {
     let name = key.rsplit('/').next()?;
-    let at = name.rfind("-sc")?;
-    let rest = &name[at + 3..];
-    let digits = &rest[..rest.find('.').unwrap_or(rest.len())];
-    if digits.is_empty() || !name.starts_with("part-") {
+    if !name.starts_with("part-") {
         return None;
     }
-    digits.parse().ok()
+    name.match_indices("-sc").find_map(|(at, _)| {
+        let rest = &name[at + 3..];
+        let end = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        let boundary = rest[end..]
+            .chars()
+            .next()
+            .is_none_or(|c| c == '.' || c == '-');
+        (end > 0 && boundary)
+            .then(|| rest[..end].parse().ok())
+            .flatten()
+    })
 }
 
 /// The partition directories (key prefixes ending in `/`) that uploads write to, below `dest`.
@@ -856,6 +867,11 @@ mod tests {
             Some(12)
         );
         assert_eq!(stream_file_batch("t/part-00000-abc-sc0"), Some(0));
+        assert_eq!(
+            stream_file_batch("t/part-00000-a03d-4926-sc12-c000.snappy.parquet"),
+            Some(12)
+        );
+        assert_eq!(stream_file_batch("t/part-00000-x-scy-sc3.parquet"), Some(3));
         assert_eq!(stream_file_batch("t/-sc9/part-00000-x.parquet"), None);
         assert_eq!(stream_file_batch("t/part-00000-x-scX.parquet"), None);
         assert_eq!(stream_file_batch("t/data-sc3.parquet"), None);
