@@ -353,10 +353,15 @@ def test_driver_killed_mid_batch_restarts_exactly_once(spark, s3, bed, prefix, t
 def test_second_query_on_the_same_checkpoint_fails_and_the_first_stays_correct(spark, s3, bed, prefix, tmp_path):
     bucket = "direct-http"
     ckpt, sink = f"s3a://{bucket}/{prefix}/ckpt", f"s3a://{bucket}/{prefix}/sink"
-    q = (spark.readStream.format("rate").option("rowsPerSecond", 10).option("numPartitions", 2).load()
-         .select("value", "timestamp").writeStream.format("parquet")
-         .option("checkpointLocation", ckpt).option("path", sink)
-         .trigger(processingTime="1 second").start())
+
+    def start(trigger: dict):
+        return (spark.readStream.format("rate").option("rowsPerSecond", 10).option("numPartitions", 2).load()
+                .select("value", "timestamp").writeStream.format("parquet")
+                .option("checkpointLocation", ckpt).option("path", sink).trigger(**trigger).start())
+
+    # The first query runs batch after batch with no pause, so whatever the second one tries
+    # to write next, the first has written already (or is writing it).
+    q = start({"processingTime": "0 seconds"})
     try:
         run_until(q, 2)
         with open(tmp_path / "second.log", "w") as log:
@@ -368,8 +373,13 @@ def test_second_query_on_the_same_checkpoint_fails_and_the_first_stays_correct(s
         assert error, out
         msg = error[0].lower()
         assert "concurrent" in msg or "already exists" in msg or "another writer" in msg, error[0]
-        before = q.lastProgress["batchId"]
-        run_until(q, before + 2)
+        run_until(q, q.lastProgress["batchId"] + 2)
+    finally:
+        q.stop()  # may interrupt a batch: the restart below runs it again and cleans up after it
+    last = committed_batches(s3, bucket, f"{prefix}/ckpt")[-1]
+    q = start({"processingTime": "1 second"})
+    try:
+        run_until(q, last + 2)
     finally:
         stop_between_batches(q)
     values = sink_values(spark, sink)

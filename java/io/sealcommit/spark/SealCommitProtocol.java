@@ -127,6 +127,14 @@ public class SealCommitProtocol extends FileCommitProtocol implements java.io.Se
     // Asks the driver's OutputCommitCoordinator; only the authorized attempt runs commitTask.
     SparkHadoopMapRedUtil.commitTask(taskCommitter, taskContext, attempt.getJobID().getId(),
         attempt.getTaskID().getId());
+    // Uploads cannot be interrupted. If Spark killed this task meanwhile (a cancelled job, a
+    // stopped query), its driver may already have aborted the job: abort our own uploads rather
+    // than hand over a pendingset nobody will complete or abort.
+    org.apache.spark.TaskContext tc = org.apache.spark.TaskContext.get();
+    if (tc != null && tc.isInterrupted()) {
+      abortTask(taskContext);
+      throw new org.apache.spark.TaskKilledException("killed while committing; uploads aborted");
+    }
     return new TaskCommitMessage(taskCommitter.takePendingSet());
   }
 
