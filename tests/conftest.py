@@ -58,6 +58,17 @@ S3A_ON_HADOOP_35 = {
 }
 
 
+def attach_bed(info: dict):
+    """The running test bed, from another process (a driver a test starts in its own JVM):
+    `info` carries the bed's base dir, its CA dir and the per-run secret key."""
+    stores.SECRET_KEY = info["secret_key"]
+    b = stores.Bed(Path(info["base"]))
+    b.ca = stores.CA(Path(info["ca_dir"]))
+    b.rgw = stores.Rgw(b.base / "rgw", b.ca)
+    b.proxy = stores.Proxy(b.base / "nginx", b.ca, {})
+    return b
+
+
 @pytest.fixture(scope="session")
 def bed(tmp_path_factory):
     base = Path(os.environ.get("SEALCOMMIT_BED_DIR") or tmp_path_factory.mktemp("bed"))

@@ -10,16 +10,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.bed import stores  # noqa: E402
-
-info = json.loads(os.environ["LEAK_PROBE"])
-stores.SECRET_KEY = info["secret_key"]
 from tests import conftest  # noqa: E402
 
-bed = stores.Bed(Path(info["base"]))
-bed.ca = stores.CA(Path(info["ca_dir"]))
-bed.rgw = stores.Rgw(bed.base / "rgw", bed.ca)
-bed.proxy = stores.Proxy(bed.base / "nginx", bed.ca, {})
+info = json.loads(os.environ["LEAK_PROBE"])
+
+bed = conftest.attach_bed(info)
 extra = {"fs.s3a.bucket.tokens.session.token": info["session_token"],
          "fs.s3a.bucket.tokens.endpoint": bed.rgw.http_endpoint}
 spark = conftest.spark_builder(bed, "leak-probe", master="local[2]", extra=extra).getOrCreate()

@@ -14,17 +14,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.bed import stores  # noqa: E402
-
-info = json.loads(os.environ["STREAM_DRIVER"])
-stores.SECRET_KEY = info["secret_key"]
 from tests import conftest  # noqa: E402
 from tests.test_streaming import stop_between_batches  # noqa: E402
 
-bed = stores.Bed(Path(info["base"]))
-bed.ca = stores.CA(Path(info["ca_dir"]))
-bed.rgw = stores.Rgw(bed.base / "rgw", bed.ca)
-bed.proxy = stores.Proxy(bed.base / "nginx", bed.ca, {})
+info = json.loads(os.environ["STREAM_DRIVER"])
+
+bed = conftest.attach_bed(info)
 spark = conftest.spark_builder(bed, "stream-driver", master="local[2]").getOrCreate()
 spark.sparkContext.setLogLevel("ERROR")
 

@@ -18,7 +18,6 @@ from py4j.protocol import Py4JJavaError
 from pyspark.sql import functions as F
 
 from tests.bed import stores
-from tests.bed.stores import KMS_KEY_1
 from tests.conftest import (
     CHECKPOINT_MANAGER, ROOT, STREAMING_PROTOCOL, Wire, assert_all_encrypted, assert_no_copy,
     list_keys, pending_uploads,

@@ -46,6 +46,15 @@ fn conf_from_env() -> Conf {
     conf
 }
 
+/// Applies one `--conf key=value`.
+fn set_conf(conf: &mut Conf, kv: &str) -> Result<(), String> {
+    let (k, v) = kv
+        .split_once('=')
+        .ok_or_else(|| format!("--conf '{kv}' is not key=value"))?;
+    conf.set(k.trim(), v.trim());
+    Ok(())
+}
+
 fn main() -> ExitCode {
     match run(std::env::args().skip(1).collect()) {
         Ok(code) => code,
@@ -87,13 +96,7 @@ fn uploads(args: &[String]) -> Result<ExitCode, String> {
                 .ok_or_else(|| format!("{name} needs a value"))
         };
         match a.as_str() {
-            "--conf" => {
-                let kv = value("--conf")?;
-                let (k, v) = kv
-                    .split_once('=')
-                    .ok_or_else(|| format!("--conf '{kv}' is not key=value"))?;
-                conf.set(k.trim(), v.trim());
-            }
+            "--conf" => set_conf(&mut conf, &value("--conf")?)?,
             "--older-than" => {
                 let d = value("--older-than")?;
                 filter.older_than = Some(
@@ -156,13 +159,7 @@ fn verify(args: &[String]) -> Result<ExitCode, String> {
                 .ok_or_else(|| format!("{name} needs a value"))
         };
         match a.as_str() {
-            "--conf" => {
-                let kv = value("--conf")?;
-                let (k, v) = kv
-                    .split_once('=')
-                    .ok_or_else(|| format!("--conf '{kv}' is not key=value"))?;
-                conf.set(k.trim(), v.trim());
-            }
+            "--conf" => set_conf(&mut conf, &value("--conf")?)?,
             "--expect-algorithm" => alg = Some(value("--expect-algorithm")?),
             "--expect-key" => key = Some(value("--expect-key")?),
             "--json" => json = true,

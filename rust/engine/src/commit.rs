@@ -380,13 +380,18 @@ impl Job {
     /// Aborts every pending upload under the destination whose key carries this job's id: the
     /// leftovers of attempts whose pendingsets never reached the driver.
     async fn abort_strays(&self) -> Result<usize> {
-        let uploads = self
+        self.abort_uploads_where(|key| key.contains(&self.job_id))
+            .await
+    }
+
+    /// Aborts every pending upload under the destination whose key `matches`.
+    async fn abort_uploads_where(&self, matches: impl Fn(&str) -> bool) -> Result<usize> {
+        let strays: Vec<PendingUpload> = self
             .store
             .list_uploads(&self.dest.bucket, &self.dest.dir_prefix())
-            .await?;
-        let strays: Vec<PendingUpload> = uploads
+            .await?
             .into_iter()
-            .filter(|u| u.key.contains(&self.job_id))
+            .filter(|u| matches(&u.key))
             .map(|u| PendingUpload {
                 bucket: self.dest.bucket.clone(),
                 key: u.key,
@@ -719,30 +724,16 @@ impl Job {
     /// that belongs to this batch or an earlier one (see [`stream_file_batch`]): leftovers of
     /// a driver that died in the middle of a batch, which Spark then ran again.
     pub async fn abort_stream_strays(&self, batch: u64) -> Result<usize> {
-        let strays: Vec<PendingUpload> = self
-            .store
-            .list_uploads(&self.dest.bucket, &self.dest.dir_prefix())
-            .await?
-            .into_iter()
-            .filter(|u| stream_file_batch(&u.key).is_some_and(|b| b <= batch))
-            .map(|u| PendingUpload {
-                bucket: self.dest.bucket.clone(),
-                key: u.key,
-                upload_id: u.upload_id,
-                parts: vec![],
-                size: 0,
-                encryption: self.enc().summary(),
-            })
-            .collect();
-        self.abort_uploads(&strays).await?;
-        if !strays.is_empty() {
+        let aborted = self
+            .abort_uploads_where(|key| stream_file_batch(key).is_some_and(|b| b <= batch))
+            .await?;
+        if aborted > 0 {
             log::info!(
-                "sealcommit: aborted {} stray uploads of batches up to {batch} under {}",
-                strays.len(),
+                "sealcommit: aborted {aborted} stray uploads of batches up to {batch} under {}",
                 self.dest
             );
         }
-        Ok(strays.len())
+        Ok(aborted)
     }
 
     fn success_data(

@@ -743,44 +743,7 @@ impl Store {
 
     /// Lists every object under `prefix` (recursively).
     pub async fn list(&self, bucket: &str, prefix: &str) -> Result<Vec<Listed>> {
-        let mut out = Vec::new();
-        let mut token: Option<String> = None;
-        loop {
-            self.note("ListObjectsV2", bucket, prefix);
-            let page = self
-                .client
-                .list_objects_v2()
-                .bucket(bucket)
-                .prefix(prefix)
-                .set_continuation_token(token.take())
-                .send()
-                .await
-                .map_err(|e| {
-                    map_sdk_err(
-                        &Ctx {
-                            op: "ListObjectsV2",
-                            bucket,
-                            key: prefix,
-                            enc: None,
-                        },
-                        e,
-                    )
-                })?;
-            for o in page.contents() {
-                if let Some(k) = o.key() {
-                    out.push(Listed {
-                        key: k.to_string(),
-                        size: o.size().unwrap_or(0).max(0) as u64,
-                        modified_ms: millis(o.last_modified()),
-                    });
-                }
-            }
-            match page.next_continuation_token() {
-                Some(t) if page.is_truncated() == Some(true) => token = Some(t.to_string()),
-                _ => break,
-            }
-        }
-        Ok(out)
+        Ok(self.list_pages(bucket, prefix, None, None).await?.objects)
     }
 
     /// Lists one level under `prefix` (which ends in `/` or is empty): objects and
@@ -789,6 +752,17 @@ impl Store {
         &self,
         bucket: &str,
         prefix: &str,
+        max_keys: Option<i32>,
+    ) -> Result<DirListing> {
+        self.list_pages(bucket, prefix, Some("/"), max_keys).await
+    }
+
+    /// ListObjectsV2 page by page (only the first page when `max_keys` is given).
+    async fn list_pages(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        delimiter: Option<&str>,
         max_keys: Option<i32>,
     ) -> Result<DirListing> {
         let mut out = DirListing::default();
@@ -800,7 +774,7 @@ impl Store {
                 .list_objects_v2()
                 .bucket(bucket)
                 .prefix(prefix)
-                .delimiter("/")
+                .set_delimiter(delimiter.map(str::to_string))
                 .set_max_keys(max_keys)
                 .set_continuation_token(token.take())
                 .send()

@@ -156,6 +156,18 @@ unsafe fn take<T>(handle: jlong) -> Option<Box<T>> {
     (handle != 0).then(|| unsafe { Box::from_raw(handle as *mut T) })
 }
 
+/// The JVM's bytes are `i8`; the engine's are `u8`. Same size and alignment, every bit pattern
+/// valid in both, so a slice can be viewed as the other without copying.
+fn as_unsigned(b: &[i8]) -> &[u8] {
+    // SAFETY: see above; the length and lifetime are the input's.
+    unsafe { std::slice::from_raw_parts(b.as_ptr().cast::<u8>(), b.len()) }
+}
+
+fn as_signed(b: &[u8]) -> &[i8] {
+    // SAFETY: as in `as_unsigned`.
+    unsafe { std::slice::from_raw_parts(b.as_ptr().cast::<i8>(), b.len()) }
+}
+
 fn jstr(env: &mut JNIEnv, s: &str) -> BResult<jstring> {
     Ok(env.new_string(s)?.into_raw())
 }
@@ -483,9 +495,7 @@ pub extern "system" fn Java_io_sealcommit_Native_cpWrite(
         let w = unsafe { borrow::<AtomicWriter>(handle) }?;
         let mut buf = vec![0i8; len.max(0) as usize];
         env.get_byte_array_region(&data, off, &mut buf)?;
-        // i8 and u8 have the same layout; the JVM hands bytes over as i8.
-        let bytes: Vec<u8> = buf.into_iter().map(|b| b as u8).collect();
-        Ok(w.write(&bytes)?)
+        Ok(w.write(as_unsigned(&buf))?)
     })
 }
 
@@ -566,8 +576,7 @@ pub extern "system" fn Java_io_sealcommit_Native_cpRead(
         if n == 0 {
             return Ok(-1);
         }
-        let signed: Vec<i8> = tmp[..n].iter().map(|b| *b as i8).collect();
-        env.set_byte_array_region(&buf, off, &signed)?;
+        env.set_byte_array_region(&buf, off, as_signed(&tmp[..n]))?;
         Ok(n as jint)
     })
 }

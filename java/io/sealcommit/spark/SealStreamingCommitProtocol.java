@@ -52,11 +52,6 @@ public class SealStreamingCommitProtocol extends ManifestFileCommitProtocol {
   }
 
   @Override
-  public void setupJob(JobContext jobContext) {
-    super.setupJob(jobContext);
-  }
-
-  @Override
   public void setupTask(TaskAttemptContext taskContext) {
     tasks.setupTask(taskContext);
   }

@@ -3,12 +3,10 @@ package io.sealcommit.spark.checkpointing;
 import static io.sealcommit.SealCheckpointFs.unchecked;
 
 import io.sealcommit.SealCheckpointFs;
+import io.sealcommit.spark.SealCheckpointManagerBase;
 import java.io.IOException;
 import org.apache.hadoop.conf.Configuration;
-import org.apache.hadoop.fs.FSDataInputStream;
-import org.apache.hadoop.fs.FileStatus;
 import org.apache.hadoop.fs.Path;
-import org.apache.hadoop.fs.PathFilter;
 import org.apache.spark.sql.execution.streaming.checkpointing.CheckpointFileManager;
 
 /**
@@ -21,13 +19,11 @@ import org.apache.spark.sql.execution.streaming.checkpointing.CheckpointFileMana
  * *}) unless Spark allows overwriting, with the encryption of the {@code fs.s3a.*} settings:
  * no temporary file, no rename, no copy. All work happens in the engine.
  */
-public class SealCheckpointFileManager implements CheckpointFileManager {
-  private final SealCheckpointFs fs;
-  private final Path root;
+public class SealCheckpointFileManager extends SealCheckpointManagerBase
+    implements CheckpointFileManager {
 
   public SealCheckpointFileManager(Path path, Configuration hadoopConf) throws IOException {
-    this.root = path;
-    this.fs = SealCheckpointFs.open(path, hadoopConf);
+    super(path, hadoopConf);
   }
 
   @Override
@@ -37,49 +33,11 @@ public class SealCheckpointFileManager implements CheckpointFileManager {
   }
 
   @Override
-  public FSDataInputStream open(Path path) {
-    return unchecked(() -> fs.open(path));
-  }
-
-  @Override
-  public FileStatus[] list(Path path, PathFilter filter) {
-    return unchecked(() -> fs.list(path, filter));
-  }
-
-  @Override
-  public void mkdirs(Path path) {
-    // Object stores have no directories: one exists while a file is under it.
-  }
-
-  @Override
-  public boolean exists(Path path) {
-    return unchecked(() -> fs.exists(path));
-  }
-
-  @Override
-  public void delete(Path path) {
-    unchecked(() -> {
-      fs.delete(path);
-      return null;
-    });
-  }
-
-  @Override
   public void close() {
     unchecked(() -> {
       fs.close();
       return null;
     });
-  }
-
-  @Override
-  public boolean isLocal() {
-    return false;
-  }
-
-  @Override
-  public Path createCheckpointDirectory() {
-    return root;
   }
 
   /** Spark's stream type around the engine's atomic output. */
