@@ -142,6 +142,14 @@ def spark(bed, s3):  # s3 creates the buckets
     s.stop()
 
 
+@pytest.fixture
+def dynamic(spark):
+    """Dynamic partition overwrite for the test's writes."""
+    spark.conf.set("spark.sql.sources.partitionOverwriteMode", "dynamic")
+    yield
+    spark.conf.set("spark.sql.sources.partitionOverwriteMode", "static")
+
+
 @pytest.fixture(scope="session")
 def s3(bed):
     """boto3 clients per topology bucket (all reach the same RGW over plain http)."""

@@ -17,13 +17,6 @@ def rows_1000(spark):
     return spark.range(1000).selectExpr("CAST(id AS INT) AS id", "CAST(id % 10 AS INT) AS p")
 
 
-@pytest.fixture
-def dynamic(spark):
-    spark.conf.set("spark.sql.sources.partitionOverwriteMode", "dynamic")
-    yield
-    spark.conf.set("spark.sql.sources.partitionOverwriteMode", "static")
-
-
 def test_dynamic_partition_overwrite_replaces_only_written_partitions(spark, s3, bed, prefix, dynamic):
     path = f"s3a://{BUCKET}/{prefix}"
     rows_1000(spark).repartition(4).write.partitionBy("p").parquet(path)

@@ -34,6 +34,27 @@ final class Native {
 
   static native int streamAbortStrays(long job, long batch) throws Exception;
 
+  static native void taskSave(long job, String taskId, String pendingSet) throws Exception;
+
+  static native String jobCommitSaved(long job) throws Exception;
+
+  static native void jobAbortSaved(long job) throws Exception;
+
+  static native boolean jobMagic(long job) throws Exception;
+
+  static native long magicOpen(long job, String uri) throws Exception;
+
+  static native void magicWrite(long writer, byte[] data, int off, int len) throws Exception;
+
+  static native String magicFinish(long writer) throws Exception;
+
+  static native void magicAbort(long writer) throws Exception;
+
+  static native String magicTaskCommit(long job, String attempt, int attemptNumber,
+      String[] files) throws Exception;
+
+  static native void magicAbortFiles(long job, String[] files) throws Exception;
+
   static native long cpOpen(String[] conf, String root) throws Exception;
 
   static native void cpClose(long fs) throws Exception;

@@ -2,7 +2,6 @@ package io.sealcommit;
 
 import java.io.Closeable;
 import java.io.IOException;
-import java.io.OutputStream;
 import java.util.ArrayList;
 import java.util.List;
 import org.apache.hadoop.conf.Configuration;
@@ -19,8 +18,8 @@ import org.apache.hadoop.fs.PathFilter;
  * listings, deletes. Owns a native handle; close it once.
  */
 public final class SealCheckpointFs implements Closeable {
-  /** Java-side buffering in front of each native call (bytes). */
-  private static final int BUFFER = 64 * 1024;
+  /** Read-ahead in front of each native read (bytes). */
+  private static final int BUFFER = NativeOutput.BUFFER;
   /** What S3A reports as a block size; only informational for object stores. */
   private static final long BLOCK_SIZE = 32L * 1024 * 1024;
 
@@ -122,91 +121,37 @@ public final class SealCheckpointFs implements Closeable {
   }
 
   /** The buffered bytes of one atomic write; nothing reaches the store before close. */
-  public static final class AtomicOutput extends OutputStream {
-    private long writer;
-    private final byte[] buf = new byte[BUFFER];
-    private int count;
+  public static final class AtomicOutput extends NativeOutput {
+    private final long writer;
 
     AtomicOutput(long writer) {
       this.writer = writer;
     }
 
-    private long live() throws IOException {
-      if (writer == 0) {
-        throw new IOException("checkpoint stream already closed or cancelled");
-      }
-      return writer;
-    }
-
     @Override
-    public synchronized void write(int b) throws IOException {
-      if (count == buf.length) {
-        flushBuffer();
-      }
-      buf[count++] = (byte) b;
-    }
-
-    @Override
-    public synchronized void write(byte[] b, int off, int len) throws IOException {
-      if (len >= buf.length) {
-        flushBuffer();
-        long w = live();
-        SealJob.call(() -> {
-          Native.cpWrite(w, b, off, len);
-          return null;
-        });
-        return;
-      }
-      if (len > buf.length - count) {
-        flushBuffer();
-      }
-      System.arraycopy(b, off, buf, count, len);
-      count += len;
-    }
-
-    private void flushBuffer() throws IOException {
-      if (count > 0) {
-        long w = live();
-        int n = count;
-        count = 0;
-        SealJob.call(() -> {
-          Native.cpWrite(w, buf, 0, n);
-          return null;
-        });
-      }
-    }
-
-    /** Publishes the file; the stream is finished whatever the outcome. */
-    @Override
-    public synchronized void close() throws IOException {
-      if (writer == 0) {
-        return;
-      }
-      try {
-        flushBuffer();
-      } catch (IOException | RuntimeException e) {
-        cancel();
-        throw e;
-      }
-      long w = writer;
-      writer = 0;
+    protected void send(byte[] b, int off, int len) throws IOException {
       SealJob.call(() -> {
-        Native.cpCommit(w);
+        Native.cpWrite(writer, b, off, len);
         return null;
       });
     }
 
-    /** Discards the write; nothing was sent, so nothing is left behind. */
-    public synchronized void cancel() {
-      long w = writer;
-      writer = 0;
-      count = 0;
-      if (w != 0) {
-        try {
-          Native.cpCancel(w);
-        } catch (Exception e) {
-          // Only frees native memory and a local spill file; nothing to report to Spark.
-        }
+    /** Publishes the file. */
+    @Override
+    protected void finish() throws IOException {
+      SealJob.call(() -> {
+        Native.cpCommit(writer);
+        return null;
+      });
+    }
+
+    /** Nothing was sent, so nothing is left behind. */
+    @Override
+    protected void discard() {
+      try {
+        Native.cpCancel(writer);
+      } catch (Exception e) {
+        // Only frees native memory and a local spill file; nothing to report to Spark.
       }
     }
   }

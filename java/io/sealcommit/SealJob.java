@@ -5,6 +5,7 @@ import java.io.IOException;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
+import java.util.function.Consumer;
 import org.apache.hadoop.conf.Configuration;
 
 /**
@@ -108,6 +109,81 @@ public final class SealJob implements Closeable {
   /** Aborts pending uploads of streaming batches up to {@code batch}; returns how many. */
   public int abortStreamStrays(long batch) throws IOException {
     return call(() -> Native.streamAbortStrays(live(), batch));
+  }
+
+  /**
+   * Saves a task's pendingset on the store (under {@code <dest>/_sealcommit/<job id>/}), for
+   * committers with no channel to the driver (Hadoop MapReduce).
+   */
+  public void savePendingSet(String taskId, String pendingSet) throws IOException {
+    call(() -> {
+      Native.taskSave(live(), taskId, pendingSet);
+      return null;
+    });
+  }
+
+  /** Job commit of the pendingsets saved by {@link #savePendingSet}; returns a JSON report. */
+  public String commitSaved() throws IOException {
+    return call(() -> Native.jobCommitSaved(live()));
+  }
+
+  /** Aborts the uploads of the saved pendingsets and any stray upload of the job. */
+  public void abortSaved() throws IOException {
+    call(() -> {
+      Native.jobAbortSaved(live());
+      return null;
+    });
+  }
+
+  /** Whether tasks write in magic mode ({@code sealcommit.mode=magic}). */
+  public boolean isMagic() throws IOException {
+    return call(() -> Native.jobMagic(live()));
+  }
+
+  /**
+   * Magic mode: a stream whose bytes go straight into the multipart upload of {@code destUri}
+   * while they are written. At close the upload is left pending and {@code onFinish} receives
+   * the file (JSON) for {@link #commitMagicTask}; {@code cancel()} aborts the upload.
+   */
+  public NativeOutput openMagic(String destUri, Consumer<String> onFinish) throws IOException {
+    long w = call(() -> Native.magicOpen(live(), destUri));
+    return new NativeOutput() {
+      @Override
+      protected void send(byte[] b, int off, int len) throws IOException {
+        call(() -> {
+          Native.magicWrite(w, b, off, len);
+          return null;
+        });
+      }
+
+      @Override
+      protected void finish() throws IOException {
+        onFinish.accept(call(() -> Native.magicFinish(w)));
+      }
+
+      @Override
+      protected void discard() {
+        try {
+          Native.magicAbort(w);
+        } catch (Exception e) {
+          // Logged by the engine; a pending upload left here is swept at job commit or abort.
+        }
+      }
+    };
+  }
+
+  /** Magic mode's task commit: the pendingset (JSON) of the finished files. */
+  public String commitMagicTask(String attempt, int attemptNumber, String[] files)
+      throws IOException {
+    return call(() -> Native.magicTaskCommit(live(), attempt, attemptNumber, files));
+  }
+
+  /** Aborts the uploads of finished magic-mode files. */
+  public void abortMagicFiles(String[] files) throws IOException {
+    call(() -> {
+      Native.magicAbortFiles(live(), files);
+      return null;
+    });
   }
 
   public void abort(String[] pendingSets) throws IOException {

@@ -22,9 +22,10 @@ use aws_sdk_s3::primitives::{ByteStream, Length};
 use futures::stream::{self, StreamExt, TryStreamExt};
 use tokio::sync::Semaphore;
 
-use crate::config::{BucketSettings, Conf, VerifyMode};
+use crate::config::{BucketSettings, Conf, Mode, VerifyMode};
 use crate::encryption::{EncryptionSpec, Observed};
 use crate::error::{Error, Result};
+use crate::magic::MagicFile;
 use crate::model::*;
 use crate::store::{PutOutcome, Store};
 use crate::uri::S3Path;
@@ -232,33 +233,8 @@ impl Job {
     ) -> Result<PendingSet> {
         let started: Started = Arc::default();
         let result = self.upload_all(files, &started).await;
-        let result = match (result, &self.settings.commit.fault_task_commit) {
-            (Ok(_), Some(f))
-                if f.strip_prefix("fail-after-upload:")
-                    .and_then(|n| n.parse::<u32>().ok())
-                    == Some(attempt_number) =>
-            {
-                Err(Error::Injected(format!(
-                    "task commit of {attempt} failed after uploading ({f})"
-                )))
-            }
-            (r, _) => r,
-        };
-        match result {
-            Ok(uploads) => {
-                log::info!(
-                    "sealcommit: task {attempt} uploaded {} files ({} bytes), pending until job commit",
-                    uploads.len(),
-                    uploads.iter().map(|u| u.size).sum::<u64>()
-                );
-                Ok(PendingSet {
-                    version: PENDINGSET_VERSION,
-                    job_id: self.job_id.clone(),
-                    task_attempt: attempt.to_string(),
-                    uploads,
-                    requests: self.store.counters.snapshot(),
-                })
-            }
+        match self.task_pendingset(attempt, attempt_number, result, 0) {
+            Ok(p) => Ok(p),
             Err(e) => {
                 let started = started.lock().map(|s| s.clone()).unwrap_or_default();
                 for (bucket, key, id) in started {
@@ -269,6 +245,63 @@ impl Job {
                 Err(e)
             }
         }
+    }
+
+    /// Task commit in magic mode: the files were uploaded while the task wrote them; this only
+    /// gathers them into the task's pendingset. If that fails, the uploads are aborted.
+    pub async fn commit_magic_task(
+        &self,
+        attempt: &str,
+        attempt_number: u32,
+        files: Vec<MagicFile>,
+    ) -> Result<PendingSet> {
+        let peak = files.iter().map(|f| f.buffer_peak).max().unwrap_or(0);
+        let uploads: Vec<PendingUpload> = files.into_iter().map(|f| f.upload).collect();
+        match self.task_pendingset(attempt, attempt_number, Ok(uploads.clone()), peak) {
+            Ok(p) => Ok(p),
+            Err(e) => {
+                if let Err(abort_err) = self.abort_uploads(&uploads).await {
+                    log::warn!("sealcommit: could not abort the uploads of {attempt}: {abort_err}");
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// The pendingset of a task whose uploads went as `result`, after the
+    /// `sealcommit.fault.task-commit` test hook had its say.
+    fn task_pendingset(
+        &self,
+        attempt: &str,
+        attempt_number: u32,
+        result: Result<Vec<PendingUpload>>,
+        buffer_peak: u64,
+    ) -> Result<PendingSet> {
+        let uploads = match (result, &self.settings.commit.fault_task_commit) {
+            (Ok(_), Some(f))
+                if f.strip_prefix("fail-after-upload:")
+                    .and_then(|n| n.parse::<u32>().ok())
+                    == Some(attempt_number) =>
+            {
+                return Err(Error::Injected(format!(
+                    "task commit of {attempt} failed after uploading ({f})"
+                )))
+            }
+            (r, _) => r?,
+        };
+        log::info!(
+            "sealcommit: task {attempt} uploaded {} files ({} bytes), pending until job commit",
+            uploads.len(),
+            uploads.iter().map(|u| u.size).sum::<u64>()
+        );
+        Ok(PendingSet {
+            version: PENDINGSET_VERSION,
+            job_id: self.job_id.clone(),
+            task_attempt: attempt.to_string(),
+            uploads,
+            requests: self.store.counters.snapshot(),
+            buffer_peak,
+        })
     }
 
     async fn upload_all(
@@ -456,6 +489,7 @@ impl Job {
         dynamic_partitions: bool,
     ) -> Result<CommitReport> {
         let t0 = Instant::now();
+        let buffer_peak = pendingsets.iter().map(|p| p.buffer_peak).max().unwrap_or(0);
         let uploads = self.collect_uploads(pendingsets)?;
         let mut replace_prefixes = Vec::new();
         for r in replace {
@@ -499,7 +533,10 @@ impl Job {
         // here keeps the journal, which records what is left to do.
         self.published
             .store(true, std::sync::atomic::Ordering::SeqCst);
-        match self.publish(files, &replace_prefixes, t0).await {
+        match self
+            .publish(files, &replace_prefixes, t0, buffer_peak)
+            .await
+        {
             Ok(report) => {
                 self.store
                     .delete(&journal_path.bucket, &journal_path.key)
@@ -531,6 +568,7 @@ impl Job {
         files: Vec<CommittedFile>,
         replace_prefixes: &[String],
         t0: Instant,
+        buffer_peak: u64,
     ) -> Result<CommitReport> {
         let new_keys: HashSet<&str> = files.iter().map(|f| f.key.as_str()).collect();
         let journal_dir = self.dest.child(JOURNAL_DIR).dir_prefix();
@@ -561,7 +599,7 @@ impl Job {
         let mut requests = self.store.counters.snapshot();
         // The counts in _SUCCESS include its own PUT (not the HEAD that may verify it).
         *requests.entry("PutObject".into()).or_default() += 1;
-        let data = self.success_data(&files, requests.clone(), replaced, millis);
+        let data = self.success_data(&files, requests.clone(), replaced, millis, buffer_peak);
         let body = serde_json::to_vec_pretty(&data).map_err(|e| Error::document("_SUCCESS", e))?;
         self.put_verified(&success, body).await?;
         Ok(CommitReport {
@@ -686,6 +724,77 @@ impl Job {
         self.store.delete(&j.bucket, &j.key).await
     }
 
+    /// Where committers without a channel to the driver (Hadoop MapReduce) keep task
+    /// pendingsets: `<dest>/_sealcommit/<job id>/`.
+    fn saved_dir(&self) -> S3Path {
+        self.dest.child(&format!("{JOURNAL_DIR}/{}", self.job_id))
+    }
+
+    /// Saves a task's pendingset on the store, written and verified like the data (it names
+    /// the job's keys). A retried task of the same id replaces it.
+    pub async fn save_pendingset(&self, task: &str, set: &PendingSet) -> Result<()> {
+        if task.is_empty() || task.contains('/') {
+            return Err(Error::config(
+                "task id",
+                format!("'{task}' is not a usable task id"),
+            ));
+        }
+        let path = self.saved_dir().child(&format!("{task}.pendingset"));
+        self.put_verified(&path, set.to_json().into_bytes())
+            .await
+            .map(|_| ())
+    }
+
+    /// The saved pendingsets of this job and their keys.
+    async fn load_saved(&self) -> Result<(Vec<PendingSet>, Vec<String>)> {
+        let dir = self.saved_dir().dir_prefix();
+        let mut sets = Vec::new();
+        let mut keys = Vec::new();
+        for o in self.store.list(&self.dest.bucket, &dir).await? {
+            if !o.key.ends_with(".pendingset") {
+                continue;
+            }
+            let body = self
+                .store
+                .get(&self.dest.bucket, &o.key, self.enc())
+                .await?;
+            let text = String::from_utf8(body).map_err(|e| Error::document("pendingset", e))?;
+            sets.push(PendingSet::from_json(&text)?);
+            keys.push(o.key);
+        }
+        Ok((sets, keys))
+    }
+
+    /// Job commit of the saved pendingsets; they are deleted once the output is committed.
+    pub async fn commit_saved(&self) -> Result<CommitReport> {
+        let (sets, keys) = self.load_saved().await?;
+        let report = self.commit_job(sets, vec![], false).await?;
+        if let Err(e) = self.store.delete_many(&self.dest.bucket, &keys).await {
+            log::warn!(
+                "sealcommit: job {} committed; could not delete its saved pendingsets: {e}",
+                self.job_id
+            );
+        }
+        Ok(report)
+    }
+
+    /// Job abort with saved pendingsets: their uploads and any stray upload of the job are
+    /// aborted, then the pendingsets deleted.
+    pub async fn abort_saved(&self) -> Result<()> {
+        let (sets, keys) = match self.load_saved().await {
+            Ok(found) => found,
+            Err(e) => {
+                log::warn!(
+                    "sealcommit: could not read the saved pendingsets of job {}: {e}",
+                    self.job_id
+                );
+                (Vec::new(), Vec::new())
+            }
+        };
+        self.abort_job(sets).await?;
+        self.store.delete_many(&self.dest.bucket, &keys).await
+    }
+
     /// Commits one micro-batch of a streaming file sink: completes and verifies every upload
     /// and returns the files, which the caller then records in the sink's log (`_spark_metadata`,
     /// the only thing readers trust). No journal and no `_SUCCESS`: a file not in the log is
@@ -742,6 +851,7 @@ impl Job {
         requests: BTreeMap<String, u64>,
         replaced: u64,
         millis: u64,
+        buffer_peak: u64,
     ) -> SuccessData {
         let now = SystemTime::now();
         let timestamp = now
@@ -770,7 +880,14 @@ impl Job {
             date: now_rfc3339(),
             hostname: hostname(),
             committer: "sealcommit".to_string(),
-            description: format!("sealcommit staging committer, job {}", self.job_id),
+            description: format!(
+                "sealcommit {} committer, job {}",
+                match self.settings.commit.mode {
+                    Mode::Staging => "staging",
+                    Mode::Magic => "magic",
+                },
+                self.job_id
+            ),
             job_id: self.job_id.clone(),
             job_id_source: "spark".to_string(),
             metrics,
@@ -789,6 +906,7 @@ impl Job {
                 requests,
                 replaced_objects: replaced,
                 commit_millis: millis,
+                buffer_peak,
             },
         }
     }

@@ -62,6 +62,7 @@ pub const SEALCOMMIT_KEYS: &[&str] = &[
     "staging.dir",
     "native.path",
     "mode",
+    "magic.parts-in-flight",
     "fault.task-commit",
     "fault.job-commit",
     "checkpoint.memory-buffer",
@@ -472,12 +473,28 @@ impl StoreConfig {
 /// Settings of the commit machinery.
 #[derive(Debug, Clone)]
 pub struct CommitConfig {
+    pub mode: Mode,
+    /// Part size of staging uploads (`sealcommit.part-size`, else `fs.s3a.multipart.size`).
     pub part_size: u64,
+    /// Part size in magic mode: the part size if one is set, else 16M (a part is buffered in
+    /// memory while it fills).
+    pub magic_part_size: u64,
+    /// Magic mode: parts of one file being uploaded while the next one fills.
+    pub magic_parts_in_flight: usize,
     pub upload_parallelism: usize,
     pub commit_parallelism: usize,
     pub verify: VerifyMode,
     pub fault_task_commit: Option<String>,
     pub fault_job_commit: Option<String>,
+}
+
+/// How task output reaches the store (`sealcommit.mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Tasks write local files, uploaded at task commit (the default).
+    Staging,
+    /// Tasks stream into the multipart upload while writing: no local disk, bounded memory.
+    Magic,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -496,7 +513,7 @@ pub const MAX_PART_SIZE: u64 = 5 << 30;
 
 impl CommitConfig {
     pub fn resolve(conf: &Conf, bucket: &str) -> Result<CommitConfig> {
-        let part_size = match conf
+        let explicit_part_size = match conf
             .own(bucket, "part-size")
             .or_else(|| conf.s3a(bucket, "multipart.size"))
         {
@@ -508,9 +525,9 @@ impl CommitConfig {
                         format!("{n} bytes is outside the part sizes S3 allows (5M to 5G)"),
                     ));
                 }
-                n
+                Some(n)
             }
-            None => 64 << 20,
+            None => None,
         };
         let verify = match conf.own(bucket, "verify") {
             None => VerifyMode::Auto,
@@ -526,19 +543,24 @@ impl CommitConfig {
                 }
             },
         };
-        if let Some(m) = conf.own(bucket, "mode") {
-            if !m.value.eq_ignore_ascii_case("staging") {
-                return Err(Error::config(
-                    &m.key,
-                    format!(
-                        "'{}' is not available; this sealcommit supports mode=staging only",
-                        m.value
-                    ),
-                ));
-            }
-        }
+        let mode = match conf.own(bucket, "mode") {
+            None => Mode::Staging,
+            Some(m) => match m.value.to_ascii_lowercase().as_str() {
+                "staging" => Mode::Staging,
+                "magic" => Mode::Magic,
+                other => {
+                    return Err(Error::config(
+                        &m.key,
+                        format!("'{other}' is not a commit mode; use staging or magic"),
+                    ))
+                }
+            },
+        };
         Ok(CommitConfig {
-            part_size,
+            mode,
+            part_size: explicit_part_size.unwrap_or(64 << 20),
+            magic_part_size: explicit_part_size.unwrap_or(16 << 20),
+            magic_parts_in_flight: conf.usize_own(bucket, "magic.parts-in-flight", 4, 1, 64)?,
             upload_parallelism: conf.usize_own(bucket, "upload.parallelism", 8, 1, 256)?,
             commit_parallelism: conf.usize_own(bucket, "commit.parallelism", 16, 1, 1024)?,
             verify,
@@ -771,6 +793,24 @@ mod tests {
             ("fs.s3a.multipart.size", "1M"),
         ]);
         assert_eq!(CommitConfig::resolve(&c, "b").unwrap().part_size, 8 << 20);
+    }
+
+    #[test]
+    fn modes_and_their_part_sizes() {
+        let c = CommitConfig::resolve(&conf(&[]), "b").unwrap();
+        assert_eq!(
+            (c.mode, c.part_size, c.magic_part_size),
+            (Mode::Staging, 64 << 20, 16 << 20)
+        );
+        let c = conf(&[("sealcommit.mode", "MAGIC"), ("sealcommit.part-size", "5M")]);
+        let c = CommitConfig::resolve(&c, "b").unwrap();
+        assert_eq!((c.mode, c.magic_part_size), (Mode::Magic, 5 << 20));
+        let c = conf(&[("sealcommit.bucket.b.mode", "fast")]);
+        let err = CommitConfig::resolve(&c, "b").unwrap_err().to_string();
+        assert!(
+            err.contains("sealcommit.bucket.b.mode") && err.contains("staging or magic"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -40,6 +40,13 @@ pub struct PendingSet {
     /// Requests the task commit sent, by S3 operation.
     #[serde(default)]
     pub requests: BTreeMap<String, u64>,
+    /// Magic mode: the most bytes one file's part buffers held at once in this task.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub buffer_peak: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl PendingSet {
@@ -115,6 +122,9 @@ pub struct SealSection {
     pub requests: BTreeMap<String, u64>,
     pub replaced_objects: u64,
     pub commit_millis: u64,
+    /// Magic mode: the most bytes one file's part buffers held at once, over all tasks.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub buffer_peak: u64,
 }
 
 /// `_SUCCESS`: the fields of Hadoop S3A's `SuccessData`, plus `sealcommit`.
@@ -176,6 +186,7 @@ mod tests {
             task_attempt: "attempt_1_0001_m_000000_0".into(),
             uploads: vec![upload()],
             requests: [("UploadPart".to_string(), 2)].into_iter().collect(),
+            buffer_peak: 0,
         };
         let json = p.to_json();
         assert_eq!(PendingSet::from_json(&json).unwrap(), p);
@@ -192,6 +203,7 @@ mod tests {
             task_attempt: "a".into(),
             uploads: vec![],
             requests: BTreeMap::new(),
+            buffer_peak: 0,
         };
         let err = PendingSet::from_json(&p.to_json()).unwrap_err().to_string();
         assert!(err.contains("version 99"), "{err}");

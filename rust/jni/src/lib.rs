@@ -12,9 +12,11 @@ use std::sync::Arc;
 use jni::objects::{JByteArray, JClass, JObjectArray, JString};
 use jni::sys::{jboolean, jint, jlong, jobjectArray, jstring};
 use jni::JNIEnv;
+use sealcommit_engine::config::Mode;
 use sealcommit_engine::runtime::block_on;
 use sealcommit_engine::{
-    AtomicWriter, CheckpointFs, Conf, Entry, Error, ErrorKind, Job, PendingSet, Reader,
+    AtomicWriter, CheckpointFs, Conf, Entry, Error, ErrorKind, Job, MagicFile, MagicWriter,
+    PendingSet, Reader,
 };
 
 mod logger;
@@ -592,4 +594,191 @@ pub extern "system" fn Java_io_sealcommit_Native_cpCloseRead(
         drop(unsafe { take::<Reader>(handle) });
         Ok(())
     })
+}
+
+/// `boolean jobMagic(long job)`: whether the job's tasks write in magic mode.
+#[no_mangle]
+pub extern "system" fn Java_io_sealcommit_Native_jobMagic(
+    mut env: JNIEnv,
+    _class: JClass,
+    handle: jlong,
+) -> jboolean {
+    guard(&mut env, 0, |_| {
+        Ok((job(handle)?.settings.commit.mode == Mode::Magic) as jboolean)
+    })
+}
+
+/// A magic-mode writer and the scratch space its writes are copied through.
+struct MagicHandle {
+    writer: MagicWriter,
+    scratch: Vec<i8>,
+}
+
+/// Java arrays are copied into the writer at most this many bytes at a time.
+const MAGIC_CHUNK: usize = 256 << 10;
+
+/// `long magicOpen(long job, String uri)`: a writer streaming into `uri`'s multipart upload.
+#[no_mangle]
+pub extern "system" fn Java_io_sealcommit_Native_magicOpen(
+    mut env: JNIEnv,
+    _class: JClass,
+    handle: jlong,
+    uri: JString,
+) -> jlong {
+    guard(&mut env, 0, |env| {
+        let uri = string(env, &uri)?;
+        let writer = job(handle)?.magic_writer(&uri)?;
+        let h = MagicHandle {
+            writer,
+            scratch: Vec::new(),
+        };
+        Ok(Box::into_raw(Box::new(h)) as jlong)
+    })
+}
+
+/// `void magicWrite(long writer, byte[] data, int off, int len)`
+#[no_mangle]
+pub extern "system" fn Java_io_sealcommit_Native_magicWrite(
+    mut env: JNIEnv,
+    _class: JClass,
+    handle: jlong,
+    data: JByteArray,
+    off: jint,
+    len: jint,
+) {
+    guard(&mut env, (), |env| {
+        // SAFETY: see `borrow`.
+        let h = unsafe { borrow::<MagicHandle>(handle) }?;
+        let (mut at, end) = (
+            off.max(0) as usize,
+            off.max(0) as usize + len.max(0) as usize,
+        );
+        while at < end {
+            let n = (end - at).min(MAGIC_CHUNK);
+            h.scratch.resize(n, 0);
+            env.get_byte_array_region(&data, at as i32, &mut h.scratch)?;
+            block_on(h.writer.write(as_unsigned(&h.scratch)))??;
+            at += n;
+        }
+        Ok(())
+    })
+}
+
+/// `String magicFinish(long writer)`: uploads the rest, leaves the upload pending and returns
+/// the file (JSON) for the task commit. Frees the writer, whatever the outcome.
+#[no_mangle]
+pub extern "system" fn Java_io_sealcommit_Native_magicFinish(
+    mut env: JNIEnv,
+    _class: JClass,
+    handle: jlong,
+) -> jstring {
+    guard(&mut env, std::ptr::null_mut(), |env| {
+        // SAFETY: see `borrow`; the Java owner zeroed its handle before this call.
+        let h = unsafe { take::<MagicHandle>(handle) }.ok_or(BridgeError::Closed)?;
+        let file = block_on(h.writer.finish())??;
+        jstr(env, &file.to_json())
+    })
+}
+
+/// `void magicAbort(long writer)`: aborts the upload; frees the writer.
+#[no_mangle]
+pub extern "system" fn Java_io_sealcommit_Native_magicAbort(
+    mut env: JNIEnv,
+    _class: JClass,
+    handle: jlong,
+) {
+    guard(&mut env, (), |_| {
+        // SAFETY: as in `magicFinish`.
+        if let Some(h) = unsafe { take::<MagicHandle>(handle) } {
+            block_on(h.writer.abort())?;
+        }
+        Ok(())
+    })
+}
+
+fn magic_files(env: &mut JNIEnv, arr: &JObjectArray) -> BResult<Vec<MagicFile>> {
+    let mut out = Vec::new();
+    for s in strings(env, arr)? {
+        out.push(MagicFile::from_json(&s)?);
+    }
+    Ok(out)
+}
+
+/// `String magicTaskCommit(long job, String attempt, int attemptNumber, String[] files)`:
+/// the pendingset of a magic-mode task.
+#[no_mangle]
+pub extern "system" fn Java_io_sealcommit_Native_magicTaskCommit(
+    mut env: JNIEnv,
+    _class: JClass,
+    handle: jlong,
+    attempt: JString,
+    attempt_number: jint,
+    files: JObjectArray,
+) -> jstring {
+    guard(&mut env, std::ptr::null_mut(), |env| {
+        let job = job(handle)?;
+        let attempt = string(env, &attempt)?;
+        let files = magic_files(env, &files)?;
+        let set = block_on(job.commit_magic_task(&attempt, attempt_number.max(0) as u32, files))??;
+        jstr(env, &set.to_json())
+    })
+}
+
+/// `void magicAbortFiles(long job, String[] files)`: aborts the uploads of finished files.
+#[no_mangle]
+pub extern "system" fn Java_io_sealcommit_Native_magicAbortFiles(
+    mut env: JNIEnv,
+    _class: JClass,
+    handle: jlong,
+    files: JObjectArray,
+) {
+    guard(&mut env, (), |env| {
+        let job = job(handle)?;
+        let uploads: Vec<_> = magic_files(env, &files)?
+            .into_iter()
+            .map(|f| f.upload)
+            .collect();
+        Ok(block_on(job.abort_uploads(&uploads))??)
+    })
+}
+
+/// `void taskSave(long job, String taskId, String pendingSet)`: saves the pendingset on the store.
+#[no_mangle]
+pub extern "system" fn Java_io_sealcommit_Native_taskSave(
+    mut env: JNIEnv,
+    _class: JClass,
+    handle: jlong,
+    task: JString,
+    set: JString,
+) {
+    guard(&mut env, (), |env| {
+        let job = job(handle)?;
+        let task = string(env, &task)?;
+        let set = PendingSet::from_json(&string(env, &set)?)?;
+        Ok(block_on(job.save_pendingset(&task, &set))??)
+    })
+}
+
+/// `String jobCommitSaved(long job)`: commits the saved pendingsets; returns the report JSON.
+#[no_mangle]
+pub extern "system" fn Java_io_sealcommit_Native_jobCommitSaved(
+    mut env: JNIEnv,
+    _class: JClass,
+    handle: jlong,
+) -> jstring {
+    guard(&mut env, std::ptr::null_mut(), |env| {
+        let report = block_on(job(handle)?.commit_saved())??;
+        let json = serde_json::to_string(&report).unwrap_or_default();
+        jstr(env, &json)
+    })
+}
+
+/// `void jobAbortSaved(long job)`
+#[no_mangle]
+pub extern "system" fn Java_io_sealcommit_Native_jobAbortSaved(
+    mut env: JNIEnv,
+    _class: JClass,
+    handle: jlong,
+) {
+    guard(&mut env, (), |_| Ok(block_on(job(handle)?.abort_saved())??))
 }

@@ -1,49 +1,77 @@
 package io.sealcommit.hadoop;
 
+import io.sealcommit.NativeOutput;
 import io.sealcommit.SealJob;
 import java.io.File;
+import java.io.FileNotFoundException;
 import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.Comparator;
-import java.util.LinkedHashMap;
+import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.UUID;
+import java.util.concurrent.ConcurrentHashMap;
+import java.util.stream.Collectors;
 import java.util.stream.Stream;
 import org.apache.hadoop.conf.Configuration;
+import org.apache.hadoop.fs.FileStatus;
 import org.apache.hadoop.mapreduce.JobContext;
 import org.apache.hadoop.mapreduce.TaskAttemptContext;
 import org.apache.hadoop.mapreduce.lib.output.PathOutputCommitter;
 
 /**
- * The task side of sealcommit's staging commit: task output is written to a local work
- * directory, and {@link #commitTask} uploads it as multipart uploads that stay pending until the
- * job commits. Nothing is written under the destination before job commit, and nothing is ever
- * renamed or copied.
+ * The task side of sealcommit's commit. In staging mode (the default) task output is written
+ * to a local work directory and {@link #commitTask} uploads it as multipart uploads that stay
+ * pending until the job commits. In magic mode ({@code sealcommit.mode=magic}) the work path
+ * is a {@code sealmagic:} path: the bytes go into the uploads while the task writes them, and
+ * {@link #commitTask} only gathers them. Nothing is visible under the destination before job
+ * commit, and nothing is ever renamed or copied.
  *
  * <p>Spark's {@code SealCommitProtocol} uses it for each task (so Spark's OutputCommitCoordinator
  * decides which attempt commits) and carries the pendingset to the driver in the
- * {@code TaskCommitMessage}. For plain MapReduce, use {@link SealCommitterFactory}.
+ * {@code TaskCommitMessage}. Through {@link SealCommitterFactory} (Hadoop MapReduce, Spark's
+ * {@code PathOutputCommitProtocol}) the pendingset is saved on the store instead, encrypted like
+ * the data, and {@link #commitJob} commits what the saved pendingsets list; that path always
+ * stages (MapReduce writes through a second committer instance that never sees setupTask).
  */
 public class SealOutputCommitter extends PathOutputCommitter {
   public static final String STAGING_DIR_KEY = "sealcommit.staging.dir";
+
+  /** Running magic-mode tasks of this JVM, by the token in their {@code sealmagic:} paths. */
+  private static final Map<String, SealOutputCommitter> MAGIC_TASKS = new ConcurrentHashMap<>();
 
   private final org.apache.hadoop.fs.Path outputPath;
   private final String jobId;
   private final File workDir;
   private final Configuration conf;
-  /** Local file to destination URI, in the order the writer asked for them. */
-  private final Map<String, String> files = new LinkedHashMap<>();
+  private final boolean savePendingSet;
+  /** Relative path in the work directory to destination URI, for files not at that path. */
+  private final Map<String, String> destinations = new ConcurrentHashMap<>();
   private String pendingSet;
   private int attemptNumber;
 
+  /** Magic mode: the task's engine job, open from setupTask to commit or abort. */
+  private SealJob magicJob;
+  private String magicToken;
+  private final Map<String, NativeOutput> magicOpen = new HashMap<>();
+  private final Map<String, Long> magicSizes = new HashMap<>();
+  private final List<String> magicFinished = new ArrayList<>();
+
   public SealOutputCommitter(org.apache.hadoop.fs.Path outputPath, String jobId,
       TaskAttemptContext context) throws IOException {
+    this(outputPath, jobId, context, false);
+  }
+
+  SealOutputCommitter(org.apache.hadoop.fs.Path outputPath, String jobId,
+      TaskAttemptContext context, boolean savePendingSet) throws IOException {
     super(outputPath, context);
     this.outputPath = outputPath;
     this.jobId = jobId;
     this.conf = context.getConfiguration();
+    this.savePendingSet = savePendingSet;
     this.workDir = new File(new File(stagingRoot(conf), jobId),
         context.getTaskAttemptID().toString());
     this.attemptNumber = context.getTaskAttemptID().getId();
@@ -63,6 +91,11 @@ public class SealOutputCommitter extends PathOutputCommitter {
     return new File(dir);
   }
 
+  /** Makes {@code sealmagic:} paths resolvable with {@code conf} (besides META-INF/services). */
+  public static void registerMagicScheme(Configuration conf) {
+    conf.set("fs." + SealMagicFileSystem.SCHEME + ".impl", SealMagicFileSystem.class.getName());
+  }
+
   @Override
   public org.apache.hadoop.fs.Path getOutputPath() {
     return outputPath;
@@ -70,26 +103,38 @@ public class SealOutputCommitter extends PathOutputCommitter {
 
   @Override
   public org.apache.hadoop.fs.Path getWorkPath() {
+    if (magicToken != null) {
+      return new org.apache.hadoop.fs.Path(SealMagicFileSystem.SCHEME + ":/" + magicToken);
+    }
     return new org.apache.hadoop.fs.Path(workDir.toURI());
   }
 
   /**
-   * Registers a task output file: returns the local {@code file:} path the writer should write,
-   * which job commit will publish at {@code destUri}.
+   * Registers a task output file: returns the path the writer should write (local in staging
+   * mode, {@code sealmagic:} in magic mode), which job commit will publish at {@code destUri}.
    */
-  public String addFile(String localRelative, String destUri) throws IOException {
-    File local = new File(workDir, localRelative);
+  public String addFile(String relative, String destUri) throws IOException {
+    destinations.put(relative, destUri);
+    if (magicToken != null) {
+      return getWorkPath() + "/" + relative;
+    }
+    File local = new File(workDir, relative);
     File parent = local.getParentFile();
     if (!parent.isDirectory() && !parent.mkdirs()) {
       throw new IOException("cannot create the local staging directory " + parent
           + "; set " + STAGING_DIR_KEY + " to a writable directory");
     }
-    files.put(local.getAbsolutePath(), destUri);
     return local.toURI().toString();
+  }
+
+  private String destination(String relative) {
+    String dest = destinations.get(relative);
+    return dest != null ? dest : new org.apache.hadoop.fs.Path(outputPath, relative).toString();
   }
 
   @Override
   public void setupJob(JobContext context) throws IOException {
+    registerMagicScheme(context.getConfiguration());
     try (SealJob job = SealJob.open(context.getConfiguration(), outputPath.toString(), jobId)) {
       job.setup();
     }
@@ -97,10 +142,72 @@ public class SealOutputCommitter extends PathOutputCommitter {
 
   @Override
   public void setupTask(TaskAttemptContext context) throws IOException {
+    SealJob job = SealJob.open(conf, outputPath.toString(), jobId);
+    // MapReduce makes a second committer for the record writer, which never sees setupTask:
+    // only Spark's protocol, which registers every file here, can stream in magic mode.
+    if (!savePendingSet && job.isMagic()) {
+      magicJob = job;
+      magicToken = UUID.randomUUID().toString();
+      registerMagicScheme(conf);
+      MAGIC_TASKS.put(magicToken, this);
+      return;
+    }
+    job.close();
     if (!workDir.isDirectory() && !workDir.mkdirs()) {
       throw new IOException("cannot create the local staging directory " + workDir
           + "; set " + STAGING_DIR_KEY + " to a writable directory");
     }
+  }
+
+  /** The running task and relative path a {@code sealmagic:} path names. */
+  private static Map.Entry<SealOutputCommitter, String> magicTask(org.apache.hadoop.fs.Path p)
+      throws IOException {
+    String path = p.toUri().getPath();
+    String rest = path.startsWith("/") ? path.substring(1) : path;
+    int slash = rest.indexOf('/');
+    SealOutputCommitter task = slash > 0 ? MAGIC_TASKS.get(rest.substring(0, slash)) : null;
+    if (task == null) {
+      throw new FileNotFoundException(p + " belongs to no running sealcommit magic-mode task "
+          + "in this JVM (the task has committed or aborted)");
+    }
+    return new java.util.AbstractMap.SimpleImmutableEntry<>(task, rest.substring(slash + 1));
+  }
+
+  /** {@link SealMagicFileSystem#create}: a stream into the upload of the file's final key. */
+  static NativeOutput createMagic(org.apache.hadoop.fs.Path p) throws IOException {
+    Map.Entry<SealOutputCommitter, String> t = magicTask(p);
+    return t.getKey().openMagic(t.getValue());
+  }
+
+  /** {@link SealMagicFileSystem#getFileStatus}: the size of a file this task has closed. */
+  static FileStatus magicStatus(org.apache.hadoop.fs.Path p) throws IOException {
+    Map.Entry<SealOutputCommitter, String> t = magicTask(p);
+    Long size = t.getKey().closedSize(t.getValue());
+    if (size == null) {
+      throw new FileNotFoundException(p + " has not been written and closed by its task");
+    }
+    return new FileStatus(size, false, 1, 32L << 20, System.currentTimeMillis(), p);
+  }
+
+  private synchronized Long closedSize(String relative) {
+    return magicSizes.get(relative);
+  }
+
+  private synchronized NativeOutput openMagic(String relative) throws IOException {
+    if (magicOpen.containsKey(relative) || magicSizes.containsKey(relative)) {
+      throw new org.apache.hadoop.fs.FileAlreadyExistsException(relative
+          + " was already written by this task");
+    }
+    NativeOutput[] self = new NativeOutput[1];
+    self[0] = magicJob.openMagic(destination(relative), file -> finished(relative, self[0], file));
+    magicOpen.put(relative, self[0]);
+    return self[0];
+  }
+
+  private synchronized void finished(String relative, NativeOutput out, String file) {
+    magicOpen.remove(relative);
+    magicSizes.put(relative, out.written());
+    magicFinished.add(file);
   }
 
   @Override
@@ -110,19 +217,54 @@ public class SealOutputCommitter extends PathOutputCommitter {
 
   @Override
   public void commitTask(TaskAttemptContext context) throws IOException {
+    String attempt = context.getTaskAttemptID().toString();
+    if (magicJob != null) {
+      try {
+        synchronized (this) {
+          cancelOpenMagicStreams();
+          pendingSet = magicJob.commitMagicTask(attempt, attemptNumber,
+              magicFinished.toArray(new String[0]));
+          magicFinished.clear();
+        }
+        if (savePendingSet) {
+          magicJob.savePendingSet(context.getTaskAttemptID().getTaskID().toString(), pendingSet);
+        }
+      } finally {
+        closeMagic();
+      }
+      return;
+    }
     List<String> locals = new ArrayList<>();
     List<String> dests = new ArrayList<>();
-    for (Map.Entry<String, String> f : files.entrySet()) {
-      if (new File(f.getKey()).isFile()) {
-        locals.add(f.getKey());
-        dests.add(f.getValue());
-      }
+    for (Path f : localFiles()) {
+      locals.add(f.toString());
+      dests.add(destination(workDir.toPath().relativize(f).toString()));
     }
     try (SealJob job = SealJob.open(conf, outputPath.toString(), jobId)) {
-      pendingSet = job.commitTask(context.getTaskAttemptID().toString(), attemptNumber,
-          locals.toArray(new String[0]), dests.toArray(new String[0]));
+      pendingSet = job.commitTask(attempt, attemptNumber, locals.toArray(new String[0]),
+          dests.toArray(new String[0]));
+      if (savePendingSet) {
+        job.savePendingSet(context.getTaskAttemptID().getTaskID().toString(), pendingSet);
+      }
     } finally {
       deleteWorkDir();
+    }
+  }
+
+  /** The files registered by {@link #addFile}, else (MapReduce) all under the work dir. */
+  private List<Path> localFiles() throws IOException {
+    if (!destinations.isEmpty()) {
+      return destinations.keySet().stream().sorted().map(r -> new File(workDir, r).toPath())
+          .filter(Files::isRegularFile).collect(Collectors.toList());
+    }
+    if (!workDir.isDirectory()) {
+      return new ArrayList<>();
+    }
+    try (Stream<Path> walk = Files.walk(workDir.toPath())) {
+      // Hadoop's local file system leaves .crc side files; they are not output.
+      return walk.filter(Files::isRegularFile)
+          .filter(f -> !f.getFileName().toString().endsWith(".crc"))
+          .sorted().collect(Collectors.toList());
     }
   }
 
@@ -136,6 +278,15 @@ public class SealOutputCommitter extends PathOutputCommitter {
   @Override
   public void abortTask(TaskAttemptContext context) throws IOException {
     try {
+      if (magicJob != null) {
+        synchronized (this) {
+          cancelOpenMagicStreams();
+          if (!magicFinished.isEmpty()) {
+            magicJob.abortMagicFiles(magicFinished.toArray(new String[0]));
+            magicFinished.clear();
+          }
+        }
+      }
       String p = takePendingSet();
       if (p != null) {
         try (SealJob job = SealJob.open(conf, outputPath.toString(), jobId)) {
@@ -143,21 +294,42 @@ public class SealOutputCommitter extends PathOutputCommitter {
         }
       }
     } finally {
+      closeMagic();
       deleteWorkDir();
     }
   }
 
+  private void cancelOpenMagicStreams() {
+    for (NativeOutput out : new ArrayList<>(magicOpen.values())) {
+      out.cancel();
+    }
+    magicOpen.clear();
+  }
+
+  private synchronized void closeMagic() throws IOException {
+    if (magicToken != null) {
+      MAGIC_TASKS.remove(magicToken);
+    }
+    if (magicJob != null) {
+      SealJob job = magicJob;
+      magicJob = null;
+      job.close();
+    }
+  }
+
+  /** Completes what the saved pendingsets list (see {@link SealCommitterFactory}). */
   @Override
   public void commitJob(JobContext context) throws IOException {
-    throw new IOException("sealcommit: MapReduce job commit (pendingsets persisted on the store) "
-        + "is not available yet; use io.sealcommit.spark.SealCommitProtocol with Spark");
+    try (SealJob job = SealJob.open(context.getConfiguration(), outputPath.toString(), jobId)) {
+      job.commitSaved();
+    }
   }
 
   @Override
   public void abortJob(JobContext context, org.apache.hadoop.mapreduce.JobStatus.State state)
       throws IOException {
     try (SealJob job = SealJob.open(context.getConfiguration(), outputPath.toString(), jobId)) {
-      job.abort(new String[0]);
+      job.abortSaved();
     }
   }
 

@@ -23,7 +23,8 @@ import scala.Option;
  *
  * <p>Tasks write local files; the task attempt that Spark's OutputCommitCoordinator authorizes
  * uploads them as multipart uploads left pending, and its pendingset travels to the driver in the
- * {@code TaskCommitMessage}. The driver completes every upload at job commit, verifies each
+ * {@code TaskCommitMessage}. With {@code sealcommit.mode=magic} tasks write straight into the
+ * uploads instead (see {@link SealOutputCommitter}). The driver completes every upload at job commit, verifies each
  * object's encryption and writes {@code _SUCCESS}. No rename, no copy, and no write through S3A:
  * a static overwrite's deletion is deferred to job commit and done by the engine, and a dynamic
  * partition overwrite replaces exactly the partitions the job wrote, at job commit.
@@ -55,6 +56,7 @@ public class SealCommitProtocol extends FileCommitProtocol implements java.io.Se
   @Override
   public void setupJob(JobContext jobContext) {
     try {
+      SealOutputCommitter.registerMagicScheme(jobContext.getConfiguration());
       driverJob = SealJob.open(jobContext.getConfiguration(), path, jobId);
       driverJob.setup();
     } catch (IOException e) {
