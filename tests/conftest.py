@@ -238,6 +238,10 @@ class Wire:
 
         return Counter(stores.classify(r) for r in self.bed.proxy.requests_since(self.proxy0))
 
+    def proxy_requests(self) -> list[dict]:
+        self._settle()
+        return self.bed.proxy.requests_since(self.proxy0)
+
     def rgw_requests(self) -> list[dict]:
         self._settle()
         return self.bed.rgw.requests_since(self.rgw0)

@@ -5,11 +5,15 @@ fixed by sealcommit in the very same setup.
     no encryption settings on S3A: the task PUTs succeed, then the rename's CopyObject carries the
     source's KMS key and SDK v1 refuses it ("HTTPS must be used when sending customer encryption
     keys (SSE-C) to S3") — exactly the report.
+(c) The same SeaweedFS bucket, with sealcommit told what the bucket default must apply: every
+    object is checked against it, and a bucket default other than expected fails the job.
 (b) Ceph RGW over https, the private CA in a JVM trust store, SSE-KMS: the rename's CopyObject
     reaches the store and gets 501 NotImplemented.
 """
 
 from __future__ import annotations
+
+import json
 
 import pytest
 
@@ -95,3 +99,28 @@ def test_b_stock_committer_gets_501_on_rgw_https_and_sealcommit_commits(spark, s
     keys = list_keys(s3, "direct-https", f"{prefix}/users/")
     assert not [k for k in keys if "_temporary" in k], f"the stock committer's leftovers survived: {keys}"
     assert pending_uploads(s3, "direct-https", f"{prefix}/users/") == []
+
+
+def test_c_bucket_default_encryption_is_verified_on_every_object(spark, bed, seaweed_field_bucket, prefix):
+    sw = seaweed_field_bucket
+    path = f"s3a://{FIELD_BUCKET}/{prefix}/users"
+    df = spark.createDataFrame(A, SCHEMA)
+    expect = {"sealcommit.bucket-default.algorithm": "SSE-KMS"}
+
+    wire = Wire(bed)
+    df.write.options(**expect).option("sealcommit.bucket-default.key", FIELD_KEY).parquet(path)
+    assert read(spark, "parquet", path) == sorted(A)
+    sent = [r for r in wire.proxy_requests() if r["method"] in ("PUT", "POST")]
+    assert sent and not [r for r in sent if r["sse"]], f"encryption headers were sent: {sent[:3]}"
+    seal = json.loads(sw.get_object(Bucket=FIELD_BUCKET, Key=f"{prefix}/users/_SUCCESS")["Body"].read())["sealcommit"]
+    assert seal["verified"] and seal["files"]
+    assert {(f["encryption"]["algorithm"], f["encryption"].get("kms_key_id")) for f in seal["files"]} == {
+        ("SSE-KMS", FIELD_KEY)}
+
+    other = f"s3a://{FIELD_BUCKET}/{prefix}/other"
+    with pytest.raises(Exception) as err:
+        df.write.options(**expect).option("sealcommit.bucket-default.key", "some-other-key").parquet(other)
+    msg = str(err.value)
+    assert "bucket's default encryption" in msg and "sealcommit.bucket-default.algorithm" in msg, msg[:2000]
+    assert FIELD_KEY in msg, "the error says what the bucket applied"
+    assert list_keys(sw, FIELD_BUCKET, f"{prefix}/other") == []

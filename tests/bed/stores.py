@@ -407,7 +407,7 @@ http {{
     uwsgi_temp_path {b}/uwsgi;
     scgi_temp_path {b}/scgi;
     client_max_body_size 0;
-    log_format s3 '$server_port "$request_method $request_uri" $status copy_source="$http_x_amz_copy_source"';
+    log_format s3 '$server_port "$request_method $request_uri" $status copy_source="$http_x_amz_copy_source" sse="$http_x_amz_server_side_encryption"';
     access_log {self.access_log} s3;
 {servers}
 }}
@@ -436,10 +436,11 @@ http {{
             lines = f.read().decode("utf-8", "replace").splitlines()
         out = []
         for line in lines:
-            m = re.match(r'(\d+) "(\S+) (\S+)" (\d+) copy_source="(.*)"', line)
+            m = re.match(r'(\d+) "(\S+) (\S+)" (\d+) copy_source="(.*?)"(?: sse="(.*)")?$', line)
             if m:
                 out.append(dict(port=int(m.group(1)), method=m.group(2), uri=m.group(3),
-                                status=int(m.group(4)), copy_source=m.group(5) if m.group(5) != "-" else ""))
+                                status=int(m.group(4)), copy_source=m.group(5) if m.group(5) != "-" else "",
+                                sse=m.group(6) if m.group(6) not in (None, "-") else ""))
         return out
 
 

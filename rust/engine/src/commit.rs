@@ -193,16 +193,7 @@ impl Job {
                 uri: path.to_string(),
                 requested: self.enc().summary().to_string(),
                 actual,
-                hint: format!(
-                    "The store accepted the request but ignored or changed the encryption; use an \
-                 algorithm this store supports ({} is set by {}), or turn it off to rely on the \
-                 bucket's default encryption",
-                    self.enc().algorithm.name(),
-                    self.enc()
-                        .algorithm_key
-                        .as_deref()
-                        .unwrap_or("fs.s3a.encryption.algorithm")
-                ),
+                hint: self.enc().mismatch_hint(),
             })
     }
 

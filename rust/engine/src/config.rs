@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
-use crate::encryption::{Algorithm, EncryptionSpec};
+use crate::encryption::{Algorithm, BucketDefault, EncryptionSpec};
 use crate::error::{Error, Result};
 
 /// A value that must never be printed: `Debug` and `Display` show `***`.
@@ -51,6 +51,8 @@ pub const SEALCOMMIT_KEYS: &[&str] = &[
     "encryption.algorithm",
     "encryption.key",
     "encryption.context",
+    "bucket-default.algorithm",
+    "bucket-default.key",
     "tls.ca-file",
     "tls.native-roots",
     "sse-c.allow-http",
@@ -259,7 +261,59 @@ impl Conf {
             Some(a) => Algorithm::parse(&a.value).map_err(|m| Error::config(&a.key, m))?,
             None => Algorithm::None,
         };
-        EncryptionSpec::new(algo, algorithm.map(|a| a.key), key, context)
+        let mut spec = EncryptionSpec::new(algo, algorithm.map(|a| a.key), key, context)?;
+        spec.bucket_default = self.bucket_default(bucket, &spec)?;
+        Ok(spec)
+    }
+
+    /// `sealcommit.bucket-default.algorithm` / `.key`: what the bucket's default encryption must
+    /// apply when no encryption is requested.
+    fn bucket_default(&self, bucket: &str, spec: &EncryptionSpec) -> Result<Option<BucketDefault>> {
+        let Some(a) = self.own(bucket, "bucket-default.algorithm") else {
+            if let Some(k) = self.own(bucket, "bucket-default.key") {
+                return Err(Error::config(
+                    &k.key,
+                    "a bucket-default key needs sealcommit.bucket-default.algorithm (SSE-KMS or \
+                     DSSE-KMS) as well",
+                ));
+            }
+            return Ok(None);
+        };
+        let algorithm = Algorithm::parse(&a.value).map_err(|m| Error::config(&a.key, m))?;
+        if matches!(algorithm, Algorithm::None | Algorithm::SseC) {
+            return Err(Error::config(
+                &a.key,
+                format!(
+                    "a bucket's default encryption is SSE-S3, SSE-KMS or DSSE-KMS, not {}",
+                    algorithm.name()
+                ),
+            ));
+        }
+        if spec.algorithm != Algorithm::None {
+            return Err(Error::config(
+                &a.key,
+                format!(
+                    "it checks the bucket's default encryption, which applies only when no \
+                     encryption is requested, but {} requests {} for bucket {bucket}; set that \
+                     to an empty value for this bucket (fs.s3a.bucket.{bucket}.encryption.algorithm=) \
+                     or drop the expectation",
+                    spec.algorithm_key.as_deref().unwrap_or("fs.s3a.encryption.algorithm"),
+                    spec.algorithm.name()
+                ),
+            ));
+        }
+        let kms_key_id = self.own(bucket, "bucket-default.key").map(|k| k.value);
+        if kms_key_id.is_some() && algorithm == Algorithm::SseS3 {
+            return Err(Error::config(
+                "sealcommit.bucket-default.key",
+                "SSE-S3 has no KMS key; drop the key or expect SSE-KMS",
+            ));
+        }
+        Ok(Some(BucketDefault {
+            algorithm,
+            kms_key_id,
+            source: a.key,
+        }))
     }
 
     pub fn bool_own(&self, bucket: &str, rest: &str, default: bool) -> Result<bool> {
@@ -793,6 +847,53 @@ mod tests {
             ("fs.s3a.multipart.size", "1M"),
         ]);
         assert_eq!(CommitConfig::resolve(&c, "b").unwrap().part_size, 8 << 20);
+    }
+
+    #[test]
+    fn bucket_default_expectations_are_checked_and_validated() {
+        use crate::encryption::Observed;
+        let kms = |key: &str| Observed {
+            algorithm: Some("aws:kms".into()),
+            kms_key_id: Some(key.into()),
+            sse_c_md5: None,
+        };
+        let c = conf(&[
+            ("sealcommit.bucket-default.algorithm", "SSE-KMS"),
+            ("sealcommit.bucket-default.key", "k1"),
+        ]);
+        let spec = c.encryption("b").unwrap();
+        assert!(spec.verify(&kms("k1")).is_ok());
+        assert!(spec.verify(&kms("k2")).is_err());
+        assert!(spec.verify(&Observed::default()).is_err());
+        assert!(spec
+            .mismatch_hint()
+            .contains("sealcommit.bucket-default.algorithm"));
+        // Without an expectation, no encryption requested means anything goes.
+        assert!(conf(&[])
+            .encryption("b")
+            .unwrap()
+            .verify(&Observed::default())
+            .is_ok());
+        for (bad, key) in [
+            (
+                vec![("sealcommit.bucket-default.algorithm", "SSE-C")],
+                "sealcommit.bucket-default.algorithm",
+            ),
+            (
+                vec![("sealcommit.bucket-default.key", "k1")],
+                "sealcommit.bucket-default.key",
+            ),
+            (
+                vec![
+                    ("sealcommit.bucket-default.algorithm", "SSE-KMS"),
+                    ("fs.s3a.encryption.algorithm", "SSE-KMS"),
+                ],
+                "fs.s3a.encryption.algorithm",
+            ),
+        ] {
+            let err = conf(&bad).encryption("b").unwrap_err().to_string();
+            assert!(err.contains(key), "{err}");
+        }
     }
 
     #[test]

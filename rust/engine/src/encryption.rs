@@ -82,6 +82,18 @@ pub struct EncryptionSpec {
     pub context_source: Option<String>,
     /// Base64 MD5 of the SSE-C key.
     sse_c_md5: Option<String>,
+    /// With no encryption requested: what the bucket's default encryption must apply
+    /// (`sealcommit.bucket-default.*`), checked on every object like a requested one.
+    pub bucket_default: Option<BucketDefault>,
+}
+
+/// The encryption a bucket's default configuration is expected to apply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BucketDefault {
+    pub algorithm: Algorithm,
+    pub kms_key_id: Option<String>,
+    /// The configuration key that asked for the check.
+    pub source: String,
 }
 
 /// What was applied, safe to store and print: no SSE-C key, only its MD5.
@@ -138,6 +150,7 @@ impl EncryptionSpec {
             context_b64: None,
             context_source: None,
             sse_c_md5: None,
+            bucket_default: None,
         }
     }
 
@@ -219,6 +232,27 @@ impl EncryptionSpec {
         }
     }
 
+    /// What to do when the store applied something other than what `verify` expected.
+    pub fn mismatch_hint(&self) -> String {
+        match (&self.algorithm, &self.bucket_default) {
+            (Algorithm::None, Some(d)) => format!(
+                "No encryption header was sent, so the bucket's default encryption applied, and it \
+                 is not what {} expects: fix the bucket's default encryption configuration, or the \
+                 expectation",
+                d.source
+            ),
+            _ => format!(
+                "The store accepted the request but ignored or changed the encryption; use an \
+                 algorithm this store supports ({} is set by {}), or turn it off to rely on the \
+                 bucket's default encryption",
+                self.algorithm.name(),
+                self.algorithm_key
+                    .as_deref()
+                    .unwrap_or("fs.s3a.encryption.algorithm")
+            ),
+        }
+    }
+
     /// The configuration key to change to fix the encryption key.
     pub fn key_setting(&self) -> String {
         self.key_source
@@ -229,14 +263,18 @@ impl EncryptionSpec {
     /// Checks what the store reports against what was asked for. `Err` holds a description of
     /// what the object actually has.
     pub fn verify(&self, observed: &Observed) -> std::result::Result<(), String> {
-        let ok = match self.algorithm {
+        let (algorithm, kms_key) = match (self.algorithm, &self.bucket_default) {
+            (Algorithm::None, Some(d)) => (d.algorithm, d.kms_key_id.as_deref()),
+            (a, _) => (a, self.kms_key_id()),
+        };
+        let ok = match algorithm {
             Algorithm::None => true,
             Algorithm::SseS3 => {
                 observed.algorithm.as_deref() == Some("AES256") && observed.sse_c_md5.is_none()
             }
             Algorithm::SseKms | Algorithm::DsseKms => {
-                observed.algorithm.as_deref() == self.algorithm.header()
-                    && match self.kms_key_id() {
+                observed.algorithm.as_deref() == algorithm.header()
+                    && match kms_key {
                         None => true,
                         Some(want) => observed
                             .kms_key_id
