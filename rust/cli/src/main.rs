@@ -16,6 +16,7 @@ const USAGE: &str = "usage:
                     [--conf key=value]...
   sealcommit uploads list|abort <s3a://bucket/prefix> [--older-than DURATION] [--job ID] [--json]
                     [--conf key=value]...
+  sealcommit recover <s3a://bucket/prefix> [--abort] [--json] [--conf key=value]...
   sealcommit version
 
 verify lists every object under the prefix, HEADs it and prints its encryption; it exits 1 if any
@@ -24,6 +25,11 @@ uploads lists (or aborts) the pending multipart uploads under the prefix — wha
 crashed drivers left — optionally only those started DURATION ago (30m, 2h, 1d) or whose key
 carries a job id. Aborting an upload of a job that is still running fails that job: use
 --older-than.
+recover finishes every job commit whose driver died on that destination (from its journal under
+_sealcommit/): pending uploads are completed and verified, replaced objects deleted, _SUCCESS
+written. With --abort it undoes them instead (nothing of those jobs stays visible), and also
+aborts the uploads of jobs that died before committing: run that only when no job is writing.
+Every job's setup already finishes interrupted commits on its destination by itself.
 
 The store: AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN,
 AWS_REGION, AWS_CA_BUNDLE; any fs.s3a.* / sealcommit.* key with --conf (e.g.
@@ -55,6 +61,23 @@ fn set_conf(conf: &mut Conf, kv: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Runs an engine call on the runtime; any error becomes the message to print.
+fn engine<T>(
+    f: impl std::future::Future<Output = sealcommit_engine::Result<T>>,
+) -> Result<T, String> {
+    block_on(f)
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())
+}
+
+fn print_json(value: &impl serde::Serialize) -> Result<(), String> {
+    println!(
+        "{}",
+        serde_json::to_string_pretty(value).map_err(|e| e.to_string())?
+    );
+    Ok(())
+}
+
 fn main() -> ExitCode {
     match run(std::env::args().skip(1).collect()) {
         Ok(code) => code,
@@ -76,6 +99,7 @@ fn run(args: Vec<String>) -> Result<ExitCode, String> {
         }
         "verify" => verify(&args[1..]),
         "uploads" => uploads(&args[1..]),
+        "recover" => recover(&args[1..]),
         "help" | "--help" | "-h" => {
             println!("{USAGE}");
             Ok(ExitCode::SUCCESS)
@@ -113,22 +137,17 @@ fn uploads(args: &[String]) -> Result<ExitCode, String> {
     }
     let uri = uri.ok_or_else(|| format!("uploads needs list or abort and a path\n{USAGE}"))?;
     let found = match action.as_deref() {
-        Some("list") => block_on(sealcommit_engine::uploads::list(&conf, &uri, &filter)),
-        Some("abort") => block_on(sealcommit_engine::uploads::abort(&conf, &uri, &filter)),
+        Some("list") => engine(sealcommit_engine::uploads::list(&conf, &uri, &filter)),
+        Some("abort") => engine(sealcommit_engine::uploads::abort(&conf, &uri, &filter)),
         other => {
             return Err(format!(
                 "uploads: '{}' is not list or abort\n{USAGE}",
                 other.unwrap_or("")
             ))
         }
-    }
-    .map_err(|e| e.to_string())?
-    .map_err(|e| e.to_string())?;
+    }?;
     if json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&found).map_err(|e| e.to_string())?
-        );
+        print_json(&found)?;
     } else {
         for u in &found {
             println!(
@@ -144,6 +163,39 @@ fn uploads(args: &[String]) -> Result<ExitCode, String> {
             "pending"
         };
         println!("{} uploads {verb}", found.len());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn recover(args: &[String]) -> Result<ExitCode, String> {
+    let mut conf = conf_from_env();
+    let (mut uri, mut abort, mut json) = (None, false, false);
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--conf" => set_conf(
+                &mut conf,
+                it.next()
+                    .ok_or_else(|| "--conf needs a value".to_string())?,
+            )?,
+            "--abort" => abort = true,
+            "--json" => json = true,
+            s if s.starts_with("--") => return Err(format!("unknown option '{s}'\n{USAGE}")),
+            s => uri = Some(s.to_string()),
+        }
+    }
+    let uri = uri.ok_or_else(|| format!("recover needs a path\n{USAGE}"))?;
+    let done = engine(sealcommit_engine::recover::recover(&conf, &uri, abort))?;
+    if json {
+        print_json(&done)?;
+    } else {
+        for r in &done {
+            println!(
+                "job {}  {:?}  {}  {} files  ({})",
+                r.job_id, r.state, r.action, r.files, r.journal
+            );
+        }
+        println!("{} interrupted job commits found", done.len());
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -183,14 +235,9 @@ fn verify(args: &[String]) -> Result<ExitCode, String> {
         None if key.is_some() => return Err("--expect-key needs --expect-algorithm".into()),
         None => None,
     };
-    let report = block_on(sealcommit_engine::verify::verify(&conf, &uri, expect))
-        .map_err(|e| e.to_string())?
-        .map_err(|e| e.to_string())?;
+    let report = engine(sealcommit_engine::verify::verify(&conf, &uri, expect))?;
     if json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?
-        );
+        print_json(&report)?;
     } else {
         let width = report
             .objects

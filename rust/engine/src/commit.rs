@@ -96,7 +96,19 @@ impl Job {
         })
     }
 
-    fn enc(&self) -> &EncryptionSpec {
+    /// The same destination under another job's identity and settings (recovery), with its
+    /// own request counters.
+    pub(crate) fn with_identity(&self, job_id: String, settings: BucketSettings) -> Job {
+        Job {
+            dest: self.dest.clone(),
+            job_id,
+            settings,
+            store: self.store.with_new_counters(),
+            published: Default::default(),
+        }
+    }
+
+    pub(crate) fn enc(&self) -> &EncryptionSpec {
         &self.settings.encryption
     }
 
@@ -206,6 +218,11 @@ impl Job {
             serde_json::to_vec_pretty(&journal).map_err(|e| Error::document("journal", e))?;
         if let Err(e) = self.put_verified(&path, body).await {
             // Leave nothing behind; the original error is what the user needs to see.
+            let _ = self.store.delete(&path.bucket, &path.key).await;
+            return Err(e);
+        }
+        // A commit a dead driver left half done is finished before this job adds to it.
+        if let Err(e) = self.finish_interrupted_commits().await {
             let _ = self.store.delete(&path.bucket, &path.key).await;
             return Err(e);
         }
@@ -409,7 +426,10 @@ impl Job {
     }
 
     /// Aborts every pending upload under the destination whose key `matches`.
-    async fn abort_uploads_where(&self, matches: impl Fn(&str) -> bool) -> Result<usize> {
+    pub(crate) async fn abort_uploads_where(
+        &self,
+        matches: impl Fn(&str) -> bool,
+    ) -> Result<usize> {
         let strays: Vec<PendingUpload> = self
             .store
             .list_uploads(&self.dest.bucket, &self.dest.dir_prefix())
@@ -429,9 +449,24 @@ impl Job {
         Ok(strays.len())
     }
 
-    fn fault(&self, point: &str) -> Result<()> {
-        match &self.settings.commit.fault_job_commit {
+    /// The `sealcommit.fault.job-commit` test hook: `<point>` fails the commit there,
+    /// `kill:<point>` kills the process there (SIGKILL, as a lost driver).
+    pub(crate) fn fault(&self, point: &str) -> Result<()> {
+        match self.settings.commit.fault_job_commit.as_deref() {
             Some(f) if f == point => Err(Error::Injected(format!("job commit stopped at {point}"))),
+            Some(f) if f.strip_prefix("kill:") == Some(point) => {
+                log::error!(
+                    "sealcommit: job {} killing this process at {point} ({f})",
+                    self.job_id
+                );
+                let pid = std::process::id().to_string();
+                let _ = std::process::Command::new("kill")
+                    .args(["-9", &pid])
+                    .status();
+                loop {
+                    std::thread::sleep(std::time::Duration::from_secs(1));
+                }
+            }
             _ => Ok(()),
         }
     }
@@ -524,6 +559,13 @@ impl Job {
         // here keeps the journal, which records what is left to do.
         self.published
             .store(true, std::sync::atomic::Ordering::SeqCst);
+        if !replace_prefixes.is_empty() {
+            let mut journal = journal;
+            journal.state = JournalState::Publishing;
+            let body =
+                serde_json::to_vec_pretty(&journal).map_err(|e| Error::document("journal", e))?;
+            self.put_verified(&journal_path, body).await?;
+        }
         match self
             .publish(files, &replace_prefixes, t0, buffer_peak)
             .await
@@ -542,10 +584,19 @@ impl Job {
         }
     }
 
-    async fn complete_all(&self, uploads: &[PendingUpload]) -> Result<Vec<CommittedFile>> {
+    pub(crate) async fn complete_all(
+        &self,
+        uploads: &[PendingUpload],
+    ) -> Result<Vec<CommittedFile>> {
         self.fault("after-journal")?;
+        let done = std::sync::atomic::AtomicUsize::new(0);
         let mut files: Vec<CommittedFile> = stream::iter(uploads)
-            .map(|u| self.complete_one(u, false))
+            .map(|u| async {
+                let f = self.complete_one(u, false).await?;
+                let n = done.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+                self.fault(&format!("after-completes:{n}"))?;
+                Ok::<_, Error>(f)
+            })
             .buffer_unordered(self.settings.commit.commit_parallelism)
             .try_collect()
             .await?;
@@ -554,7 +605,7 @@ impl Job {
         Ok(files)
     }
 
-    async fn publish(
+    pub(crate) async fn publish(
         &self,
         files: Vec<CommittedFile>,
         replace_prefixes: &[String],

@@ -79,6 +79,9 @@ pub enum JournalState {
     Started,
     /// Written before the first Complete: every upload of the job, and what it replaces.
     Committing,
+    /// Written when every upload is complete and old objects are about to be replaced (only
+    /// for jobs that replace something): from here the commit can only be rolled forward.
+    Publishing,
 }
 
 /// `<dest>/_sealcommit/<jobId>.journal`: lets a later run (or `sealcommit recover`) finish or

@@ -365,6 +365,14 @@ impl Store {
         })
     }
 
+    /// The same client with counters of its own.
+    pub fn with_new_counters(&self) -> Store {
+        Store {
+            client: self.client.clone(),
+            counters: Arc::default(),
+        }
+    }
+
     /// Counts a request and logs it (debug level): operation and object only.
     fn note(&self, op: &str, bucket: &str, key: &str) {
         self.counters.add(op, 1);
