@@ -161,24 +161,3 @@ def test_failure_after_publishing_keeps_new_data_and_journal(spark, s3, bed, pre
     assert [k for k in keys if "/_sealcommit/" in k and k.endswith(".journal")], keys
     assert f"{prefix}/_SUCCESS" not in keys
     assert pending_uploads(s3, "direct-http", prefix) == []
-
-
-@pytest.mark.parametrize("options,expected", [
-    # RGW accepts `x-amz-server-side-encryption: AES256` and stores the object unencrypted.
-    ({"fs.s3a.encryption.algorithm": "SSE-S3"},
-     ["the store did not apply the requested encryption", "requested SSE-S3", "the object has none"]),
-    # RGW's testing KMS does not know this key: 403 "Failed to retrieve the actual key".
-    ({"fs.s3a.encryption.key": "no-such-key-42"},
-     ["KMS key 'no-such-key-42'", "fs.s3a.encryption.key"]),
-], ids=["sse-s3-ignored-by-rgw", "unknown-kms-key"])
-def test_bad_encryption_fails_before_anything_is_visible(spark, s3, bed, prefix, options, expected):
-    path = f"s3a://direct-http/{prefix}"
-    wire = Wire(bed)
-    with pytest.raises(Exception) as err:
-        write(spark, A, "parquet", path, "errorifexists", False, **options)
-    msg = str(err.value)
-    for fragment in expected:
-        assert fragment in msg, msg
-    assert list_keys(s3, "direct-http", prefix) == []
-    assert pending_uploads(s3, "direct-http", prefix) == []
-    assert wire.rgw_ops()["init_multipart"] == 0, "the job failed at setup, before any task uploaded"

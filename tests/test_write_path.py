@@ -128,3 +128,39 @@ def test_key_pinned_per_output_with_table_options(spark, s3, prefix):
         assert_all_encrypted(s3, BUCKET, prefix, kms_key=KMS_KEY_2)
     finally:
         spark.sql(f"DROP TABLE {name}")
+
+
+def test_concurrent_jobs_on_one_table_keep_each_others_uploads(spark, s3, prefix):
+    """Job B's tasks have uploaded (pending) while job A writes another partition of the same
+    table and commits: A's commit must not abort or replace B's uploads."""
+    import time
+
+    from pyspark.sql import functions as F
+
+    path = f"s3a://{BUCKET}/{prefix}"
+    stall = F.udf(lambda i: (time.sleep(8) if i == 1750 else None) or i, "long")
+    errors = []
+
+    def job_b():
+        try:
+            spark.range(1000, 2000, 1, 4).select(stall("id").alias("id")).selectExpr(
+                "CAST(id AS INT) AS id", "2 AS p").write.mode("append").partitionBy("p").parquet(path)
+        except Exception as e:  # noqa: BLE001 - reported by the assertion below
+            errors.append(e)
+
+    b = threading.Thread(target=job_b)
+    b.start()
+    deadline = time.time() + 60
+    while not pending_uploads(s3, BUCKET, prefix) and time.time() < deadline:
+        time.sleep(0.2)
+    assert pending_uploads(s3, BUCKET, prefix), "job B never had a task committed"
+    spark.range(0, 1000, 1, 2).selectExpr("CAST(id AS INT) AS id", "1 AS p") \
+        .write.mode("append").partitionBy("p").parquet(path)
+    b_pending = pending_uploads(s3, BUCKET, prefix)
+    b.join()
+    assert not errors, errors
+    assert b_pending, "job A committed while job B's uploads were pending"
+    back = spark.read.parquet(path)
+    assert back.count() == 2000 and back.distinct().count() == 2000
+    assert sorted(r.id for r in back.where("p = 2").collect()) == list(range(1000, 2000))
+    assert_all_encrypted(s3, BUCKET, prefix)

@@ -939,3 +939,74 @@ impl Store {
         Ok(out)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Conf;
+
+    /// The hint for an error a store answers with, for a write with SSE-KMS key `k1`.
+    fn hint_for(status: Option<u16>, code: Option<&str>, detail: &str) -> String {
+        let enc = Conf::from_iter([
+            ("fs.s3a.encryption.algorithm", "SSE-KMS"),
+            ("fs.s3a.encryption.key", "k1"),
+        ])
+        .encryption("b")
+        .unwrap();
+        let ctx = Ctx {
+            op: "CreateMultipartUpload",
+            bucket: "b",
+            key: "t/part-0",
+            enc: Some(&enc),
+        };
+        hint(&ctx, status, code, detail)
+    }
+
+    // Errors AWS gives that the test stores cannot produce; the messages are AWS's.
+    #[test]
+    fn kms_access_denied_names_the_permission_and_the_key() {
+        let h = hint_for(
+            Some(403),
+            Some("AccessDenied"),
+            "HTTP 403 AccessDenied: User: arn:aws:sts::1:assumed-role/vended is not authorized to \
+             perform: kms:GenerateDataKey on resource: arn:aws:kms:us-east-1:1:key/k1",
+        );
+        assert!(
+            h.contains("kms:GenerateDataKey") && h.contains("'k1'"),
+            "{h}"
+        );
+        assert!(h.contains("fs.s3a.encryption.key"), "{h}");
+        let h = hint_for(
+            Some(403),
+            Some("AccessDenied"),
+            "HTTP 403 AccessDenied: kms:Decrypt",
+        );
+        assert!(h.contains("kms:Decrypt"), "{h}");
+    }
+
+    #[test]
+    fn invalid_kms_arn_and_expired_token_and_not_implemented() {
+        let h = hint_for(
+            Some(400),
+            Some("KMS.NotFoundException"),
+            "HTTP 400 KMS.NotFoundException: Invalid arn us-east-1",
+        );
+        assert!(
+            h.contains("does not exist") && h.contains("fs.s3a.encryption.key"),
+            "{h}"
+        );
+        let h = hint_for(Some(400), Some("ExpiredToken"), "HTTP 400 ExpiredToken");
+        assert!(h.contains("fs.s3a.session.token"), "{h}");
+        let h = hint_for(Some(501), Some("NotImplemented"), "HTTP 501 NotImplemented");
+        assert!(
+            h.contains("does not implement CreateMultipartUpload"),
+            "{h}"
+        );
+        let h = hint_for(
+            Some(403),
+            Some("InvalidAccessKeyId"),
+            "HTTP 403 InvalidAccessKeyId",
+        );
+        assert!(h.contains("fs.s3a.access.key"), "{h}");
+    }
+}
