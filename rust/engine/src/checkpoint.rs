@@ -456,8 +456,9 @@ impl AtomicWriter {
                 });
             }
         }
+        let in_memory = bytes::Bytes::from(std::mem::take(&mut self.mem));
         let body = match &self.spill {
-            None => ByteStream::from(std::mem::take(&mut self.mem)),
+            None => ByteStream::from(in_memory.clone()),
             Some((_, path)) => ByteStream::from_path(path).await.map_err(|e| {
                 Error::io(
                     "read checkpoint spill file",
@@ -466,11 +467,51 @@ impl AtomicWriter {
                 )
             })?,
         };
-        self.fs
-            .job
+        let job = &self.fs.job;
+        match job
             .put_verified_stream(&self.path, body, conditional_put)
-            .await?;
-        Ok(())
+            .await
+        {
+            // A PUT applied by the store whose response was lost is retried, and the retry
+            // finds the file there: if it holds exactly these bytes, it is this write's.
+            Err(Error::AlreadyExists { .. })
+                if conditional_put && self.holds_this_write(&in_memory).await? =>
+            {
+                log::info!(
+                    "sealcommit: {} already holds this write's bytes (a retried create whose first \
+                     response was lost)",
+                    self.path
+                );
+                job.verified_observation(&self.path, false, Default::default())
+                    .await
+                    .map(|_| ())
+            }
+            r => r.map(|_| ()),
+        }
+    }
+
+    /// Whether the object at the path has exactly the bytes this writer wrote.
+    async fn holds_this_write(&self, in_memory: &[u8]) -> Result<bool> {
+        let job = &self.fs.job;
+        let existing = match job
+            .store
+            .get(&self.path.bucket, &self.path.key, &job.settings.encryption)
+            .await
+        {
+            Ok(b) => b,
+            Err(e) if e.kind() == crate::error::ErrorKind::NotFound => return Ok(false),
+            Err(e) => return Err(e),
+        };
+        if existing.len() as u64 != self.len {
+            return Ok(false);
+        }
+        match &self.spill {
+            None => Ok(existing == in_memory),
+            Some((_, path)) => Ok(tokio::fs::read(path)
+                .await
+                .map_err(|e| Error::io("read checkpoint spill file", path.display(), e))?
+                == existing),
+        }
     }
 
     async fn commit_multipart(mut self) -> Result<()> {

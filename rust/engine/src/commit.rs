@@ -168,7 +168,7 @@ impl Job {
 
     /// The encryption of an object just written, from the response when it says enough (and the
     /// verify mode allows), else from a HEAD; checked against the request.
-    async fn verified_observation(
+    pub(crate) async fn verified_observation(
         &self,
         path: &S3Path,
         have_etag: bool,
