@@ -132,3 +132,37 @@ def test_streaming_query_under_five_percent_faults(spark, s3, prefix, faulty):
     assert {encryption_of(s3, BUCKET, k) for k in keys} == {("aws:kms", KMS_KEY_1)}
     assert s3.list_multipart_uploads(Bucket=BUCKET).get("Uploads", []) == []
     report("streaming", faulty, f"batches={batches + 1} rows={len(values)} seconds={time.time() - t0:.0f}")
+
+
+def test_create_only_put_whose_response_was_lost_is_recognised_as_its_own(spark, s3, tmp_path):
+    """The store applies a create-only checkpoint PUT, the response is lost, the client retries
+    and meets 412: the write is still this writer's (its id is on the object), so close()
+    succeeds; another writer of the same file still gets FileAlreadyExistsException."""
+    from py4j.protocol import Py4JJavaError
+
+    from tests.test_streaming import jpath, manager, read_all
+
+    bucket, port = "lossy", PORT + 1
+    s3.create_bucket(Bucket=bucket)
+    log = tmp_path / "faults.jsonl"
+    proxy = subprocess.Popen([sys.executable, str(Path(__file__).parent / "bed" / "faultproxy.py"),
+                              "--listen", str(port), "--upstream", "127.0.0.1:18000", "--rate", "0",
+                              "--log", str(log), "--lose-first", "commits/5"])
+    try:
+        time.sleep(0.5)
+        root = f"s3a://{bucket}/{tmp_path.name}"
+        m = manager(spark, root, **{f"fs.s3a.bucket.{bucket}.endpoint": f"http://127.0.0.1:{port}"})
+        out = m.createAtomic(jpath(spark, f"{root}/commits/5"), False)
+        out.write(bytearray(b"v1\n{}"))
+        out.close()
+        puts = [json.loads(line) for line in log.read_text().splitlines()
+                if json.loads(line)["method"] == "PUT" and "commits/5" in json.loads(line)["path"]]
+        assert [p["kind"] for p in puts] == ["lost", "none"], puts
+        assert read_all(spark, m, f"{root}/commits/5") == b"v1\n{}"
+        again = m.createAtomic(jpath(spark, f"{root}/commits/5"), False)
+        again.write(bytearray(b"v1\n{}"))
+        with pytest.raises(Py4JJavaError, match="FileAlreadyExistsException"):
+            again.close()
+    finally:
+        proxy.terminate()
+        proxy.wait(timeout=10)

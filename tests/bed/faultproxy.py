@@ -6,6 +6,9 @@
   delay     forwarded after 0.3-1.5 s
   lost      forwarded and applied by the store, then the connection closed: the response is lost
 
+With `--lose-first SUBSTRING`, the response to the first PUT whose path contains SUBSTRING is
+lost, whatever the rate (a deterministic lost response).
+
 Every request is logged as one JSON line (kind, `none` when nothing was injected; method; path).
 Usage:
 
@@ -54,12 +57,13 @@ def error_response(status: bytes, body: bytes) -> bytes:
 
 
 class Proxy:
-    def __init__(self, upstream: str, rate: float, seed: int, log_path: str):
+    def __init__(self, upstream: str, rate: float, seed: int, log_path: str, lose_first: str | None):
         self.host, port = upstream.rsplit(":", 1)
         self.port = int(port)
         self.rate = rate
         self.rng = random.Random(seed)
         self.log = open(log_path, "a", buffering=1)
+        self.lose_first = lose_first
 
     def pick(self) -> str:
         if self.rng.random() >= self.rate:
@@ -89,6 +93,8 @@ class Proxy:
                 body = await reader.readexactly(content_length(head))
                 method, path = head.split(b" ", 2)[:2]
                 kind = self.pick()
+                if self.lose_first and method == b"PUT" and self.lose_first.encode() in path:
+                    kind, self.lose_first = "lost", None
                 self.log.write(json.dumps({"kind": kind, "method": method.decode(),
                                            "path": path.decode()}) + "\n")
                 if kind == "slowdown":
@@ -121,8 +127,9 @@ async def main():
     p.add_argument("--rate", type=float, default=0.05)
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--log", required=True)
+    p.add_argument("--lose-first")
     a = p.parse_args()
-    proxy = Proxy(a.upstream, a.rate, a.seed, a.log)
+    proxy = Proxy(a.upstream, a.rate, a.seed, a.log, a.lose_first)
     server = await asyncio.start_server(proxy.serve, "127.0.0.1", a.listen)
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)

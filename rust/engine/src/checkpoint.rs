@@ -317,10 +317,12 @@ impl CheckpointFs {
         let enc = &self.job.settings.encryption;
         let (b, k) = (&probe.bucket, &probe.key);
         self.job
-            .put_verified_stream(probe, ByteStream::from_static(b"sealcommit probe"), false)
+            .put_verified_stream(probe, ByteStream::from_static(b"sealcommit probe"), None)
             .await?;
         let put = matches!(
-            store.put(b, k, b"again".to_vec(), enc, true).await?,
+            store
+                .put(b, k, b"again".to_vec(), enc, Some("probe"))
+                .await?,
             PutOutcome::Exists
         );
         let id = store.create_upload(b, k, enc).await?;
@@ -456,9 +458,8 @@ impl AtomicWriter {
                 });
             }
         }
-        let in_memory = bytes::Bytes::from(std::mem::take(&mut self.mem));
         let body = match &self.spill {
-            None => ByteStream::from(in_memory.clone()),
+            None => ByteStream::from(std::mem::take(&mut self.mem)),
             Some((_, path)) => ByteStream::from_path(path).await.map_err(|e| {
                 Error::io(
                     "read checkpoint spill file",
@@ -468,17 +469,25 @@ impl AtomicWriter {
             })?,
         };
         let job = &self.fs.job;
+        let writer = unique();
         match job
-            .put_verified_stream(&self.path, body, conditional_put)
+            .put_verified_stream(&self.path, body, conditional_put.then_some(writer.as_str()))
             .await
         {
             // A PUT applied by the store whose response was lost is retried, and the retry
-            // finds the file there: if it holds exactly these bytes, it is this write's.
-            Err(Error::AlreadyExists { .. })
-                if conditional_put && self.holds_this_write(&in_memory).await? =>
-            {
+            // finds the file there: if this writer's id is on it, it is this write.
+            Err(Error::AlreadyExists { .. }) if conditional_put => {
+                let head = job
+                    .store
+                    .head(&self.path.bucket, &self.path.key, &job.settings.encryption)
+                    .await?;
+                if head.as_ref().and_then(|h| h.writer.as_deref()) != Some(writer.as_str()) {
+                    return Err(Error::AlreadyExists {
+                        uri: self.path.to_string(),
+                    });
+                }
                 log::info!(
-                    "sealcommit: {} already holds this write's bytes (a retried create whose first \
+                    "sealcommit: {} was created by this write already (a retried PUT whose first \
                      response was lost)",
                     self.path
                 );
@@ -487,30 +496,6 @@ impl AtomicWriter {
                     .map(|_| ())
             }
             r => r.map(|_| ()),
-        }
-    }
-
-    /// Whether the object at the path has exactly the bytes this writer wrote.
-    async fn holds_this_write(&self, in_memory: &[u8]) -> Result<bool> {
-        let job = &self.fs.job;
-        let existing = match job
-            .store
-            .get(&self.path.bucket, &self.path.key, &job.settings.encryption)
-            .await
-        {
-            Ok(b) => b,
-            Err(e) if e.kind() == crate::error::ErrorKind::NotFound => return Ok(false),
-            Err(e) => return Err(e),
-        };
-        if existing.len() as u64 != self.len {
-            return Ok(false);
-        }
-        match &self.spill {
-            None => Ok(existing == in_memory),
-            Some((_, path)) => Ok(tokio::fs::read(path)
-                .await
-                .map_err(|e| Error::io("read checkpoint spill file", path.display(), e))?
-                == existing),
         }
     }
 

@@ -138,21 +138,21 @@ impl Job {
     /// Writes one of our own small objects with the job's encryption and checks that the store
     /// applied it. Returns what the store reported.
     async fn put_verified(&self, path: &S3Path, body: Vec<u8>) -> Result<Observed> {
-        self.put_verified_stream(path, ByteStream::from(body), false)
+        self.put_verified_stream(path, ByteStream::from(body), None)
             .await
     }
 
-    /// One PUT (conditional with `if_none_match`: an existing object is `AlreadyExists`),
+    /// One PUT (create-only with a writer id: an existing object is `AlreadyExists`),
     /// verified like every object sealcommit writes.
     pub(crate) async fn put_verified_stream(
         &self,
         path: &S3Path,
         body: ByteStream,
-        if_none_match: bool,
+        create_only: Option<&str>,
     ) -> Result<Observed> {
         let (etag, observed) = match self
             .store
-            .put_stream(&path.bucket, &path.key, body, self.enc(), if_none_match)
+            .put_stream(&path.bucket, &path.key, body, self.enc(), create_only)
             .await?
         {
             PutOutcome::Written { etag, observed } => (etag, observed),

@@ -281,7 +281,12 @@ pub struct HeadInfo {
     pub size: u64,
     pub etag: Option<String>,
     pub observed: Observed,
+    /// The writer id a create-only PUT stamped on the object (`x-amz-meta-sealcommit-writer`).
+    pub writer: Option<String>,
 }
+
+/// The user metadata a create-only PUT carries: who wrote the object.
+pub const WRITER_META: &str = "sealcommit-writer";
 
 /// One listed object.
 #[derive(Debug, Clone)]
@@ -385,27 +390,29 @@ impl Store {
         key: &str,
         body: Vec<u8>,
         enc: &EncryptionSpec,
-        if_none_match: bool,
+        create_only: Option<&str>,
     ) -> Result<PutOutcome> {
-        self.put_stream(bucket, key, ByteStream::from(body), enc, if_none_match)
+        self.put_stream(bucket, key, ByteStream::from(body), enc, create_only)
             .await
     }
 
-    /// One PUT of `body` (in memory or a local file); with `if_none_match`, only if the key
-    /// does not exist yet (`If-None-Match: *`).
+    /// One PUT of `body` (in memory or a local file); with `create_only` (a writer id), only if
+    /// the key does not exist yet (`If-None-Match: *`), the object stamped with the writer id so
+    /// that a retry can tell its own earlier write from another writer's.
     pub async fn put_stream(
         &self,
         bucket: &str,
         key: &str,
         body: ByteStream,
         enc: &EncryptionSpec,
-        if_none_match: bool,
+        create_only: Option<&str>,
     ) -> Result<PutOutcome> {
         self.note("PutObject", bucket, key);
         let mut req = enc.apply_put(self.client.put_object().bucket(bucket).key(key).body(body));
-        if if_none_match {
-            req = req.if_none_match("*");
+        if let Some(writer) = create_only {
+            req = req.if_none_match("*").metadata(WRITER_META, writer);
         }
+        let if_none_match = create_only.is_some();
         match req.send().await {
             Ok(out) => Ok(PutOutcome::Written {
                 etag: nonempty(out.e_tag()),
@@ -625,6 +632,7 @@ impl Store {
                     out.ssekms_key_id(),
                     out.sse_customer_key_md5(),
                 ),
+                writer: out.metadata().and_then(|m| m.get(WRITER_META)).cloned(),
             })),
             Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 404) => Ok(None),
             Err(e) => Err(map_sdk_err(
