@@ -1,6 +1,8 @@
-"""A batch write in its own JVM, for tests that kill the driver (test_recovery.py): writes
-`rows` rows (id, v) in 4 partitions as Parquet to `dest` with the write options `options` and
-save mode `mode`. Prints `DONE` when the write succeeded, `ERROR <message>` otherwise."""
+"""A batch write in its own JVM, for tests that kill the driver (test_recovery.py) or need a
+small heap (test_magic.py): writes `rows` rows (id, v) in 4 partitions as Parquet to `dest`, or
+with `"lines": true` `rows` 100-character text lines from one task (one file), with the write
+options `options`, save mode `mode` and Spark settings `spark_conf`. Prints `HEAP <bytes>` (the
+JVM's maximum heap), then `DONE` when the write succeeded, `ERROR <message>` otherwise."""
 
 import json
 import os
@@ -13,11 +15,21 @@ from tests import conftest  # noqa: E402
 
 info = json.loads(os.environ["BATCH_DRIVER"])
 bed = conftest.attach_bed(info)
-spark = conftest.spark_builder(bed, "batch-driver", master="local[2]").getOrCreate()
+b = conftest.spark_builder(bed, "batch-driver", master="local[2]")
+for k, v in info.get("spark_conf", {}).items():
+    b = b.config(k, v)
+spark = b.getOrCreate()
 spark.sparkContext.setLogLevel("ERROR")
+print(f"HEAP {spark._jvm.java.lang.Runtime.getRuntime().maxMemory()}", flush=True)
 try:
-    spark.range(info["first"], info["first"] + info["rows"], 1, 4).selectExpr("id", "id * 2 AS v") \
-        .write.options(**info.get("options", {})).mode(info["mode"]).parquet(info["dest"])
+    if info.get("lines"):
+        from tests.test_magic import lines
+
+        w = lines(spark, info["rows"]).write.format("text")
+    else:
+        w = spark.range(info["first"], info["first"] + info["rows"], 1, 4) \
+            .selectExpr("id", "id * 2 AS v").write.format("parquet")
+    w.options(**info.get("options", {})).mode(info["mode"]).save(info["dest"])
     print("DONE", flush=True)
 except Exception as e:  # noqa: BLE001 - the message is what the test checks
     print("ERROR " + str(e).replace("\n", " | ")[:2000], flush=True)
