@@ -57,6 +57,17 @@ def test_killed_job_commit_is_recovered(spark, s3, bed, prefix, point, how):
     assert len(journals(s3, prefix)) == 1, "the killed commit left its journal"
     published = point == "before-success"  # old data already replaced: only forward is safe
 
+    # The journal names the uploads still pending; `uploads abort` leaves them to recover.
+    listed = cli(bed, "uploads", "list", dest, "--json")
+    assert listed.returncode == 0, listed.stderr
+    in_journal = [u for u in json.loads(listed.stdout) if u["found_in"] == "journal"]
+    pending = {"after-journal": 4, "after-completes:2": 2}.get(point, 0)
+    assert len(in_journal) == pending, listed.stdout
+    if how == "recover":
+        left = cli(bed, "uploads", "abort", dest)
+        assert "0 uploads aborted" in left.stdout, left.stdout
+        assert ("interrupted job commits" in left.stderr) == (pending > 0), left.stderr
+
     if how == "abort" and published:
         out = cli(bed, "recover", dest, "--abort")
         assert out.returncode == 2 and "would lose data" in out.stderr, out.stdout + out.stderr

@@ -12,7 +12,7 @@ use sealcommit_engine::runtime::block_on;
 use sealcommit_engine::Conf;
 
 const USAGE: &str = "usage:
-  sealcommit verify <s3a://bucket/prefix> [--expect-algorithm ALG] [--expect-key KEY] [--json]
+  sealcommit verify <s3a://bucket/prefix> [--expect-algorithm ALG] [--expect-key KEY] [--deep] [--json]
                     [--conf key=value]...
   sealcommit uploads list|abort <s3a://bucket/prefix> [--older-than DURATION] [--job ID] [--json]
                     [--conf key=value]...
@@ -21,9 +21,13 @@ const USAGE: &str = "usage:
 
 verify lists every object under the prefix, HEADs it and prints its encryption; it exits 1 if any
 object does not carry the expected encryption (--expect-*, else the configured fs.s3a.encryption.*).
+--deep also opens every Parquet file's footer (two ranged GETs each) and reports its rows; a file
+that is not readable Parquet is a mismatch.
 uploads lists (or aborts) the pending multipart uploads under the prefix — what failed tasks and
-crashed drivers left — optionally only those started DURATION ago (30m, 2h, 1d) or whose key
-carries a job id. Aborting an upload of a job that is still running fails that job: use
+crashed drivers left: first those named by journals of interrupted commits and by saved
+pendingsets (found even where the store's listing misses them), then ListMultipartUploads —
+optionally only those started DURATION ago (30m, 2h, 1d) or whose key carries a job id. Uploads
+of an interrupted commit are never aborted here: use recover. Aborting an upload of a job that is still running fails that job: use
 --older-than.
 recover finishes every job commit whose driver died on that destination (from its journal under
 _sealcommit/): pending uploads are completed and verified, replaced objects deleted, _SUCCESS
@@ -136,25 +140,29 @@ fn uploads(args: &[String]) -> Result<ExitCode, String> {
         }
     }
     let uri = uri.ok_or_else(|| format!("uploads needs list or abort and a path\n{USAGE}"))?;
-    let found = match action.as_deref() {
-        Some("list") => engine(sealcommit_engine::uploads::list(&conf, &uri, &filter)),
-        Some("abort") => engine(sealcommit_engine::uploads::abort(&conf, &uri, &filter)),
+    let (found, left) = match action.as_deref() {
+        Some("list") => (
+            engine(sealcommit_engine::uploads::list(&conf, &uri, &filter))?,
+            Vec::new(),
+        ),
+        Some("abort") => engine(sealcommit_engine::uploads::abort(&conf, &uri, &filter))?,
         other => {
             return Err(format!(
                 "uploads: '{}' is not list or abort\n{USAGE}",
                 other.unwrap_or("")
             ))
         }
-    }?;
+    };
     if json {
         print_json(&found)?;
     } else {
         for u in &found {
             println!(
-                "{}  {}  {}",
+                "{}  {}  {}  ({})",
                 u.initiated.as_deref().unwrap_or("-"),
                 u.uri,
-                u.upload_id
+                u.upload_id,
+                u.found_in
             );
         }
         let verb = if action.as_deref() == Some("abort") {
@@ -163,6 +171,13 @@ fn uploads(args: &[String]) -> Result<ExitCode, String> {
             "pending"
         };
         println!("{} uploads {verb}", found.len());
+    }
+    if !left.is_empty() {
+        eprintln!(
+            "{} uploads belong to interrupted job commits and were left: run `sealcommit recover \
+             {uri}` (or with --abort)",
+            left.len()
+        );
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -202,7 +217,7 @@ fn recover(args: &[String]) -> Result<ExitCode, String> {
 
 fn verify(args: &[String]) -> Result<ExitCode, String> {
     let mut conf = conf_from_env();
-    let (mut uri, mut alg, mut key, mut json) = (None, None, None, false);
+    let (mut uri, mut alg, mut key, mut json, mut deep) = (None, None, None, false, false);
     let mut it = args.iter();
     while let Some(a) = it.next() {
         let mut value = |name: &str| {
@@ -215,6 +230,7 @@ fn verify(args: &[String]) -> Result<ExitCode, String> {
             "--expect-algorithm" => alg = Some(value("--expect-algorithm")?),
             "--expect-key" => key = Some(value("--expect-key")?),
             "--json" => json = true,
+            "--deep" => deep = true,
             s if s.starts_with("--") => return Err(format!("unknown option '{s}'\n{USAGE}")),
             s => uri = Some(s.to_string()),
         }
@@ -235,7 +251,7 @@ fn verify(args: &[String]) -> Result<ExitCode, String> {
         None if key.is_some() => return Err("--expect-key needs --expect-algorithm".into()),
         None => None,
     };
-    let report = engine(sealcommit_engine::verify::verify(&conf, &uri, expect))?;
+    let report = engine(sealcommit_engine::verify::verify(&conf, &uri, expect, deep))?;
     if json {
         print_json(&report)?;
     } else {
@@ -270,6 +286,9 @@ fn verify(args: &[String]) -> Result<ExitCode, String> {
                 .map(|e| format!(" (expected {e})"))
                 .unwrap_or_default()
         );
+        if let (Some(files), Some(rows)) = (report.parquet_files, report.parquet_rows) {
+            println!("{files} Parquet files opened, {rows} rows");
+        }
     }
     Ok(if report.mismatches == 0 && !report.objects.is_empty() {
         ExitCode::SUCCESS

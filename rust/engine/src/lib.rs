@@ -12,6 +12,7 @@ pub mod encryption;
 pub mod error;
 pub mod magic;
 pub mod model;
+pub mod parquet;
 pub mod recover;
 pub mod runtime;
 pub mod store;

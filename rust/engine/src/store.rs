@@ -898,6 +898,33 @@ impl Store {
     }
 
     /// Lists pending multipart uploads under `prefix`.
+    /// Whether an upload is still pending (one ListParts asking for at most one part).
+    pub async fn is_pending(&self, bucket: &str, key: &str, upload_id: &str) -> Result<bool> {
+        self.note("ListParts", bucket, key);
+        match self
+            .client
+            .list_parts()
+            .bucket(bucket)
+            .key(key)
+            .upload_id(upload_id)
+            .max_parts(1)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 404) => Ok(false),
+            Err(e) => Err(map_sdk_err(
+                &Ctx {
+                    op: "ListParts",
+                    bucket,
+                    key,
+                    enc: None,
+                },
+                e,
+            )),
+        }
+    }
+
     pub async fn list_uploads(&self, bucket: &str, prefix: &str) -> Result<Vec<ListedUpload>> {
         let mut out = Vec::new();
         let (mut key_marker, mut id_marker): (Option<String>, Option<String>) = (None, None);

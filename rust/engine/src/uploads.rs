@@ -1,23 +1,79 @@
 //! Pending multipart uploads under a prefix, for operators (`sealcommit uploads list|abort`):
 //! what a crashed task or driver left behind, and what it costs until it is aborted.
+//!
+//! The uploads sealcommit recorded come first: those named by journals of interrupted commits
+//! and by pendingsets saved on the store (MapReduce), each checked to be still pending. They
+//! are found even where ListMultipartUploads cannot find them (MinIO matches the prefix against
+//! whole keys only). Then ListMultipartUploads under the prefix adds the rest. Uploads of an
+//! interrupted commit are listed but never aborted here: `sealcommit recover` decides their fate.
 
 use std::time::{Duration, SystemTime};
 
 use futures::stream::{self, StreamExt};
 use serde::Serialize;
 
+use crate::commit::JOURNAL_DIR;
 use crate::config::{BucketSettings, Conf};
-use crate::error::Result;
-use crate::store::Store;
+use crate::encryption::EncryptionSpec;
+use crate::error::{Error, Result};
+use crate::model::{Journal, JournalState, PendingSet};
+use crate::store::{ListedUpload, Store};
 use crate::uri::S3Path;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct PendingUploadInfo {
     pub uri: String,
     pub upload_id: String,
-    /// RFC 3339, if the store said.
+    /// RFC 3339, if known.
     pub initiated: Option<String>,
     pub age_seconds: Option<u64>,
+    /// `journal` (an interrupted commit: left to `sealcommit recover`), `pendingset` (saved by
+    /// a MapReduce task) or `listing`.
+    pub found_in: &'static str,
+}
+
+/// An upload sealcommit recorded on the store, and where.
+struct Recorded {
+    upload: ListedUpload,
+    found_in: &'static str,
+}
+
+/// The uploads named by journals of interrupted commits and by saved pendingsets under `path`.
+async fn recorded(store: &Store, path: &S3Path, enc: &EncryptionSpec) -> Result<Vec<Recorded>> {
+    let dir = path.child(JOURNAL_DIR).dir_prefix();
+    let mut out = Vec::new();
+    for o in store.list(&path.bucket, &dir).await? {
+        let (found_in, uploads, since) = if o.key.ends_with(".journal") {
+            let body = store.get(&path.bucket, &o.key, enc).await?;
+            let j: Journal =
+                serde_json::from_slice(&body).map_err(|e| Error::document("journal", e))?;
+            if j.state == JournalState::Started {
+                continue;
+            }
+            let since = humantime::parse_rfc3339_weak(&j.created).ok();
+            ("journal", j.uploads, since)
+        } else if o.key.ends_with(".pendingset") {
+            let body = store.get(&path.bucket, &o.key, enc).await?;
+            let text = String::from_utf8(body).map_err(|e| Error::document("pendingset", e))?;
+            let since = (o.modified_ms > 0)
+                .then(|| SystemTime::UNIX_EPOCH + Duration::from_millis(o.modified_ms));
+            ("pendingset", PendingSet::from_json(&text)?.uploads, since)
+        } else {
+            continue;
+        };
+        for u in uploads {
+            // Uploads are created before they are recorded: as old as the record, at least.
+            out.push(Recorded {
+                upload: ListedUpload {
+                    key: u.key,
+                    upload_id: u.upload_id,
+                    initiated: since,
+                },
+                found_in,
+            });
+        }
+    }
+    Ok(out)
 }
 
 /// Which pending uploads an operator asks about.
@@ -41,20 +97,41 @@ impl Filter {
     }
 }
 
-async fn store_for(conf: &Conf, uri: &str) -> Result<(S3Path, Store)> {
+async fn store_for(conf: &Conf, uri: &str) -> Result<(S3Path, Store, EncryptionSpec)> {
     let path = S3Path::parse(uri)?;
     let settings = BucketSettings::resolve(conf, &path.bucket)?;
-    Ok((path.clone(), Store::connect(&settings.store).await?))
+    Ok((
+        path.clone(),
+        Store::connect(&settings.store).await?,
+        settings.encryption,
+    ))
 }
 
-async fn find(store: &Store, path: &S3Path, filter: &Filter) -> Result<Vec<PendingUploadInfo>> {
+async fn find(
+    store: &Store,
+    path: &S3Path,
+    enc: &EncryptionSpec,
+    filter: &Filter,
+) -> Result<Vec<PendingUploadInfo>> {
     let now = SystemTime::now();
+    let mut found: Vec<(ListedUpload, &'static str)> = Vec::new();
+    for r in recorded(store, path, enc).await? {
+        if store
+            .is_pending(&path.bucket, &r.upload.key, &r.upload.upload_id)
+            .await?
+        {
+            found.push((r.upload, r.found_in));
+        }
+    }
     // Everything under the path: the path as a directory, or as a key prefix of files.
-    let uploads = store.list_uploads(&path.bucket, &path.key).await?;
-    Ok(uploads
+    for u in store.list_uploads(&path.bucket, &path.key).await? {
+        if path.contains_key(&u.key) && !found.iter().any(|(f, _)| f.upload_id == u.upload_id) {
+            found.push((u, "listing"));
+        }
+    }
+    Ok(found
         .into_iter()
-        .filter(|u| path.contains_key(&u.key))
-        .filter_map(|u| {
+        .filter_map(|(u, found_in)| {
             let age = u.initiated.and_then(|t| now.duration_since(t).ok());
             filter.keeps(&u.key, age).then(|| PendingUploadInfo {
                 uri: format!("s3a://{}/{}", path.bucket, u.key),
@@ -63,6 +140,7 @@ async fn find(store: &Store, path: &S3Path, filter: &Filter) -> Result<Vec<Pendi
                     .initiated
                     .map(|t| humantime::format_rfc3339_seconds(t).to_string()),
                 age_seconds: age.map(|a| a.as_secs()),
+                found_in,
             })
         })
         .collect())
@@ -70,14 +148,23 @@ async fn find(store: &Store, path: &S3Path, filter: &Filter) -> Result<Vec<Pendi
 
 /// The pending uploads under `uri` that `filter` keeps.
 pub async fn list(conf: &Conf, uri: &str, filter: &Filter) -> Result<Vec<PendingUploadInfo>> {
-    let (path, store) = store_for(conf, uri).await?;
-    find(&store, &path, filter).await
+    let (path, store, enc) = store_for(conf, uri).await?;
+    find(&store, &path, &enc, filter).await
 }
 
-/// Aborts the pending uploads under `uri` that `filter` keeps; returns them.
-pub async fn abort(conf: &Conf, uri: &str, filter: &Filter) -> Result<Vec<PendingUploadInfo>> {
-    let (path, store) = store_for(conf, uri).await?;
-    let found = find(&store, &path, filter).await?;
+/// Aborts the pending uploads under `uri` that `filter` keeps, except those of interrupted
+/// commits (`sealcommit recover` finishes or undoes them). Returns the aborted ones and the
+/// ones left.
+pub async fn abort(
+    conf: &Conf,
+    uri: &str,
+    filter: &Filter,
+) -> Result<(Vec<PendingUploadInfo>, Vec<PendingUploadInfo>)> {
+    let (path, store, enc) = store_for(conf, uri).await?;
+    let (left, found): (Vec<_>, Vec<_>) = find(&store, &path, &enc, filter)
+        .await?
+        .into_iter()
+        .partition(|u| u.found_in == "journal");
     let results: Vec<Result<()>> = stream::iter(&found)
         .map(|u| {
             let key = u
@@ -94,7 +181,7 @@ pub async fn abort(conf: &Conf, uri: &str, filter: &Filter) -> Result<Vec<Pendin
         .collect()
         .await;
     results.into_iter().collect::<Result<Vec<()>>>()?;
-    Ok(found)
+    Ok((found, left))
 }
 
 #[cfg(test)]

@@ -14,6 +14,9 @@ pub struct ObjectReport {
     pub uri: String,
     pub size: u64,
     pub encryption: EncryptionSummary,
+    /// With `--deep`, the rows a Parquet file's footer reports.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rows: Option<u64>,
     /// `None` when it matches (or nothing was expected), else what is wrong.
     pub problem: Option<String>,
 }
@@ -24,6 +27,11 @@ pub struct VerifyReport {
     pub expected: Option<EncryptionSummary>,
     pub objects: Vec<ObjectReport>,
     pub mismatches: usize,
+    /// With `--deep`: Parquet files opened, and their rows.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parquet_files: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parquet_rows: Option<u64>,
 }
 
 fn unreadable(uri: String, size: u64, problem: String) -> ObjectReport {
@@ -35,16 +43,61 @@ fn unreadable(uri: String, size: u64, problem: String) -> ObjectReport {
             kms_key_id: None,
             sse_c_key_md5: None,
         },
+        rows: None,
         problem: Some(problem),
     }
 }
 
+/// Reads `len` bytes from `offset` to the end of an object.
+async fn read_range(
+    store: &Store,
+    bucket: &str,
+    key: &str,
+    enc: &EncryptionSpec,
+    offset: u64,
+) -> Result<Vec<u8>> {
+    let d = store.open_read(bucket, key, enc, offset, None).await?;
+    let bytes = d.body.collect().await.map_err(|e| {
+        crate::error::Error::io(
+            "read",
+            format!("s3a://{bucket}/{key}"),
+            std::io::Error::other(e),
+        )
+    })?;
+    Ok(bytes.into_bytes().to_vec())
+}
+
+/// Opens a Parquet file's footer (two ranged GETs, decrypted by the store): its row count, or
+/// why it is not a readable Parquet file.
+async fn parquet_rows(
+    store: &Store,
+    bucket: &str,
+    key: &str,
+    enc: &EncryptionSpec,
+    size: u64,
+) -> std::result::Result<u64, String> {
+    use crate::parquet::{footer_len, num_rows, TAIL};
+    if size < TAIL + 4 {
+        return Err(format!("{size} bytes is too small for a Parquet file"));
+    }
+    let tail = read_range(store, bucket, key, enc, size - TAIL)
+        .await
+        .map_err(|e| e.to_string())?;
+    let len = footer_len(&tail, size)?;
+    let footer = read_range(store, bucket, key, enc, size - TAIL - len)
+        .await
+        .map_err(|e| e.to_string())?;
+    num_rows(&footer[..len as usize]).map_err(|e| format!("unreadable Parquet footer: {e}"))
+}
+
 /// Lists every object under `uri` and HEADs it. `expect` overrides the configured encryption
 /// as the expectation; with neither, objects are only reported.
+/// With `deep`, every `.parquet` object's footer is opened as well (see [`parquet_rows`]).
 pub async fn verify(
     conf: &Conf,
     uri: &str,
     expect: Option<EncryptionSpec>,
+    deep: bool,
 ) -> Result<VerifyReport> {
     let path = S3Path::parse(uri)?;
     let settings = BucketSettings::resolve(conf, &path.bucket)?;
@@ -66,23 +119,39 @@ pub async fn verify(
             async move {
                 let uri = format!("s3a://{bucket}/{}", o.key);
                 match store.head(bucket, &o.key, head_with).await {
-                    Ok(Some(h)) => ObjectReport {
-                        uri,
-                        size: h.size,
-                        encryption: h.observed.summary(),
-                        problem: expect
-                            .as_ref()
-                            .and_then(|e| e.verify(&h.observed).err())
-                            .map(|actual| {
-                                format!(
-                                    "expected {}, found {actual}",
-                                    expect
-                                        .as_ref()
-                                        .map(|e| e.summary().to_string())
-                                        .unwrap_or_default()
-                                )
-                            }),
-                    },
+                    Ok(Some(h)) => {
+                        let parquet = if deep && o.key.ends_with(".parquet") {
+                            Some(parquet_rows(store, bucket, &o.key, head_with, h.size).await)
+                        } else {
+                            None
+                        };
+                        let mut report = ObjectReport {
+                            uri,
+                            size: h.size,
+                            encryption: h.observed.summary(),
+                            rows: None,
+                            problem: expect
+                                .as_ref()
+                                .and_then(|e| e.verify(&h.observed).err())
+                                .map(|actual| {
+                                    format!(
+                                        "expected {}, found {actual}",
+                                        expect
+                                            .as_ref()
+                                            .map(|e| e.summary().to_string())
+                                            .unwrap_or_default()
+                                    )
+                                }),
+                        };
+                        match parquet {
+                            Some(Ok(rows)) => report.rows = Some(rows),
+                            Some(Err(why)) if report.problem.is_none() => {
+                                report.problem = Some(why)
+                            }
+                            _ => {}
+                        }
+                        report
+                    }
                     Ok(None) => unreadable(uri, o.size, "deleted while being verified".into()),
                     Err(e) => unreadable(uri, o.size, e.to_string()),
                 }
@@ -93,10 +162,13 @@ pub async fn verify(
         .await;
     objects.sort_by(|a, b| a.uri.cmp(&b.uri));
     let mismatches = objects.iter().filter(|o| o.problem.is_some()).count();
+    let parquet: Vec<u64> = objects.iter().filter_map(|o| o.rows).collect();
     Ok(VerifyReport {
         prefix: path.to_string(),
         expected: expect.map(|e| e.summary()),
         objects,
         mismatches,
+        parquet_files: deep.then_some(parquet.len()),
+        parquet_rows: deep.then(|| parquet.iter().sum()),
     })
 }
