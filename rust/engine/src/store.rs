@@ -1044,4 +1044,29 @@ mod tests {
         );
         assert!(h.contains("fs.s3a.access.key"), "{h}");
     }
+
+    #[test]
+    fn sse_c_with_the_wrong_key_says_which_setting_holds_it() {
+        let enc = Conf::from_iter([
+            ("fs.s3a.encryption.algorithm", "SSE-C"),
+            (
+                "fs.s3a.encryption.key",
+                "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=",
+            ),
+        ])
+        .encryption("b")
+        .unwrap();
+        let ctx = Ctx {
+            op: "HeadObject",
+            bucket: "b",
+            key: "t/part-0",
+            enc: Some(&enc),
+        };
+        let h = hint(&ctx, Some(400), None, "HTTP 400");
+        assert!(
+            h.contains("fs.s3a.encryption.key is the key it was written with"),
+            "{h}"
+        );
+        assert!(!h.contains("MDEyMzQ1"), "the key itself never appears: {h}");
+    }
 }
