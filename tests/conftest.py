@@ -58,6 +58,21 @@ S3A_ON_HADOOP_35 = {
 }
 
 
+def bed_info(bed) -> dict:
+    """What a driver in another process needs to attach to the running bed (`attach_bed`)."""
+    return {"base": str(bed.base), "ca_dir": str(bed.ca.dir), "secret_key": stores.SECRET_KEY}
+
+
+def run_batch_driver(bed, timeout: float, **info):
+    """Runs tests/batch_driver.py (a batch write in its own JVM) with `info`; its output."""
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, str(ROOT / "tests" / "batch_driver.py")],
+                          env={**os.environ, "BATCH_DRIVER": json.dumps({**bed_info(bed), **info})},
+                          capture_output=True, text=True, timeout=timeout)
+
+
 def attach_bed(info: dict):
     """The running test bed, from another process (a driver a test starts in its own JVM):
     `info` carries the bed's base dir, its CA dir and the per-run secret key."""

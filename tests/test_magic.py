@@ -4,19 +4,13 @@ multipart upload while the task writes, with bounded memory and no local disk; e
 
 from __future__ import annotations
 
-import json
 import math
-import os
-import subprocess
-import sys
 import threading
 import time
-from pathlib import Path
 
 import pytest
 
-from tests import conftest
-from tests.conftest import Wire, assert_all_encrypted, assert_no_copy, list_keys, success_json
+from tests.conftest import Wire, run_batch_driver, assert_all_encrypted, assert_no_copy, list_keys, success_json
 
 BUCKET = "direct-http"
 PART = 5 << 20
@@ -62,13 +56,9 @@ def test_a_file_larger_than_the_heap_streams_within_the_memory_bound_without_loc
     path = f"s3a://{BUCKET}/{prefix}"
     rows = 6_000_000
     wire = Wire(bed)
-    info = {"base": str(bed.base), "ca_dir": str(bed.ca.dir), "secret_key": conftest.stores.SECRET_KEY,
-            "dest": path, "rows": rows, "lines": True, "mode": "errorifexists", "options": MAGIC,
-            "spark_conf": {"spark.driver.memory": "512m"}}
     with LocalFiles(bed) as local:
-        out = subprocess.run([sys.executable, str(Path(__file__).parent / "batch_driver.py")],
-                             env={**os.environ, "BATCH_DRIVER": json.dumps(info)},
-                             capture_output=True, text=True, timeout=600)
+        out = run_batch_driver(bed, 600, dest=path, rows=rows, lines=True, mode="errorifexists",
+                               options=MAGIC, spark_conf={"spark.driver.memory": "512m"})
     assert "DONE" in out.stdout, out.stdout[-2000:] + out.stderr[-3000:]
     heap = int(out.stdout.split("HEAP ", 1)[1].split()[0])
     assert heap <= 512 << 20 and rows * LINE > heap, heap

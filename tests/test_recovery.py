@@ -7,15 +7,10 @@ setup on the same destination."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-from tests import conftest
-from tests.conftest import assert_all_encrypted, list_keys, pending_uploads, success_json
+from tests.conftest import assert_all_encrypted, list_keys, pending_uploads, run_batch_driver, success_json
 from tests.test_cli import cli
 
 BUCKET = "direct-http"
@@ -24,12 +19,8 @@ OLD, NEW = 1000, 400  # rows before, rows the killed overwrite writes
 
 def killed_overwrite(bed, dest: str, point: str) -> str:
     """Runs an overwrite of `dest` in its own JVM with a kill point; returns its output."""
-    info = {"base": str(bed.base), "ca_dir": str(bed.ca.dir), "secret_key": conftest.stores.SECRET_KEY,
-            "dest": dest, "first": 10_000, "rows": NEW, "mode": "overwrite",
-            "options": {"sealcommit.fault.job-commit": f"kill:{point}", "sealcommit.commit.parallelism": "1"}}
-    out = subprocess.run([sys.executable, str(Path(__file__).parent / "batch_driver.py")],
-                         env={**os.environ, "BATCH_DRIVER": json.dumps(info)},
-                         capture_output=True, text=True, timeout=300)
+    out = run_batch_driver(bed, 300, dest=dest, first=10_000, rows=NEW, mode="overwrite", options={
+        "sealcommit.fault.job-commit": f"kill:{point}", "sealcommit.commit.parallelism": "1"})
     assert "DONE" not in out.stdout, "the driver was not killed"
     assert f"killing this process at {point}" in out.stderr, out.stdout[-2000:] + out.stderr[-3000:]
     return out.stdout + out.stderr

@@ -9,10 +9,9 @@ import os
 import secrets
 import subprocess
 import sys
-from pathlib import Path
 
 from tests.bed import stores
-from tests.conftest import ROOT, list_keys
+from tests.conftest import ROOT, bed_info, list_keys
 
 PROBES = ["sse-kms", "sse-c-https", "sse-c-http", "token", "bad-kms"]
 
@@ -22,8 +21,7 @@ def test_no_secret_in_logs_errors_or_files(bed, s3, prefix):
     token = "sc-token-" + secrets.token_hex(16)
     s3.create_bucket(Bucket="tokens")
     env = dict(os.environ, SEALCOMMIT_LOG="debug", LEAK_PROBE=json.dumps({
-        "secret_key": stores.SECRET_KEY, "base": str(bed.base), "ca_dir": str(bed.ca.dir),
-        "prefix": prefix, "sse_c_key": sse_c_key, "session_token": token}))
+        **bed_info(bed), "prefix": prefix, "sse_c_key": sse_c_key, "session_token": token}))
     out = subprocess.run([sys.executable, str(ROOT / "tests" / "leak_probe.py")], env=env, cwd=ROOT,
                          capture_output=True, text=True, timeout=600)
     text = out.stdout + out.stderr

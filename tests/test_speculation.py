@@ -67,8 +67,7 @@ def test_speculative_copy_commits_once_and_the_loser_leaves_nothing(bed, s3, pre
     master, _ = cluster
     markers = tmp_path / "markers"
     markers.mkdir()
-    info = {"base": str(bed.base), "ca_dir": str(bed.ca.dir), "secret_key": conftest.stores.SECRET_KEY,
-            "master": master, "mode": mode, "markers": str(markers), "rows": ROWS, "stall_at": STALL_AT,
+    info = {**conftest.bed_info(bed), "master": master, "mode": mode, "markers": str(markers), "rows": ROWS, "stall_at": STALL_AT,
             "dest": f"s3a://{BUCKET}/{prefix}"}
     env = {**os.environ, "SPEC_DRIVER": json.dumps(info), "PYSPARK_PYTHON": sys.executable,
            "SPARK_LOCAL_IP": "127.0.0.1"}

@@ -13,7 +13,7 @@ import os
 import pytest
 
 from tests.conftest import list_keys, pending_uploads
-from tests.test_batch import SCHEMA, A, write
+from tests.test_batch import A, write
 
 KEY = base64.b64encode(os.urandom(32)).decode()
 KEY_MD5 = base64.b64encode(hashlib.md5(base64.b64decode(KEY)).digest()).decode()

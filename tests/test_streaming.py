@@ -17,9 +17,8 @@ import pytest
 from py4j.protocol import Py4JJavaError
 from pyspark.sql import functions as F
 
-from tests.bed import stores
 from tests.conftest import (
-    CHECKPOINT_MANAGER, ROOT, STREAMING_PROTOCOL, Wire, assert_all_encrypted, assert_no_copy,
+    CHECKPOINT_MANAGER, ROOT, STREAMING_PROTOCOL, Wire, assert_all_encrypted, assert_no_copy, bed_info,
     list_keys, pending_uploads,
 )
 
@@ -299,7 +298,7 @@ def test_large_checkpoint_files_stay_create_only_on_both_stores(spark, s3, bed, 
 
 def start_driver(bed, info: dict, log) -> subprocess.Popen:
     env = dict(os.environ, SEALCOMMIT_LOG="info", STREAM_DRIVER=json.dumps({
-        "secret_key": stores.SECRET_KEY, "base": str(bed.base), "ca_dir": str(bed.ca.dir), **info}))
+        **bed_info(bed), **info}))
     return subprocess.Popen([sys.executable, str(ROOT / "tests" / "stream_driver.py")], env=env, cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=log, text=True)
 

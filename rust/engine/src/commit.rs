@@ -459,9 +459,9 @@ impl Job {
                     "sealcommit: job {} killing this process at {point} ({f})",
                     self.job_id
                 );
-                let pid = std::process::id().to_string();
-                let _ = std::process::Command::new("kill")
-                    .args(["-9", &pid])
+                // The shell's builtin kill: no dependency on a kill binary being installed.
+                let _ = std::process::Command::new("sh")
+                    .args(["-c", &format!("kill -9 {}", std::process::id())])
                     .status();
                 loop {
                     std::thread::sleep(std::time::Duration::from_secs(1));
@@ -800,8 +800,7 @@ impl Job {
                 .store
                 .get(&self.dest.bucket, &o.key, self.enc())
                 .await?;
-            let text = String::from_utf8(body).map_err(|e| Error::document("pendingset", e))?;
-            sets.push(PendingSet::from_json(&text)?);
+            sets.push(PendingSet::from_slice(&body)?);
             keys.push(o.key);
         }
         Ok((sets, keys))

@@ -71,7 +71,9 @@ pub struct MagicWriter {
     enc: EncryptionSpec,
     part_size: usize,
     upload_id: Option<String>,
+    /// The part being filled: `part_size` bytes once allocated, the first `filled` written.
     buf: Vec<u8>,
+    filled: usize,
     next_part: i32,
     size: u64,
     slots: Arc<Semaphore>,
@@ -102,6 +104,7 @@ impl Job {
             part_size: c.magic_part_size as usize,
             upload_id: None,
             buf: Vec::new(),
+            filled: 0,
             next_part: 1,
             size: 0,
             slots: Arc::new(Semaphore::new(c.magic_parts_in_flight)),
@@ -121,17 +124,33 @@ impl MagicWriter {
     /// Must run inside the runtime (the uploads are spawned on it).
     pub async fn write(&mut self, mut data: &[u8]) -> Result<()> {
         while !data.is_empty() {
-            if self.buf.capacity() == 0 {
-                self.buf.reserve_exact(self.part_size);
-                self.held.add(self.buf.capacity() as u64);
-            }
-            let n = (self.part_size - self.buf.len()).min(data.len());
-            self.buf.extend_from_slice(&data[..n]);
-            self.size += n as u64;
+            let room = self.room();
+            let n = room.len().min(data.len());
+            room[..n].copy_from_slice(&data[..n]);
             data = &data[n..];
-            if self.buf.len() == self.part_size {
-                self.send_part().await?;
-            }
+            self.advance(n).await?;
+        }
+        Ok(())
+    }
+
+    /// The unwritten rest of the part being filled (never empty), for a caller that copies
+    /// bytes in itself (the JNI bridge, straight from the Java array) and then calls
+    /// [`advance`](Self::advance).
+    pub fn room(&mut self) -> &mut [u8] {
+        if self.buf.is_empty() {
+            // Zeroed: for part-sized allocations the allocator hands out fresh zero pages.
+            self.buf = vec![0; self.part_size];
+            self.held.add(self.buf.capacity() as u64);
+        }
+        &mut self.buf[self.filled..]
+    }
+
+    /// Records `n` more bytes written into [`room`](Self::room); a full part is sent.
+    pub async fn advance(&mut self, n: usize) -> Result<()> {
+        self.filled += n;
+        self.size += n as u64;
+        if self.filled == self.part_size {
+            self.send_part().await?;
         }
         Ok(())
     }
@@ -177,7 +196,9 @@ impl MagicWriter {
             .map_err(|e| Error::io("upload", &self.dest, std::io::Error::other(e)))?;
         self.reap()?;
         self.next_part += 1;
-        let body = std::mem::take(&mut self.buf);
+        let mut body = std::mem::take(&mut self.buf);
+        body.truncate(self.filled);
+        self.filled = 0;
         let held_bytes = body.capacity() as u64;
         let (store, dest, enc, held) = (
             self.store.clone(),
@@ -241,7 +262,7 @@ impl MagicWriter {
 
     async fn finish_parts(&mut self) -> Result<()> {
         // An empty file is one empty part, as in staging mode.
-        if !self.buf.is_empty() || self.next_part == 1 {
+        if self.filled > 0 || self.next_part == 1 {
             self.send_part().await?;
         }
         while let Some(done) = self.running.join_next().await {

@@ -56,8 +56,13 @@ impl PendingSet {
     }
 
     pub fn from_json(s: &str) -> Result<PendingSet> {
+        Self::from_slice(s.as_bytes())
+    }
+
+    /// A pendingset read back from the store.
+    pub fn from_slice(b: &[u8]) -> Result<PendingSet> {
         let p: PendingSet =
-            serde_json::from_str(s).map_err(|e| Error::document("pendingset", e))?;
+            serde_json::from_slice(b).map_err(|e| Error::document("pendingset", e))?;
         if p.version != PENDINGSET_VERSION {
             return Err(Error::document(
                 "pendingset",
@@ -82,6 +87,13 @@ pub enum JournalState {
     /// Written when every upload is complete and old objects are about to be replaced (only
     /// for jobs that replace something): from here the commit can only be rolled forward.
     Publishing,
+}
+
+impl Journal {
+    /// A journal read back from the store.
+    pub fn from_slice(b: &[u8]) -> Result<Journal> {
+        serde_json::from_slice(b).map_err(|e| Error::document("journal", e))
+    }
 }
 
 /// `<dest>/_sealcommit/<jobId>.journal`: lets a later run (or `sealcommit recover`) finish or

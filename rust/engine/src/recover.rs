@@ -56,8 +56,7 @@ impl Job {
                 key: o.key.clone(),
             };
             let body = self.store.get(&path.bucket, &path.key, self.enc()).await?;
-            let journal: Journal =
-                serde_json::from_slice(&body).map_err(|e| Error::document("journal", e))?;
+            let journal = Journal::from_slice(&body)?;
             found.push((path, journal));
         }
         found.sort_by(|a, b| a.1.created.cmp(&b.1.created));

@@ -15,7 +15,7 @@ use serde::Serialize;
 use crate::commit::JOURNAL_DIR;
 use crate::config::{BucketSettings, Conf};
 use crate::encryption::EncryptionSpec;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::model::{Journal, JournalState, PendingSet};
 use crate::store::{ListedUpload, Store};
 use crate::uri::S3Path;
@@ -45,8 +45,7 @@ async fn recorded(store: &Store, path: &S3Path, enc: &EncryptionSpec) -> Result<
     for o in store.list(&path.bucket, &dir).await? {
         let (found_in, uploads, since) = if o.key.ends_with(".journal") {
             let body = store.get(&path.bucket, &o.key, enc).await?;
-            let j: Journal =
-                serde_json::from_slice(&body).map_err(|e| Error::document("journal", e))?;
+            let j = Journal::from_slice(&body)?;
             if j.state == JournalState::Started {
                 continue;
             }
@@ -54,10 +53,9 @@ async fn recorded(store: &Store, path: &S3Path, enc: &EncryptionSpec) -> Result<
             ("journal", j.uploads, since)
         } else if o.key.ends_with(".pendingset") {
             let body = store.get(&path.bucket, &o.key, enc).await?;
-            let text = String::from_utf8(body).map_err(|e| Error::document("pendingset", e))?;
             let since = (o.modified_ms > 0)
                 .then(|| SystemTime::UNIX_EPOCH + Duration::from_millis(o.modified_ms));
-            ("pendingset", PendingSet::from_json(&text)?.uploads, since)
+            ("pendingset", PendingSet::from_slice(&body)?.uploads, since)
         } else {
             continue;
         };

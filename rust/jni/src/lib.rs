@@ -170,6 +170,11 @@ fn as_signed(b: &[u8]) -> &[i8] {
     unsafe { std::slice::from_raw_parts(b.as_ptr().cast::<i8>(), b.len()) }
 }
 
+fn as_signed_mut(b: &mut [u8]) -> &mut [i8] {
+    // SAFETY: as in `as_unsigned`; the borrow is exclusive for the returned lifetime.
+    unsafe { std::slice::from_raw_parts_mut(b.as_mut_ptr().cast::<i8>(), b.len()) }
+}
+
 fn jstr(env: &mut JNIEnv, s: &str) -> BResult<jstring> {
     Ok(env.new_string(s)?.into_raw())
 }
@@ -608,15 +613,6 @@ pub extern "system" fn Java_io_sealcommit_Native_jobMagic(
     })
 }
 
-/// A magic-mode writer and the scratch space its writes are copied through.
-struct MagicHandle {
-    writer: MagicWriter,
-    scratch: Vec<i8>,
-}
-
-/// Java arrays are copied into the writer at most this many bytes at a time.
-const MAGIC_CHUNK: usize = 256 << 10;
-
 /// `long magicOpen(long job, String uri)`: a writer streaming into `uri`'s multipart upload.
 #[no_mangle]
 pub extern "system" fn Java_io_sealcommit_Native_magicOpen(
@@ -628,11 +624,7 @@ pub extern "system" fn Java_io_sealcommit_Native_magicOpen(
     guard(&mut env, 0, |env| {
         let uri = string(env, &uri)?;
         let writer = job(handle)?.magic_writer(&uri)?;
-        let h = MagicHandle {
-            writer,
-            scratch: Vec::new(),
-        };
-        Ok(Box::into_raw(Box::new(h)) as jlong)
+        Ok(Box::into_raw(Box::new(writer)) as jlong)
     })
 }
 
@@ -648,16 +640,17 @@ pub extern "system" fn Java_io_sealcommit_Native_magicWrite(
 ) {
     guard(&mut env, (), |env| {
         // SAFETY: see `borrow`.
-        let h = unsafe { borrow::<MagicHandle>(handle) }?;
+        let w = unsafe { borrow::<MagicWriter>(handle) }?;
         let (mut at, end) = (
             off.max(0) as usize,
             off.max(0) as usize + len.max(0) as usize,
         );
+        // One copy: from the Java array straight into the part being filled.
         while at < end {
-            let n = (end - at).min(MAGIC_CHUNK);
-            h.scratch.resize(n, 0);
-            env.get_byte_array_region(&data, at as i32, &mut h.scratch)?;
-            block_on(h.writer.write(as_unsigned(&h.scratch)))??;
+            let room = w.room();
+            let n = room.len().min(end - at);
+            env.get_byte_array_region(&data, at as i32, as_signed_mut(&mut room[..n]))?;
+            block_on(w.advance(n))??;
             at += n;
         }
         Ok(())
@@ -674,8 +667,8 @@ pub extern "system" fn Java_io_sealcommit_Native_magicFinish(
 ) -> jstring {
     guard(&mut env, std::ptr::null_mut(), |env| {
         // SAFETY: see `borrow`; the Java owner zeroed its handle before this call.
-        let h = unsafe { take::<MagicHandle>(handle) }.ok_or(BridgeError::Closed)?;
-        let file = block_on(h.writer.finish())??;
+        let w = unsafe { take::<MagicWriter>(handle) }.ok_or(BridgeError::Closed)?;
+        let file = block_on(w.finish())??;
         jstr(env, &file.to_json())
     })
 }
@@ -689,8 +682,8 @@ pub extern "system" fn Java_io_sealcommit_Native_magicAbort(
 ) {
     guard(&mut env, (), |_| {
         // SAFETY: as in `magicFinish`.
-        if let Some(h) = unsafe { take::<MagicHandle>(handle) } {
-            block_on(h.writer.abort())?;
+        if let Some(w) = unsafe { take::<MagicWriter>(handle) } {
+            block_on(w.abort())?;
         }
         Ok(())
     })
