@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import pty
 import subprocess
 
 from tests.bed import stores
@@ -14,11 +15,35 @@ from tests.test_batch import A, write
 CLI = ROOT / "target" / "release" / "sealcommit"
 
 
+def cli_env(bed) -> dict:
+    return dict(os.environ, AWS_ENDPOINT_URL=bed.rgw.https_endpoint, AWS_ACCESS_KEY_ID=ACCESS_KEY,
+                AWS_SECRET_ACCESS_KEY=stores.SECRET_KEY, AWS_REGION="us-east-1", AWS_CA_BUNDLE=bed.ca.ca_pem)
+
+
 def cli(bed, *args):
-    env = dict(os.environ, AWS_ENDPOINT_URL=bed.rgw.https_endpoint, AWS_ACCESS_KEY_ID=ACCESS_KEY,
-               AWS_SECRET_ACCESS_KEY=stores.SECRET_KEY, AWS_REGION="us-east-1", AWS_CA_BUNDLE=bed.ca.ca_pem)
-    return subprocess.run([str(CLI), *args, "--conf", "fs.s3a.path.style.access=true"], env=env,
+    return subprocess.run([str(CLI), *args, "--conf", "fs.s3a.path.style.access=true"], env=cli_env(bed),
                           capture_output=True, text=True, timeout=120)
+
+
+def cli_on_terminal(bed, *args) -> tuple[int, str, str]:
+    """Runs the CLI with stderr on a pseudo-terminal (as an operator's shell has it) and stdout on
+    a pipe: exit code, stdout, and the raw bytes the terminal received."""
+    master, slave = pty.openpty()
+    p = subprocess.Popen([str(CLI), *args, "--conf", "fs.s3a.path.style.access=true"], env=cli_env(bed),
+                         stdout=subprocess.PIPE, stderr=slave, text=True)
+    os.close(slave)
+    seen = b""
+    while True:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:  # EIO: the CLI closed its end
+            break
+        if not chunk:
+            break
+        seen += chunk
+    out = p.stdout.read()
+    os.close(master)
+    return p.wait(timeout=120), out, seen.decode("utf-8", "replace")
 
 
 def test_verify_reports_keys_and_fails_on_mismatch(spark, bed, prefix):
@@ -92,3 +117,29 @@ def test_uploads_lists_and_aborts_what_crashed_writers_left(bed, s3, prefix):
     assert s3.list_multipart_uploads(Bucket=bucket, Prefix=prefix).get("Uploads", []) == []
     bad = cli(bed, "uploads", "abort", uri, "--older-than", "soon")
     assert bad.returncode == 2 and "--older-than" in bad.stderr, bad.stderr
+
+
+def test_progress_bar_on_a_terminal_only(bed, s3, prefix):
+    bucket = "direct-http"
+    for i in range(40):
+        s3.put_object(Bucket=bucket, Key=f"{prefix}/o/{i:03d}", Body=b"x" * i,
+                      ServerSideEncryption="aws:kms", SSEKMSKeyId=KMS_KEY_1)
+    uri = f"s3a://{bucket}/{prefix}/o"
+    args = ("verify", uri, "--expect-algorithm", "SSE-KMS", "--expect-key", KMS_KEY_1, "--json")
+
+    code, out, term = cli_on_terminal(bed, *args)
+    assert code == 0, term
+    assert "0/40 objects verified [" in term and "40/40 objects verified [" in term and "100%" in term, term
+    assert term.endswith("\r\x1b[2K"), repr(term[-80:])  # the bar is cleared when done
+    assert len(json.loads(out)["objects"]) == 40  # stdout stays pure JSON
+
+    piped = cli(bed, *args)
+    assert piped.returncode == 0 and "objects verified" not in piped.stderr, piped.stderr
+    code, _, term = cli_on_terminal(bed, *args, "--no-progress")
+    assert code == 0 and "objects verified" not in term, term
+
+    for i in range(3):
+        s3.create_multipart_upload(Bucket=bucket, Key=f"{prefix}/u/part-{i}")
+    code, out, term = cli_on_terminal(bed, "uploads", "abort", f"s3a://{bucket}/{prefix}/u")
+    assert code == 0 and "3 uploads aborted" in out, out + term
+    assert "3/3 uploads aborted [" in term, term

@@ -4,6 +4,8 @@
 //! `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`, `AWS_REGION`, `AWS_CA_BUNDLE`, else the AWS
 //! default chain), overridable with the keys the committer reads: `--conf key=value` (repeatable).
 
+mod bar;
+
 use std::process::ExitCode;
 
 use sealcommit_engine::config::Sourced;
@@ -13,9 +15,9 @@ use sealcommit_engine::Conf;
 
 const USAGE: &str = "usage:
   sealcommit verify <s3a://bucket/prefix> [--expect-algorithm ALG] [--expect-key KEY] [--deep] [--json]
-                    [--conf key=value]...
+                    [--no-progress] [--conf key=value]...
   sealcommit uploads list|abort <s3a://bucket/prefix> [--older-than DURATION] [--job ID] [--json]
-                    [--conf key=value]...
+                    [--no-progress] [--conf key=value]...
   sealcommit recover <s3a://bucket/prefix> [--abort] [--json] [--conf key=value]...
   sealcommit version
 
@@ -34,6 +36,8 @@ _sealcommit/): pending uploads are completed and verified, replaced objects dele
 written. With --abort it undoes them instead (nothing of those jobs stays visible), and also
 aborts the uploads of jobs that died before committing: run that only when no job is writing.
 Every job's setup already finishes interrupted commits on its destination by itself.
+
+verify and uploads draw a progress bar on stderr when it is a terminal (--no-progress: never).
 
 The store: AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN,
 AWS_REGION, AWS_CA_BUNDLE; any fs.s3a.* / sealcommit.* key with --conf (e.g.
@@ -116,6 +120,7 @@ fn uploads(args: &[String]) -> Result<ExitCode, String> {
     let mut conf = conf_from_env();
     let (mut action, mut uri, mut json) = (None, None, false);
     let mut filter = sealcommit_engine::uploads::Filter::default();
+    let mut progress = true;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         let mut value = |name: &str| {
@@ -134,18 +139,20 @@ fn uploads(args: &[String]) -> Result<ExitCode, String> {
             }
             "--job" => filter.job = Some(value("--job")?),
             "--json" => json = true,
+            "--no-progress" => progress = false,
             s if s.starts_with("--") => return Err(format!("unknown option '{s}'\n{USAGE}")),
             s if action.is_none() => action = Some(s.to_string()),
             s => uri = Some(s.to_string()),
         }
     }
     let uri = uri.ok_or_else(|| format!("uploads needs list or abort and a path\n{USAGE}"))?;
-    let (found, left) = match action.as_deref() {
-        Some("list") => (
-            engine(sealcommit_engine::uploads::list(&conf, &uri, &filter))?,
-            Vec::new(),
-        ),
-        Some("abort") => engine(sealcommit_engine::uploads::abort(&conf, &uri, &filter))?,
+    let bar = bar::Bar::stderr(progress);
+    let result = match action.as_deref() {
+        Some("list") => engine(sealcommit_engine::uploads::list(&conf, &uri, &filter, &bar))
+            .map(|found| (found, Vec::new())),
+        Some("abort") => engine(sealcommit_engine::uploads::abort(
+            &conf, &uri, &filter, &bar,
+        )),
         other => {
             return Err(format!(
                 "uploads: '{}' is not list or abort\n{USAGE}",
@@ -153,6 +160,8 @@ fn uploads(args: &[String]) -> Result<ExitCode, String> {
             ))
         }
     };
+    bar.clear();
+    let (found, left) = result?;
     if json {
         print_json(&found)?;
     } else {
@@ -218,6 +227,7 @@ fn recover(args: &[String]) -> Result<ExitCode, String> {
 fn verify(args: &[String]) -> Result<ExitCode, String> {
     let mut conf = conf_from_env();
     let (mut uri, mut alg, mut key, mut json, mut deep) = (None, None, None, false, false);
+    let mut progress = true;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         let mut value = |name: &str| {
@@ -231,6 +241,7 @@ fn verify(args: &[String]) -> Result<ExitCode, String> {
             "--expect-key" => key = Some(value("--expect-key")?),
             "--json" => json = true,
             "--deep" => deep = true,
+            "--no-progress" => progress = false,
             s if s.starts_with("--") => return Err(format!("unknown option '{s}'\n{USAGE}")),
             s => uri = Some(s.to_string()),
         }
@@ -251,7 +262,12 @@ fn verify(args: &[String]) -> Result<ExitCode, String> {
         None if key.is_some() => return Err("--expect-key needs --expect-algorithm".into()),
         None => None,
     };
-    let report = engine(sealcommit_engine::verify::verify(&conf, &uri, expect, deep))?;
+    let bar = bar::Bar::stderr(progress);
+    let report = engine(sealcommit_engine::verify::verify(
+        &conf, &uri, expect, deep, &bar,
+    ));
+    bar.clear();
+    let report = report?;
     if json {
         print_json(&report)?;
     } else {

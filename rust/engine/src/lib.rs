@@ -13,6 +13,7 @@ pub mod error;
 pub mod magic;
 pub mod model;
 pub mod parquet;
+pub mod progress;
 pub mod recover;
 pub mod runtime;
 pub mod store;

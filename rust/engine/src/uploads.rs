@@ -17,6 +17,7 @@ use crate::config::{BucketSettings, Conf};
 use crate::encryption::EncryptionSpec;
 use crate::error::Result;
 use crate::model::{Journal, JournalState, PendingSet};
+use crate::progress::Progress;
 use crate::store::{ListedUpload, Store};
 use crate::uri::S3Path;
 
@@ -110,16 +111,30 @@ async fn find(
     path: &S3Path,
     enc: &EncryptionSpec,
     filter: &Filter,
+    progress: &dyn Progress,
 ) -> Result<Vec<PendingUploadInfo>> {
     let now = SystemTime::now();
+    let recorded = recorded(store, path, enc).await?;
+    progress.phase("recorded uploads checked", recorded.len() as u64);
+    let checked: Vec<Result<Option<Recorded>>> = stream::iter(recorded)
+        .map(|r| async move {
+            let pending = store
+                .is_pending(&path.bucket, &r.upload.key, &r.upload.upload_id)
+                .await;
+            progress.advance(1);
+            Ok(pending?.then_some(r))
+        })
+        .buffered(16)
+        .collect()
+        .await;
     let mut found: Vec<(ListedUpload, &'static str)> = Vec::new();
-    for r in recorded(store, path, enc).await? {
-        if store
-            .is_pending(&path.bucket, &r.upload.key, &r.upload.upload_id)
-            .await?
-        {
-            found.push((r.upload, r.found_in));
-        }
+    for r in checked
+        .into_iter()
+        .collect::<Result<Vec<_>>>()?
+        .into_iter()
+        .flatten()
+    {
+        found.push((r.upload, r.found_in));
     }
     // Everything under the path: the path as a directory, or as a key prefix of files.
     for u in store.list_uploads(&path.bucket, &path.key).await? {
@@ -145,9 +160,14 @@ async fn find(
 }
 
 /// The pending uploads under `uri` that `filter` keeps.
-pub async fn list(conf: &Conf, uri: &str, filter: &Filter) -> Result<Vec<PendingUploadInfo>> {
+pub async fn list(
+    conf: &Conf,
+    uri: &str,
+    filter: &Filter,
+    progress: &dyn Progress,
+) -> Result<Vec<PendingUploadInfo>> {
     let (path, store, enc) = store_for(conf, uri).await?;
-    find(&store, &path, &enc, filter).await
+    find(&store, &path, &enc, filter, progress).await
 }
 
 /// Aborts the pending uploads under `uri` that `filter` keeps, except those of interrupted
@@ -157,12 +177,14 @@ pub async fn abort(
     conf: &Conf,
     uri: &str,
     filter: &Filter,
+    progress: &dyn Progress,
 ) -> Result<(Vec<PendingUploadInfo>, Vec<PendingUploadInfo>)> {
     let (path, store, enc) = store_for(conf, uri).await?;
-    let (left, found): (Vec<_>, Vec<_>) = find(&store, &path, &enc, filter)
+    let (left, found): (Vec<_>, Vec<_>) = find(&store, &path, &enc, filter, progress)
         .await?
         .into_iter()
         .partition(|u| u.found_in == "journal");
+    progress.phase("uploads aborted", found.len() as u64);
     let results: Vec<Result<()>> = stream::iter(&found)
         .map(|u| {
             let key = u
@@ -173,7 +195,11 @@ pub async fn abort(
             let store = store.clone();
             let bucket = path.bucket.clone();
             let id = u.upload_id.clone();
-            async move { store.abort_upload(&bucket, &key, &id).await }
+            async move {
+                let done = store.abort_upload(&bucket, &key, &id).await;
+                progress.advance(1);
+                done
+            }
         })
         .buffer_unordered(16)
         .collect()

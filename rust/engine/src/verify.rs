@@ -6,6 +6,7 @@ use serde::Serialize;
 use crate::config::{BucketSettings, Conf};
 use crate::encryption::{EncryptionSpec, EncryptionSummary};
 use crate::error::Result;
+use crate::progress::Progress;
 use crate::store::Store;
 use crate::uri::S3Path;
 
@@ -93,11 +94,13 @@ async fn parquet_rows(
 /// Lists every object under `uri` and HEADs it. `expect` overrides the configured encryption
 /// as the expectation; with neither, objects are only reported.
 /// With `deep`, every `.parquet` object's footer is opened as well (see [`parquet_rows`]).
+/// `progress` hears of each object checked.
 pub async fn verify(
     conf: &Conf,
     uri: &str,
     expect: Option<EncryptionSpec>,
     deep: bool,
+    progress: &dyn Progress,
 ) -> Result<VerifyReport> {
     let path = S3Path::parse(uri)?;
     let settings = BucketSettings::resolve(conf, &path.bucket)?;
@@ -113,12 +116,13 @@ pub async fn verify(
         .into_iter()
         .filter(|o| path.contains_key(&o.key))
         .collect();
+    progress.phase("objects verified", listed.len() as u64);
     let mut objects: Vec<ObjectReport> = stream::iter(listed)
         .map(|o| {
             let (store, head_with, expect, bucket) = (&store, &head_with, &expect, &path.bucket);
             async move {
                 let uri = format!("s3a://{bucket}/{}", o.key);
-                match store.head(bucket, &o.key, head_with).await {
+                let report = match store.head(bucket, &o.key, head_with).await {
                     Ok(Some(h)) => {
                         let parquet = if deep && o.key.ends_with(".parquet") {
                             Some(parquet_rows(store, bucket, &o.key, head_with, h.size).await)
@@ -154,7 +158,9 @@ pub async fn verify(
                     }
                     Ok(None) => unreadable(uri, o.size, "deleted while being verified".into()),
                     Err(e) => unreadable(uri, o.size, e.to_string()),
-                }
+                };
+                progress.advance(1);
+                report
             }
         })
         .buffer_unordered(16)
