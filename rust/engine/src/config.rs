@@ -567,21 +567,23 @@ pub const MAX_PART_SIZE: u64 = 5 << 30;
 
 impl CommitConfig {
     pub fn resolve(conf: &Conf, bucket: &str) -> Result<CommitConfig> {
-        let explicit_part_size = match conf
-            .own(bucket, "part-size")
-            .or_else(|| conf.s3a(bucket, "multipart.size"))
-        {
-            Some(v) => {
-                let n = parse_size(&v)?;
-                if !(MIN_PART_SIZE..=MAX_PART_SIZE).contains(&n) {
-                    return Err(Error::config(
-                        &v.key,
-                        format!("{n} bytes is outside the part sizes S3 allows (5M to 5G)"),
-                    ));
-                }
-                Some(n)
+        let part_size = |v: Option<Sourced<String>>| -> Result<Option<u64>> {
+            let Some(v) = v else { return Ok(None) };
+            let n = parse_size(&v)?;
+            if !(MIN_PART_SIZE..=MAX_PART_SIZE).contains(&n) {
+                return Err(Error::config(
+                    &v.key,
+                    format!("{n} bytes is outside the part sizes S3 allows (5M to 5G)"),
+                ));
             }
-            None => None,
+            Ok(Some(n))
+        };
+        let own_part_size = part_size(conf.own(bucket, "part-size"))?;
+        // Magic mode ignores S3A's multipart.size: Hadoop's core-default.xml sets it (64M) in
+        // every job, which would hold 5 × 64 MiB per open file instead of 5 × 16 MiB.
+        let s3a_part_size = match own_part_size {
+            Some(_) => None,
+            None => part_size(conf.s3a(bucket, "multipart.size"))?,
         };
         let verify = match conf.own(bucket, "verify") {
             None => VerifyMode::Auto,
@@ -612,8 +614,8 @@ impl CommitConfig {
         };
         Ok(CommitConfig {
             mode,
-            part_size: explicit_part_size.unwrap_or(64 << 20),
-            magic_part_size: explicit_part_size.unwrap_or(16 << 20),
+            part_size: own_part_size.or(s3a_part_size).unwrap_or(64 << 20),
+            magic_part_size: own_part_size.unwrap_or(16 << 20),
             magic_parts_in_flight: conf.usize_own(bucket, "magic.parts-in-flight", 4, 1, 64)?,
             upload_parallelism: conf.usize_own(bucket, "upload.parallelism", 8, 1, 256)?,
             commit_parallelism: conf.usize_own(bucket, "commit.parallelism", 16, 1, 1024)?,
@@ -906,6 +908,14 @@ mod tests {
         let c = conf(&[("sealcommit.mode", "MAGIC"), ("sealcommit.part-size", "5M")]);
         let c = CommitConfig::resolve(&c, "b").unwrap();
         assert_eq!((c.mode, c.magic_part_size), (Mode::Magic, 5 << 20));
+        // Hadoop's defaults carry fs.s3a.multipart.size=64M into every Spark job: staging
+        // follows it, magic keeps its smaller parts unless sealcommit.part-size says otherwise.
+        let c = conf(&[
+            ("sealcommit.mode", "magic"),
+            ("fs.s3a.multipart.size", "32M"),
+        ]);
+        let c = CommitConfig::resolve(&c, "b").unwrap();
+        assert_eq!((c.part_size, c.magic_part_size), (32 << 20, 16 << 20));
         let c = conf(&[("sealcommit.bucket.b.mode", "fast")]);
         let err = CommitConfig::resolve(&c, "b").unwrap_err().to_string();
         assert!(
