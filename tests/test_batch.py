@@ -4,6 +4,8 @@ with an independent client (boto3) and on the wire (RGW's op log, nginx's access
 
 from __future__ import annotations
 
+import urllib.parse
+
 import pytest
 from pyspark.sql.utils import AnalysisException
 
@@ -77,6 +79,8 @@ def test_save_modes(spark, s3, bed, prefix, topology, fmt, partitioned):
     ops, success = check_committed(s3, bucket, prefix, wire, expect_files_min=2)
     assert ops["complete_multipart"] == len(success["sealcommit"]["files"])
     assert success["sealcommit"]["requests"]["CompleteMultipartUpload"] == ops["complete_multipart"]
+    # RGW's Complete response is silent on encryption; the Create response was checked instead.
+    assert "HeadObject" not in success["sealcommit"]["requests"], success["sealcommit"]["requests"]
     if topology == "via-proxy":
         assert wire.proxy_ops()["CompleteMultipartUpload"] == ops["complete_multipart"]
 
@@ -100,6 +104,30 @@ def test_save_modes(spark, s3, bed, prefix, topology, fmt, partitioned):
     assert read(spark, fmt, path) == sorted(C)
     ops, success = check_committed(s3, bucket, prefix, wire)
     assert success["sealcommit"]["replaced_objects"] > 0
+
+
+def test_three_requests_per_file_and_a_head_each_when_asked(spark, s3, bed, prefix):
+    """Each file costs CreateMultipartUpload, UploadPart and CompleteMultipartUpload: its
+    encryption is proven by the Create response (RGW's Complete says nothing). With
+    sealcommit.verify=head every object is HEADed as well."""
+    path = f"s3a://direct-https/{prefix}"
+    wire = Wire(bed)
+    write(spark, A, "parquet", path, "errorifexists", True)
+    ops, success = check_committed(s3, "direct-https", prefix, wire, expect_files_min=2)
+    files = len(success["sealcommit"]["files"])
+    assert (ops["init_multipart"], ops["complete_multipart"]) == (files, files)
+    engine = [r for r in wire.rgw_requests() if "aws-sdk-rust" in r["agent"]]
+    assert len(engine) >= 3 * files and not [r for r in engine if r["method"] == "HEAD"], engine
+    assert "HeadObject" not in success["sealcommit"]["requests"]
+
+    wire = Wire(bed)
+    write(spark, B, "parquet", f"{path}-head", "errorifexists", True, **{"sealcommit.verify": "head"})
+    ops, success = check_committed(s3, "direct-https", f"{prefix}-head", wire, expect_files_min=2)
+    heads = {urllib.parse.unquote(r["uri"]) for r in wire.rgw_requests()
+             if "aws-sdk-rust" in r["agent"] and r["method"] == "HEAD"}
+    data = {f"/direct-https/{f['key']}" for f in success["sealcommit"]["files"]}
+    assert data <= heads, (data, heads)
+    assert success["sealcommit"]["requests"]["HeadObject"] >= len(data)
 
 
 def test_failed_task_attempt_is_never_visible(spark, s3, bed, prefix):

@@ -74,6 +74,7 @@ def test_a_file_larger_than_the_heap_streams_within_the_memory_bound_without_loc
     assert requests["CreateMultipartUpload"] == 1
     assert requests["UploadPart"] == math.ceil(size / PART)
     assert requests["CompleteMultipartUpload"] == 1
+    assert "HeadObject" not in requests  # the Create response proved the encryption
     assert_no_copy(wire)
     assert_all_encrypted(s3, BUCKET, prefix)
     back = spark.read.text(path)

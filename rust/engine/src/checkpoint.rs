@@ -325,7 +325,7 @@ impl CheckpointFs {
                 .await?,
             PutOutcome::Exists
         );
-        let id = store.create_upload(b, k, enc).await?;
+        let (id, _) = store.create_upload(b, k, enc).await?;
         let part = store
             .upload_part(b, k, &id, 1, ByteStream::from_static(b"again"), enc)
             .await;

@@ -353,7 +353,7 @@ impl Job {
             .map_err(|e| Error::io("read task output", &shown, e))?
             .len();
         let enc = self.enc();
-        let upload_id = self
+        let (upload_id, created) = self
             .store
             .create_upload(&dest.bucket, &dest.key, enc)
             .await?;
@@ -405,6 +405,7 @@ impl Job {
             parts,
             size,
             encryption: enc.summary(),
+            created_with: created.confirms(enc),
         })
     }
 
@@ -443,6 +444,7 @@ impl Job {
                 parts: vec![],
                 size: 0,
                 encryption: self.enc().summary(),
+                created_with: None,
             })
             .collect();
         self.abort_uploads(&strays).await?;
@@ -689,6 +691,18 @@ impl Job {
         };
         let (etag, observed, size) = if self.settings.commit.verify == VerifyMode::Off {
             (etag, observed, u.size)
+        } else if let (VerifyMode::Auto, true, Some(created)) = (
+            self.settings.commit.verify,
+            observed.is_empty() && !checked,
+            &u.created_with,
+        ) {
+            // Completed, silent on encryption, created with the right one: that is the object's.
+            return Ok(CommittedFile {
+                key: u.key.clone(),
+                size: u.size,
+                etag,
+                encryption: created.clone(),
+            });
         } else if checked
             || (self.settings.commit.verify == VerifyMode::Auto
                 && etag.is_some()
@@ -1007,6 +1021,7 @@ mod tests {
                 kms_key_id: None,
                 sse_c_key_md5: None,
             },
+            created_with: None,
         }
     }
 

@@ -310,6 +310,11 @@ pub struct Observed {
 }
 
 impl Observed {
+    /// The store reported encryption and it is what `spec` asks for: its summary, else `None`.
+    pub fn confirms(&self, spec: &EncryptionSpec) -> Option<EncryptionSummary> {
+        (!self.is_empty() && spec.verify(self).is_ok()).then(|| self.summary())
+    }
+
     pub fn is_empty(&self) -> bool {
         self.algorithm.is_none() && self.kms_key_id.is_none() && self.sse_c_md5.is_none()
     }

@@ -71,6 +71,8 @@ pub struct MagicWriter {
     enc: EncryptionSpec,
     part_size: usize,
     upload_id: Option<String>,
+    /// What the store said it applies to the upload, when that matched the request.
+    created_with: Option<crate::encryption::EncryptionSummary>,
     /// The part being filled: `part_size` bytes once allocated, the first `filled` written.
     buf: Vec<u8>,
     filled: usize,
@@ -103,6 +105,7 @@ impl Job {
             enc: self.settings.encryption.clone(),
             part_size: c.magic_part_size as usize,
             upload_id: None,
+            created_with: None,
             buf: Vec::new(),
             filled: 0,
             next_part: 1,
@@ -159,11 +162,12 @@ impl MagicWriter {
         if let Some(id) = &self.upload_id {
             return Ok(id.clone());
         }
-        let id = self
+        let (id, created) = self
             .store
             .create_upload(&self.dest.bucket, &self.dest.key, &self.enc)
             .await?;
         self.upload_id = Some(id.clone());
+        self.created_with = created.confirms(&self.enc);
         Ok(id)
     }
 
@@ -240,6 +244,7 @@ impl MagicWriter {
                         parts,
                         size: self.size,
                         encryption: self.enc.summary(),
+                        created_with: self.created_with.take(),
                     },
                     buffer_peak: self.held.peak(),
                 };
@@ -323,6 +328,7 @@ mod tests {
                     kms_key_id: Some("k".into()),
                     sse_c_key_md5: None,
                 },
+                created_with: None,
             },
             buffer_peak: 7,
         };

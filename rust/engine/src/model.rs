@@ -22,6 +22,11 @@ pub struct PendingUpload {
     pub parts: Vec<(i32, String)>,
     pub size: u64,
     pub encryption: EncryptionSummary,
+    /// The encryption the store reported when it created the upload, when that matched the
+    /// request. A multipart object's encryption is fixed at creation, so job commit needs no
+    /// HEAD to verify it when the Complete response is silent (as Ceph RGW's is).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_with: Option<EncryptionSummary>,
 }
 
 impl PendingUpload {
@@ -178,6 +183,17 @@ pub const SUCCESS_NAME: &str = "org.apache.hadoop.fs.s3a.commit.files.SuccessDat
 mod tests {
     use super::*;
 
+    #[test]
+    fn pending_uploads_without_created_with_still_read() {
+        let mut u = upload();
+        let old = serde_json::to_string(&u).unwrap();
+        assert!(!old.contains("created_with"));
+        assert_eq!(serde_json::from_str::<PendingUpload>(&old).unwrap(), u);
+        u.created_with = Some(u.encryption.clone());
+        let new = serde_json::to_string(&u).unwrap();
+        assert_eq!(serde_json::from_str::<PendingUpload>(&new).unwrap(), u);
+    }
+
     fn upload() -> PendingUpload {
         PendingUpload {
             bucket: "b".into(),
@@ -190,6 +206,7 @@ mod tests {
                 kms_key_id: Some("k1".into()),
                 sse_c_key_md5: None,
             },
+            created_with: None,
         }
     }
 

@@ -440,12 +440,14 @@ impl Store {
         }
     }
 
+    /// Starts a multipart upload: its id, and the encryption the store says it applies to it
+    /// (empty if the response does not say; Ceph RGW and AWS do).
     pub async fn create_upload(
         &self,
         bucket: &str,
         key: &str,
         enc: &EncryptionSpec,
-    ) -> Result<String> {
+    ) -> Result<(String, Observed)> {
         self.note("CreateMultipartUpload", bucket, key);
         let out = enc
             .apply_create(
@@ -467,7 +469,8 @@ impl Store {
                     e,
                 )
             })?;
-        out.upload_id()
+        let id = out
+            .upload_id()
             .map(str::to_string)
             .ok_or_else(|| Error::Store {
                 op: "CreateMultipartUpload",
@@ -477,7 +480,15 @@ impl Store {
                 detail: "the response has no upload id".into(),
                 hint: String::new(),
                 retryable: false,
-            })
+            })?;
+        Ok((
+            id,
+            observed(
+                out.server_side_encryption(),
+                out.ssekms_key_id(),
+                out.sse_customer_key_md5(),
+            ),
+        ))
     }
 
     pub async fn upload_part(
