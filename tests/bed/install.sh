@@ -51,5 +51,10 @@ fetch_jar com.amazonaws aws-java-sdk-bundle "$AWS_SDK_V1_VERSION"
 # S3A 3.3.x uploads (copyFromLocalFile, which RocksDB state uses) need commons-collections 3,
 # which Hadoop 3.5 (inside Spark 4) no longer ships.
 fetch_jar commons-collections commons-collections 3.2.2
+# More, as group:artifact:version words (the benchmarks add spark-hadoop-cloud, S3A's Spark binding).
+for gav in ${SEALCOMMIT_EXTRA_JARS:-}; do
+  IFS=: read -r g a v <<<"$gav"
+  fetch_jar "$g" "$a" "$v"
+done
 
 echo "$VENV"

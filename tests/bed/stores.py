@@ -7,7 +7,7 @@
   `x-amz-copy-source` header so CopyObject is counted on the wire.
 * A private CA generated per run, and the server certificate it signs.
 
-Everything binds 127.0.0.1 only. `python -m tests.bed.stores start|stop DIR` drives it by hand.
+Everything binds 127.0.0.1 only. `python -m tests.bed.stores start DIR` runs it by hand until SIGTERM or Ctrl-C.
 """
 
 from __future__ import annotations
@@ -152,6 +152,8 @@ class Rgw:
     ca: CA
     http_port: int = PORTS["rgw_http"]
     https_port: int = PORTS["rgw_https"]
+    # Memstore keeps objects in RAM: the benchmarks' 4 GiB writes need more than the tests.
+    memstore_bytes: int = 4 << 30
     procs: list = field(default_factory=list)
 
     @property
@@ -201,7 +203,7 @@ mon_data = {b}/mon
 [osd.0]
 osd_data = {b}/osd
 osd_objectstore = memstore
-memstore_device_bytes = 4294967296
+memstore_device_bytes = {self.memstore_bytes}
 
 [client.rgw.a]
 log_file = {self.log_file}
@@ -482,6 +484,7 @@ def classify(req: dict) -> str:
 class Bed:
     base: Path
     with_seaweed: bool = True
+    rgw_memstore_bytes: int = 4 << 30
     ca: CA | None = None
     rgw: Rgw | None = None
     seaweed: Seaweed | None = None
@@ -491,7 +494,7 @@ class Bed:
         t0 = time.monotonic()
         self.base.mkdir(parents=True, exist_ok=True)
         self.ca = CA.create(self.base / "ca")
-        self.rgw = Rgw(self.base / "rgw", self.ca)
+        self.rgw = Rgw(self.base / "rgw", self.ca, memstore_bytes=self.rgw_memstore_bytes)
         routes = {PORTS["proxy_http"]: f"localhost:{PORTS['rgw_https']}"}
         try:
             self.rgw.start()
@@ -534,5 +537,9 @@ if __name__ == "__main__":
     if cmd == "start":
         bed.start()
         print(json.dumps({"rgw_http": bed.rgw.http_endpoint, "rgw_https": bed.rgw.https_endpoint,
-                          "secret_key": SECRET_KEY}))
-        signal.pause()
+                          "secret_key": SECRET_KEY}), flush=True)
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+        try:
+            signal.pause()
+        finally:
+            bed.stop()

@@ -5,6 +5,8 @@
 //! default chain), overridable with the keys the committer reads: `--conf key=value` (repeatable).
 
 mod bar;
+#[cfg(feature = "bench")]
+mod bench;
 
 use std::process::ExitCode;
 
@@ -108,6 +110,8 @@ fn run(args: Vec<String>) -> Result<ExitCode, String> {
         "verify" => verify(&args[1..]),
         "uploads" => uploads(&args[1..]),
         "recover" => recover(&args[1..]),
+        #[cfg(feature = "bench")]
+        "bench" => bench::run(&args[1..], conf_from_env()).map(|()| ExitCode::SUCCESS),
         "help" | "--help" | "-h" => {
             println!("{USAGE}");
             Ok(ExitCode::SUCCESS)

@@ -1,0 +1,367 @@
+//! `sealcommit bench`: measurements without Spark, for docs/BENCHMARKS.md (built only with the
+//! `bench` feature; `tests/bench/run.sh` builds it).
+//!
+//! * `bench commit <uri> --files N`: N small Parquet files (arrow + parquet) are uploaded as
+//!   pending multipart uploads through the engine's task path, grouped into pendingsets of
+//!   `--per-task` like tasks would report them; then a fresh process (this binary, as the driver)
+//!   reads those pendingsets and runs the job commit. Its time and peak memory are the driver's.
+//! * `bench upload <uri> --mib M`: the same random bytes uploaded three ways — a raw aws-sdk-s3
+//!   multipart upload (the ceiling), the engine's magic writer and its staging upload of a local
+//!   file — each with the engine's part size, parallelism and encryption headers.
+//!
+//! Every result is one JSON object on stdout.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use arrow_array::{Int64Array, RecordBatch, StringArray};
+use arrow_schema::{DataType, Field, Schema};
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+use bytes::Bytes;
+use futures::stream::{self, StreamExt, TryStreamExt};
+use parquet::arrow::ArrowWriter;
+use sealcommit_engine::config::BucketSettings;
+use sealcommit_engine::runtime::block_on;
+use sealcommit_engine::uri::S3Path;
+use sealcommit_engine::{Conf, Job, PendingSet};
+use serde_json::json;
+
+type R<T> = Result<T, String>;
+
+fn err(e: impl std::fmt::Display) -> String {
+    e.to_string()
+}
+
+/// Peak and current resident memory of this process, from /proc (bytes).
+fn memory() -> (u64, u64) {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+            .map_or(0, |kb| kb * 1024)
+    };
+    (field("VmHWM:"), field("VmRSS:"))
+}
+
+/// One small Parquet file (`rows` rows of id and name) whose bytes differ per `seed`.
+fn parquet_file(seed: u64, rows: usize) -> R<Vec<u8>> {
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("id", DataType::Int64, false),
+        Field::new("name", DataType::Utf8, false),
+    ]));
+    let ids: Vec<i64> = (0..rows as i64)
+        .map(|i| seed as i64 * 1_000_000 + i)
+        .collect();
+    let names: Vec<String> = ids.iter().map(|i| format!("user-{i:012}")).collect();
+    let batch = RecordBatch::try_new(
+        schema.clone(),
+        vec![
+            Arc::new(Int64Array::from(ids)),
+            Arc::new(StringArray::from(names)),
+        ],
+    )
+    .map_err(err)?;
+    let mut w = ArrowWriter::try_new(Vec::new(), schema, None).map_err(err)?;
+    w.write(&batch).map_err(err)?;
+    w.into_inner().map_err(err)
+}
+
+struct Args {
+    uri: String,
+    files: usize,
+    per_task: usize,
+    rows: usize,
+    mib: usize,
+    pendingsets: Option<String>,
+    job: Option<String>,
+}
+
+fn parse(args: &[String], conf: &mut Conf) -> R<Args> {
+    let mut a = Args {
+        uri: String::new(),
+        files: 1000,
+        per_task: 100,
+        rows: 100,
+        mib: 256,
+        pendingsets: None,
+        job: None,
+    };
+    let mut it = args.iter();
+    while let Some(x) = it.next() {
+        let mut value = || it.next().cloned().ok_or(format!("{x} needs a value"));
+        let number = |v: String| {
+            v.parse::<usize>()
+                .map_err(|_| format!("{x}: '{v}' is not a number"))
+        };
+        match x.as_str() {
+            "--conf" => crate::set_conf(conf, &value()?)?,
+            "--files" => a.files = number(value()?)?,
+            "--per-task" => a.per_task = number(value()?)?.max(1),
+            "--rows" => a.rows = number(value()?)?.max(1),
+            "--mib" => a.mib = number(value()?)?.max(1),
+            "--pendingsets" => a.pendingsets = Some(value()?),
+            "--job" => a.job = Some(value()?),
+            s if s.starts_with("--") => return Err(format!("bench: unknown option '{s}'")),
+            s => a.uri = s.to_string(),
+        }
+    }
+    if a.uri.is_empty() {
+        return Err("bench needs a destination s3a://bucket/prefix".into());
+    }
+    Ok(a)
+}
+
+pub fn run(args: &[String], mut conf: Conf) -> R<()> {
+    let Some(what) = args.first() else {
+        return Err("bench commit|upload <s3a://bucket/prefix> [options]".into());
+    };
+    let a = parse(&args[1..], &mut conf)?;
+    let out = match what.as_str() {
+        "commit" => block_on(prepare_and_commit(&conf, &a, &args[1..])).map_err(err)??,
+        "driver-commit" => block_on(driver_commit(&conf, &a)).map_err(err)??,
+        "upload" => block_on(upload(&conf, &a)).map_err(err)??,
+        other => return Err(format!("bench: '{other}' is not commit or upload")),
+    };
+    println!("{out}");
+    Ok(())
+}
+
+/// The task side: `files` pending uploads, written to a local pendingsets file; then the driver
+/// side in a fresh process.
+async fn prepare_and_commit(conf: &Conf, a: &Args, raw_args: &[String]) -> R<serde_json::Value> {
+    let job_id = format!(
+        "bench-{}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_err(err)?
+            .as_millis()
+    );
+    let job = Job::open(conf, &a.uri, &job_id).await.map_err(err)?;
+    job.setup().await.map_err(err)?;
+    let t0 = Instant::now();
+    let dest = a.uri.trim_end_matches('/').to_string();
+    let uploads: Vec<_> = stream::iter(0..a.files)
+        .map(|i| {
+            let (job, dest) = (&job, &dest);
+            async move {
+                let body = parquet_file(i as u64, a.rows)?;
+                let mut w = job
+                    .magic_writer(&format!("{dest}/part-{i:06}-{}.parquet", job.job_id))
+                    .map_err(err)?;
+                w.write(&body).await.map_err(err)?;
+                Ok::<_, String>((w.finish().await.map_err(err)?.upload, body.len() as u64))
+            }
+        })
+        .buffer_unordered(64)
+        .try_collect()
+        .await?;
+    let prepare_s = t0.elapsed().as_secs_f64();
+    let bytes: u64 = uploads.iter().map(|(_, n)| n).sum();
+    let sets: Vec<PendingSet> = uploads
+        .chunks(a.per_task)
+        .enumerate()
+        .map(|(t, chunk)| PendingSet {
+            version: sealcommit_engine::model::PENDINGSET_VERSION,
+            job_id: job_id.clone(),
+            task_attempt: format!("attempt_bench_m_{t:06}_0"),
+            uploads: chunk.iter().map(|(u, _)| u.clone()).collect(),
+            requests: Default::default(),
+            buffer_peak: 0,
+        })
+        .collect();
+    let file = std::env::temp_dir().join(format!("sealcommit-{job_id}.pendingsets.json"));
+    std::fs::write(&file, serde_json::to_vec(&sets).map_err(err)?).map_err(err)?;
+    let (task_peak, _) = memory();
+
+    // The driver: this binary again, so its memory is the commit's alone.
+    let exe = std::env::current_exe().map_err(err)?;
+    let mut cmd = std::process::Command::new(exe);
+    cmd.arg("bench")
+        .arg("driver-commit")
+        .args(raw_args)
+        .arg("--job")
+        .arg(&job_id)
+        .arg("--pendingsets")
+        .arg(&file);
+    let out = tokio::task::spawn_blocking(move || cmd.output())
+        .await
+        .map_err(err)?
+        .map_err(err)?;
+    let _ = std::fs::remove_file(&file);
+    if !out.status.success() {
+        return Err(format!(
+            "the driver process failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    let driver: serde_json::Value = serde_json::from_slice(&out.stdout).map_err(err)?;
+    Ok(json!({
+        "scenario": "engine-commit",
+        "files": a.files,
+        "bytes": bytes,
+        "tasks": sets.len(),
+        "prepare_seconds": prepare_s,
+        "prepare_peak_rss_bytes": task_peak,
+        "driver": driver,
+    }))
+}
+
+async fn driver_commit(conf: &Conf, a: &Args) -> R<serde_json::Value> {
+    let (_, base_rss) = memory();
+    let job_id = a.job.as_deref().ok_or("driver-commit needs --job")?;
+    let path = a
+        .pendingsets
+        .as_deref()
+        .ok_or("driver-commit needs --pendingsets")?;
+    let t0 = Instant::now();
+    let sets: Vec<PendingSet> =
+        serde_json::from_slice(&std::fs::read(path).map_err(err)?).map_err(err)?;
+    let job = Job::open(conf, &a.uri, job_id).await.map_err(err)?;
+    let report = job.commit_job(sets, vec![], false).await.map_err(err)?;
+    let seconds = t0.elapsed().as_secs_f64();
+    let (peak, _) = memory();
+    Ok(json!({
+        "seconds": seconds,
+        "commit_millis": report.millis,
+        "files": report.files,
+        "requests": report.requests,
+        "peak_rss_bytes": peak,
+        "baseline_rss_bytes": base_rss,
+    }))
+}
+
+/// Deterministic incompressible bytes (xorshift), `n` of them.
+fn random_bytes(n: usize) -> Vec<u8> {
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut v = Vec::with_capacity(n + 8);
+    while v.len() < n {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        v.extend_from_slice(&x.to_le_bytes());
+    }
+    v.truncate(n);
+    v
+}
+
+async fn upload(conf: &Conf, a: &Args) -> R<serde_json::Value> {
+    let data = Bytes::from(random_bytes(a.mib << 20));
+    let dest = S3Path::parse(&a.uri).map_err(err)?;
+    let settings = BucketSettings::resolve(conf, &dest.bucket).map_err(err)?;
+    let part = settings.commit.magic_part_size as usize;
+    let in_flight = settings.commit.magic_parts_in_flight;
+    let enc = settings.encryption.clone();
+    let mb = data.len() as f64 / 1e6;
+
+    // 1. Raw aws-sdk-s3 on the same TLS client: create, parts `in_flight` at a time.
+    let client = sealcommit_engine::store::client_for(&settings.store)
+        .await
+        .map_err(err)?;
+    let key = format!("{}/raw.bin", dest.key.trim_end_matches('/'));
+    let t0 = Instant::now();
+    let created = enc
+        .apply_create(
+            client
+                .create_multipart_upload()
+                .bucket(&dest.bucket)
+                .key(&key),
+        )
+        .send()
+        .await
+        .map_err(err)?;
+    let id = created.upload_id().unwrap_or_default().to_string();
+    let parts: Vec<CompletedPart> = stream::iter(data.chunks(part).enumerate())
+        .map(|(i, _)| {
+            let body = data.slice(i * part..((i + 1) * part).min(data.len()));
+            let req = enc.apply_upload_part(
+                client
+                    .upload_part()
+                    .bucket(&dest.bucket)
+                    .key(&key)
+                    .upload_id(&id)
+                    .part_number(i as i32 + 1)
+                    .body(ByteStream::from(body)),
+            );
+            async move {
+                let out = req.send().await.map_err(err)?;
+                Ok::<_, String>(
+                    CompletedPart::builder()
+                        .part_number(i as i32 + 1)
+                        .set_e_tag(out.e_tag().map(str::to_string))
+                        .build(),
+                )
+            }
+        })
+        .buffered(in_flight)
+        .try_collect()
+        .await?;
+    let raw_s = t0.elapsed().as_secs_f64();
+    enc.apply_complete(
+        client
+            .complete_multipart_upload()
+            .bucket(&dest.bucket)
+            .key(&key)
+            .upload_id(&id)
+            .multipart_upload(
+                CompletedMultipartUpload::builder()
+                    .set_parts(Some(parts))
+                    .build(),
+            ),
+    )
+    .send()
+    .await
+    .map_err(err)?;
+
+    // 2. The engine's magic writer, fed 1 MiB at a time as a JVM stream would.
+    let job = Job::open(conf, &a.uri, "bench-upload").await.map_err(err)?;
+    let t0 = Instant::now();
+    let mut w = job
+        .magic_writer(&format!(
+            "{}/magic.bin",
+            dest.to_string().trim_end_matches('/')
+        ))
+        .map_err(err)?;
+    for chunk in data.chunks(1 << 20) {
+        w.write(chunk).await.map_err(err)?;
+    }
+    let magic = w.finish().await.map_err(err)?;
+    let magic_s = t0.elapsed().as_secs_f64();
+
+    // 3. Staging mode's task commit: a local file uploaded in parts.
+    let local = std::env::temp_dir().join(format!("sealcommit-bench-{}.bin", std::process::id()));
+    std::fs::write(&local, &data).map_err(err)?;
+    let t0 = Instant::now();
+    let staged = job
+        .commit_task(
+            "attempt_bench_m_000000_0",
+            0,
+            vec![(
+                local.clone(),
+                format!("{}/staging.bin", dest.to_string().trim_end_matches('/')),
+            )],
+        )
+        .await;
+    let staging_s = t0.elapsed().as_secs_f64();
+    let _ = std::fs::remove_file(&local);
+    let staged = staged.map_err(err)?;
+    job.abort_uploads(&[magic.upload]).await.map_err(err)?;
+    job.abort_uploads(&staged.uploads).await.map_err(err)?;
+
+    Ok(json!({
+        "scenario": "upload-throughput",
+        "bytes": data.len(),
+        "part_size": part,
+        "parts_in_flight": in_flight,
+        "staging_part_size": settings.commit.part_size,
+        "staging_parallelism": settings.commit.upload_parallelism,
+        "raw_seconds": raw_s,
+        "magic_seconds": magic_s,
+        "staging_seconds": staging_s,
+        "raw_mb_s": mb / raw_s,
+        "magic_mb_s": mb / magic_s,
+        "staging_mb_s": mb / staging_s,
+    }))
+}

@@ -1,0 +1,161 @@
+"""The benchmark suite (docs/BENCHMARKS.md): sealcommit against Hadoop S3A's committers and the
+FileOutputCommitter, all in one run on this machine, against Ceph RGW over TLS on loopback.
+
+    python tests/bench/bench.py [--quick] [--only SCENARIO,...]
+
+Starts its own RGW (memstore, private CA), runs each committer in its own Spark driver JVM
+(tests/bench/spark_bench.py), runs the engine's `sealcommit bench` for what needs no Spark, and
+writes every measurement to docs/benchmarks/results.json; tests/bench/report.py turns that into
+docs/BENCHMARKS.md and the charts. Not a test: nothing here asserts a target.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from tests.bed import stores  # noqa: E402
+from tests.bed.stores import ACCESS_KEY, KMS_KEY_1  # noqa: E402
+from tests.conftest import bed_info  # noqa: E402
+
+BUCKET = "bench"
+CLI = ROOT / "target" / "release" / "sealcommit"
+RESULTS = ROOT / "docs" / "benchmarks" / "results.json"
+
+BATCH_COMMITTERS = ["sealcommit-staging", "sealcommit-magic", "s3a-magic", "s3a-directory", "foc-v1", "foc-v2"]
+CHECKPOINT_MANAGERS = ["sealcommit", "s3a-filecontext", "s3a-abortable"]
+
+
+def plan(quick: bool) -> dict:
+    """Sizes and repeats. `--quick` is a smoke run of every path, not a measurement."""
+    if quick:
+        return {
+            "batch": [dict(kind="batch", scenario="files-20", tasks=4, parts=5, repeats=1),
+                      dict(kind="batch", scenario="files-4x8MiB", tasks=4, mib=8, repeats=1)],
+            "streaming": dict(kind="streaming", scenario="checkpoint", batches=3),
+            "magic_memory": [8, 32],
+            "cli_commit_files": 500,
+            "cli_upload_mib": 64,
+        }
+    return {
+        "batch": [dict(kind="batch", scenario="files-100", tasks=10, parts=10, repeats=3),
+                  dict(kind="batch", scenario="files-1000", tasks=20, parts=50, repeats=3),
+                  dict(kind="batch", scenario="files-10000", tasks=100, parts=100, repeats=3),
+                  dict(kind="batch", scenario="files-16x256MiB", tasks=16, mib=256, repeats=2, gc=True)],
+        "streaming": dict(kind="streaming", scenario="checkpoint", batches=20),
+        "magic_memory": [64, 256, 1024],
+        "cli_commit_files": 100_000,
+        "cli_upload_mib": 512,
+    }
+
+
+def log(msg: str) -> None:
+    print(f"[bench] {msg}", file=sys.stderr, flush=True)
+
+
+def spark_driver(bed, work: Path, name: str, kind: str, measurements: list[dict]) -> list[dict]:
+    task = {"bed": bed_info(bed), "bucket": BUCKET, "name": name, "kind": kind, "work": str(work / name),
+            "measurements": measurements}
+    t0 = time.monotonic()
+    p = subprocess.run([sys.executable, str(ROOT / "tests" / "bench" / "spark_bench.py")],
+                       env={**os.environ, "BENCH_TASK": json.dumps(task)}, capture_output=True, text=True,
+                       timeout=3600)
+    records = [json.loads(line) for line in p.stdout.splitlines() if line.startswith("{")]
+    if p.returncode != 0:
+        log(f"{name} failed after {time.monotonic() - t0:.0f}s:\n{p.stderr[-4000:]}")
+        records.append({"scenario": measurements[len(records)]["scenario"] if len(records) < len(measurements)
+                        else "?", "committer": name, "failed": p.stderr.strip().splitlines()[-1:]})
+    else:
+        log(f"{name}: {len(records)} measurements in {time.monotonic() - t0:.0f}s")
+    return records
+
+
+def cli(bed, *args) -> dict:
+    env = dict(os.environ, AWS_ENDPOINT_URL=bed.rgw.https_endpoint, AWS_ACCESS_KEY_ID=ACCESS_KEY,
+               AWS_SECRET_ACCESS_KEY=stores.SECRET_KEY, AWS_REGION="us-east-1", AWS_CA_BUNDLE=bed.ca.ca_pem)
+    conf = ["--conf", "fs.s3a.path.style.access=true", "--conf", "fs.s3a.encryption.algorithm=SSE-KMS",
+            "--conf", f"fs.s3a.encryption.key={KMS_KEY_1}"]
+    p = subprocess.run([str(CLI), "bench", *args, *conf], env=env, capture_output=True, text=True, timeout=3600)
+    if p.returncode != 0:
+        raise RuntimeError(f"sealcommit bench {' '.join(args)} failed: {p.stderr[-3000:]}")
+    return json.loads(p.stdout)
+
+
+def rgw_ops_total(bed, offset: int) -> dict:
+    return dict(sorted(bed.rgw.ops_since(offset).items()))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true", help="a smoke run of every path with tiny sizes")
+    ap.add_argument("--only", default="", help="comma list of: batch, streaming, magic-memory, cli-commit, "
+                                               "cli-upload")
+    ap.add_argument("--committers", default=",".join(BATCH_COMMITTERS))
+    ap.add_argument("--out", default=str(RESULTS))
+    args = ap.parse_args()
+    only = set(filter(None, args.only.split(",")))
+    want = (lambda s: not only or s in only)
+    p = plan(args.quick)
+    base = Path(os.environ.get("SEALCOMMIT_BENCH_DIR", "/tmp/sealcommit-bench"))
+    bed = stores.Bed(base, with_seaweed=False, rgw_memstore_bytes=14 << 30).start()
+    records: list[dict] = []
+    started = time.time()
+    try:
+        s3 = bed.boto3(bed.rgw.http_endpoint)
+        s3.create_bucket(Bucket=BUCKET)
+        work = base / "work"
+        if want("batch"):
+            for name in args.committers.split(","):
+                records += spark_driver(bed, work, name, "batch", p["batch"])
+        if want("magic-memory"):
+            records += spark_driver(bed, work, "sealcommit-magic", "batch",
+                                    [dict(kind="magic-memory", scenario=f"magic-memory-{mib}MiB", mib=mib, gc=True)
+                                     for mib in p["magic_memory"]])
+        if want("streaming"):
+            for name in CHECKPOINT_MANAGERS:
+                records += spark_driver(bed, work, name, "streaming", [p["streaming"]])
+        if want("cli-upload"):
+            for rep in range(3):
+                off = bed.rgw.log_offset()
+                r = cli(bed, "upload", f"s3a://{BUCKET}/cli/upload-{rep}", "--mib", str(p["cli_upload_mib"]))
+                records.append({**r, "committer": "engine", "repeat": rep, "requests": rgw_ops_total(bed, off)})
+                log(f"upload {rep}: raw {r['raw_mb_s']:.0f} MB/s, magic {r['magic_mb_s']:.0f} MB/s, "
+                    f"staging {r['staging_mb_s']:.0f} MB/s")
+        if want("cli-commit"):
+            off = bed.rgw.log_offset()
+            r = cli(bed, "commit", f"s3a://{BUCKET}/cli/commit", "--files", str(p["cli_commit_files"]),
+                    "--per-task", "1000")
+            records.append({**r, "committer": "engine", "requests": rgw_ops_total(bed, off)})
+            log(f"engine commit of {r['files']} files: {r['driver']['seconds']:.1f}s, "
+                f"peak {r['driver']['peak_rss_bytes'] >> 20} MiB")
+    finally:
+        bed.stop()
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    previous = json.loads(out.read_text()) if out.exists() and only else {"records": []}
+    kept = [r for r in previous["records"] if not any(
+        r.get("scenario") == n.get("scenario") and r.get("committer") == n.get("committer") for n in records)]
+    out.write_text(json.dumps({
+        "run": {"started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
+                "minutes": round((time.time() - started) / 60, 1), "quick": args.quick,
+                "machine": f"{os.cpu_count()} cores, {os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') >> 30} "
+                           f"GiB RAM, {platform.system()} {platform.release()}",
+                "store": "Ceph RGW 16 (Debian), memstore OSD, https with a private CA on loopback, SSE-KMS "
+                         "(testing KMS backend)",
+                "spark": "pyspark 3.5.7 local[2]; Hadoop S3A 3.3.4 + AWS SDK v1 1.12.367; "
+                         "spark-hadoop-cloud 3.5.7"},
+        "records": kept + records}, indent=1) + "\n")
+    log(f"{len(records)} records -> {out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,215 @@
+"""Renders docs/benchmarks/results.json as docs/BENCHMARKS.md (between its `generated` markers;
+the prose around them is kept) and the PNG charts beside results.json.
+
+    python tests/bench/report.py
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+RESULTS = ROOT / "docs" / "benchmarks" / "results.json"
+DOC = ROOT / "docs" / "BENCHMARKS.md"
+START, END = "<!-- generated:start -->", "<!-- generated:end -->"
+
+LABEL = {
+    "sealcommit-staging": "sealcommit (staging)", "sealcommit-magic": "sealcommit (magic)",
+    "s3a-magic": "S3A magic", "s3a-directory": "S3A directory", "foc-v1": "FileOutputCommitter v1*",
+    "foc-v2": "FileOutputCommitter v2*", "sealcommit": "SealCheckpointFileManager",
+    "s3a-filecontext": "S3A + FileContext manager*", "s3a-abortable": "S3A + AbortableStream manager",
+}
+SMALL = ["files-100", "files-1000", "files-10000"]
+
+
+def fmt_s(s: dict | None) -> str:
+    if not s:
+        return "–"
+    return f"{s['median']:.2f} ({s['min']:.2f}–{s['max']:.2f})"
+
+
+def total(ops: dict | None) -> int:
+    return sum((ops or {}).values())
+
+
+def ops_text(ops: dict | None) -> str:
+    return ", ".join(f"{k} {v}" for k, v in sorted((ops or {}).items(), key=lambda kv: -kv[1])) or "–"
+
+
+def by(records, **kw):
+    return [r for r in records if all(r.get(k) == v for k, v in kw.items())]
+
+
+def one(records, **kw):
+    found = by(records, **kw)
+    return found[0] if found else None
+
+
+def charts(records: list[dict], out: Path) -> list[str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    made = []
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for c in ["sealcommit-staging", "sealcommit-magic", "s3a-magic", "s3a-directory", "foc-v1", "foc-v2"]:
+        pts = [(r["files"], r["commit_seconds"]["median"]) for s in SMALL
+               for r in by(records, scenario=s, committer=c) if "commit_seconds" in r]
+        if pts:
+            ax.plot(*zip(*sorted(pts)), marker="o", label=LABEL[c])
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("files in the job")
+    ax.set_ylabel("job commit, seconds (median)")
+    ax.set_title("Job commit time vs files (Ceph RGW, https, loopback)")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out / "commit-time.png", dpi=110)
+    made.append("commit-time.png")
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for c in ["sealcommit-staging", "sealcommit-magic", "s3a-magic", "s3a-directory", "foc-v1", "foc-v2"]:
+        pts = [(r["files"], total(r["requests"]) / r["files"]) for s in SMALL
+               for r in by(records, scenario=s, committer=c) if "requests" in r]
+        if pts:
+            ax.plot(*zip(*sorted(pts)), marker="o", label=LABEL[c])
+    ax.set_xscale("log")
+    ax.set_xlabel("files in the job")
+    ax.set_ylabel("S3 requests per file (whole job)")
+    ax.set_title("Requests per file")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out / "requests-per-file.png", dpi=110)
+    made.append("requests-per-file.png")
+    plt.close(fig)
+    return made
+
+
+def main() -> None:
+    data = json.loads(RESULTS.read_text())
+    recs = data["records"]
+    run = data["run"]
+    out = []
+    w = out.append
+    w(f"Run: {run['started']}, {run['minutes']} min{' (quick smoke run, not a measurement)' if run['quick'] else ''}"
+      f". Machine: {run['machine']}. Store: {run['store']}. Spark: {run['spark']}.")
+    w("")
+    w("### 1. Job commit time and requests vs files")
+    w("")
+    w("Median of the repeats, (min–max) in brackets. *Job commit* is Spark's own figure (the time "
+      "FileFormatWriter spends in `commitJob`); *job* is the whole write as the application sees it. "
+      "Requests are every S3 request RGW served for the job, by RGW operation; *in commit* only those "
+      "inside the commit window. \\* = unencrypted (FileOutputCommitter renames by CopyObject, which "
+      "RGW refuses for SSE-KMS objects).")
+    w("")
+    scenarios = []
+    for r in recs:
+        if r.get("scenario", "").startswith("files-") and r["scenario"] not in scenarios:
+            scenarios.append(r["scenario"])
+    for s in scenarios:
+        rows = by(recs, scenario=s)
+        w(f"**{s.removeprefix('files-')} files** "
+          f"({rows[0].get('bytes', 0) / 1e6:.1f} MB written)" if rows and rows[0].get("bytes") else f"**{s}**")
+        w("")
+        w("| committer | job commit, s | vs S3A magic | job, s | requests (per file) | in commit | by operation |")
+        w("|---|---|---|---|---|---|---|")
+        ref = one(recs, scenario=s, committer="s3a-magic")
+        for r in rows:
+            if "failed" in r:
+                w(f"| {LABEL.get(r['committer'], r['committer'])} | failed: {' '.join(r['failed'])[:120]} "
+                  f"| | | | | |")
+                continue
+            ratio = (f"{ref['commit_seconds']['median'] / r['commit_seconds']['median']:.1f}× faster"
+                     if ref and "commit_seconds" in ref and r["commit_seconds"]["median"] > 0 else "–")
+            w(f"| {LABEL.get(r['committer'], r['committer'])} | {fmt_s(r['commit_seconds'])} | {ratio} "
+              f"| {fmt_s(r['job_seconds'])} | {total(r['requests'])} ({total(r['requests']) / r['files']:.2f}) "
+              f"| {total(r['commit_requests'])} | {ops_text(r['requests'])} |")
+        w("")
+    w("![commit time vs files](benchmarks/commit-time.png)")
+    w("![requests per file](benchmarks/requests-per-file.png)")
+    w("")
+
+    up = by(recs, scenario="upload-throughput")
+    if up:
+        w("### 2. Upload throughput of a task")
+        w("")
+        w(f"{up[0]['bytes'] >> 20} MiB of random bytes, SSE-KMS, {len(up)} repeats. *raw* is aws-sdk-s3 "
+          f"multipart on the engine's TLS client ({up[0]['part_size'] >> 20} MiB parts, "
+          f"{up[0]['parts_in_flight']} in flight); *magic* is the engine's magic writer fed 1 MiB writes "
+          f"(same part size and parallelism); *staging* is staging mode's task-commit upload of a local "
+          f"file ({up[0]['staging_part_size'] >> 20} MiB parts, {up[0]['staging_parallelism']} in flight).")
+        w("")
+        w("| path | MB/s (median, min–max) | vs raw |")
+        w("|---|---|---|")
+        import statistics as st
+        raw = st.median(r["raw_mb_s"] for r in up)
+        for k in ("raw", "magic", "staging"):
+            v = [r[f"{k}_mb_s"] for r in up]
+            w(f"| {k} | {st.median(v):.0f} ({min(v):.0f}–{max(v):.0f}) | {st.median(v) / raw:.0%} |")
+        w("")
+
+    st_rows = by(recs, scenario="checkpoint")
+    if st_rows:
+        w("### 3. Streaming checkpoint commits")
+        w("")
+        w("Rate source into the noop sink, a micro-batch every 200 ms: the only writes are the checkpoint's "
+          "`offsets/N` and `commits/N`. Latency is Spark's `walCommit` + `commitOffsets` per batch (batches "
+          "after the first). Requests per batch include the reads Spark makes of the checkpoint.")
+        w("")
+        w("| checkpoint manager | offsets + commits per batch, s | offsets, s | commits, s | requests per batch |")
+        w("|---|---|---|---|---|")
+        for r in st_rows:
+            if "failed" in r:
+                w(f"| {LABEL.get(r['committer'], r['committer'])} | failed: {' '.join(r['failed'])[:160]} | | | |")
+                continue
+            w(f"| {LABEL.get(r['committer'], r['committer'])} | {fmt_s(r['batch_commit_seconds'])} "
+              f"| {fmt_s(r['offsets_seconds'])} | {fmt_s(r['commits_seconds'])} "
+              f"| {ops_text(r['requests_per_batch'])} |")
+        w("")
+
+    cc = one(recs, scenario="engine-commit")
+    if cc:
+        d = cc["driver"]
+        w("### 4. Scale without Spark: the engine commits pending uploads")
+        w("")
+        w(f"`sealcommit bench commit`: {cc['files']:,} small Parquet files ({cc['bytes'] / 1e6:.0f} MB, "
+          f"generated with arrow/parquet) uploaded as pending multipart uploads in {cc['prepare_seconds']:.0f} s, "
+          f"reported as {cc['tasks']} task pendingsets; a fresh process then reads them and runs the job commit.")
+        w("")
+        w("| files | driver time, s | of which commitJob, s | driver peak RSS | requests in commit |")
+        w("|---|---|---|---|---|")
+        w(f"| {d['files']:,} | {d['seconds']:.1f} | {d['commit_millis'] / 1000:.1f} "
+          f"| {d['peak_rss_bytes'] / 2**20:.0f} MiB | {ops_text(d['requests'])} |")
+        w("")
+
+    mm = sorted(by(recs, committer="sealcommit-magic"), key=lambda r: r.get("bytes") or 0)
+    mm = [r for r in mm if r.get("scenario", "").startswith("magic-memory")]
+    if mm:
+        w("### 5. Magic mode: executor memory vs file size")
+        w("")
+        w("One task writes one Parquet file; the engine accounts every part buffer it holds (16 MiB parts, "
+          "4 in flight by default) and reports the peak in `_SUCCESS`.")
+        w("")
+        w("| file size | part buffers at peak |")
+        w("|---|---|")
+        for r in mm:
+            w(f"| {r['bytes'] / 2**20:.0f} MiB | {r['peak_memory_bytes'] / 2**20:.0f} MiB |")
+        w("")
+
+    made = charts(recs, RESULTS.parent)
+    text = "\n".join(out)
+    doc = DOC.read_text() if DOC.exists() else f"# Benchmarks\n\n{START}\n{END}\n"
+    head, rest = doc.split(START, 1)
+    _, tail = rest.split(END, 1)
+    DOC.write_text(f"{head}{START}\n{text}\n{END}{tail}")
+    print(f"wrote {DOC} and {', '.join(made)}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
