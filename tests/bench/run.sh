@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The benchmark suite (docs/BENCHMARKS.md), on this machine. Not part of the test command: it takes
-# about an hour and asserts nothing. Installs what is missing (as the tests do, plus
+# well over an hour here and asserts nothing. Installs what is missing (as the tests do, plus
 # spark-hadoop-cloud for S3A's committers in Spark and matplotlib for the charts), builds the jar and
 # `sealcommit` with its `bench` command, measures, then renders docs/BENCHMARKS.md and the charts.
 # Arguments go to bench.py: `--quick` for a smoke run, `--only batch,streaming,...` for a part.

@@ -233,17 +233,25 @@ def streaming(spark, bed, s3, m: dict) -> dict:
     q = (spark.readStream.format("rate").option("rowsPerSecond", 100).load()
          .writeStream.format("noop").option("checkpointLocation", f"s3a://{BUCKET}/{prefix}/checkpoint")
          .trigger(processingTime="200 milliseconds").start())
+    steady_off = steady_from = None
     try:
         deadline = time.monotonic() + 300
         while len(q.recentProgress) < m["batches"] + 2 and time.monotonic() < deadline:
-            time.sleep(0.5)
+            time.sleep(0.2)
             if q.exception():
                 raise RuntimeError(str(q.exception()))
+            if steady_off is None and q.recentProgress:
+                # From here on: steady state, no startup objects (metadata, sources, probe).
+                steady_off, steady_from = bed.rgw.log_offset(), q.recentProgress[-1]["batchId"]
         progress = q.recentProgress
+        steady_to = progress[-1]["batchId"]
     finally:
         q.stop()
     time.sleep(0.5)
     ops = rgw_ops(bed, rgw_off)
+    # Requests of the batches that ran wholly between the two offsets (±1 batch in flight).
+    steady_ops = rgw_ops(bed, steady_off)
+    steady_batches = max(1, steady_to - steady_from)
     # Batch 0 creates the checkpoint (metadata, sources); the steady state is the rest.
     steady = [p for p in progress if p["batchId"] >= 1][: m["batches"]]
     assert len(steady) == m["batches"], f"only {len(steady)} batches ran"
@@ -255,7 +263,8 @@ def streaming(spark, bed, s3, m: dict) -> dict:
             "repeats": len(steady), "offsets_seconds": summary(wal), "commits_seconds": summary(com),
             "batch_commit_seconds": summary([a + b for a, b in zip(wal, com)]),
             "batches": batches, "requests": ops,
-            "requests_per_batch": {k: round(v / batches, 2) for k, v in ops.items()},
+            "requests_per_batch": {k: round(v / steady_batches, 2) for k, v in steady_ops.items()},
+            "steady_batches": steady_batches,
             "peak_memory_bytes": None}
 
 
