@@ -47,48 +47,41 @@ def one(records, **kw):
     return found[0] if found else None
 
 
+BATCH = ["sealcommit-staging", "sealcommit-magic", "s3a-magic", "s3a-directory", "foc-v1", "foc-v2"]
+
+
 def charts(records: list[dict], out: Path) -> list[str]:
+    """One line per committer over the small-file scenarios: commit time (log-log) and requests
+    per file."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    made = []
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for c in ["sealcommit-staging", "sealcommit-magic", "s3a-magic", "s3a-directory", "foc-v1", "foc-v2"]:
-        pts = [(r["files"], r["commit_seconds"]["median"]) for s in SMALL
-               for r in by(records, scenario=s, committer=c) if "commit_seconds" in r]
-        if pts:
-            ax.plot(*zip(*sorted(pts)), marker="o", label=LABEL[c])
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel("files in the job")
-    ax.set_ylabel("job commit, seconds (median)")
-    ax.set_title("Job commit time vs files (Ceph RGW, https, loopback)")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(out / "commit-time.png", dpi=110)
-    made.append("commit-time.png")
-    plt.close(fig)
+    def chart(name: str, field: str, y, ylabel: str, title: str, log_y: bool) -> str:
+        fig, ax = plt.subplots(figsize=(7, 4.5))
+        for c in BATCH:
+            pts = [(r["files"], y(r)) for s in SMALL for r in by(records, scenario=s, committer=c) if field in r]
+            if pts:
+                ax.plot(*zip(*sorted(pts)), marker="o", label=LABEL[c])
+        ax.set_xscale("log")
+        if log_y:
+            ax.set_yscale("log")
+        ax.set_xlabel("files in the job")
+        ax.set_ylabel(ylabel)
+        ax.set_title(title)
+        ax.grid(True, which="both", alpha=0.3)
+        if ax.lines:
+            ax.legend(fontsize=8)
+        fig.tight_layout()
+        fig.savefig(out / name, dpi=110)
+        plt.close(fig)
+        return name
 
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for c in ["sealcommit-staging", "sealcommit-magic", "s3a-magic", "s3a-directory", "foc-v1", "foc-v2"]:
-        pts = [(r["files"], total(r["requests"]) / r["files"]) for s in SMALL
-               for r in by(records, scenario=s, committer=c) if "requests" in r]
-        if pts:
-            ax.plot(*zip(*sorted(pts)), marker="o", label=LABEL[c])
-    ax.set_xscale("log")
-    ax.set_xlabel("files in the job")
-    ax.set_ylabel("S3 requests per file (whole job)")
-    ax.set_title("Requests per file")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(out / "requests-per-file.png", dpi=110)
-    made.append("requests-per-file.png")
-    plt.close(fig)
-    return made
+    return [chart("commit-time.png", "commit_seconds", lambda r: r["commit_seconds"]["median"],
+                  "job commit, seconds (median)", "Job commit time vs files (Ceph RGW, https, loopback)", True),
+            chart("requests-per-file.png", "requests", lambda r: total(r["requests"]) / r["files"],
+                  "S3 requests per file (whole job)", "Requests per file", False)]
 
 
 def targets(recs: list[dict], w) -> None:

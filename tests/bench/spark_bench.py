@@ -207,13 +207,13 @@ def batch(spark, log: Path, bed, s3, m: dict) -> dict:
         clear(s3, prefix)
         if m.get("gc"):
             bed_gc(bed)
+    median_run = sorted(runs, key=lambda r: r["commit_s"])[len(runs) // 2]
     return {"scenario": m["scenario"], "committer": TASK["name"], "files": files,
             "bytes": runs[0]["bytes"], "repeats": repeats,
             "commit_seconds": summary([r["commit_s"] for r in runs]),
             "job_seconds": summary([r["job_s"] for r in runs]),
             # Requests vary by a few retries at most; the median run's are reported.
-            "requests": sorted(runs, key=lambda r: r["commit_s"])[len(runs) // 2]["requests"],
-            "commit_requests": sorted(runs, key=lambda r: r["commit_s"])[len(runs) // 2]["commit_requests"],
+            "requests": median_run["requests"], "commit_requests": median_run["commit_requests"],
             "peak_memory_bytes": None}
 
 
