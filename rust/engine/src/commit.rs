@@ -13,7 +13,9 @@
 //!
 //! No object is ever copied or renamed.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashSet};
+use std::io::Write;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
@@ -117,12 +119,12 @@ impl Job {
             .child(&format!("{JOURNAL_DIR}/{}.journal", self.job_id))
     }
 
-    fn journal(
+    fn journal<'a>(
         &self,
         state: JournalState,
-        uploads: Vec<PendingUpload>,
+        uploads: &'a [PendingUpload],
         replace_prefixes: Vec<String>,
-    ) -> Journal {
+    ) -> Journal<'a> {
         Journal {
             version: JOURNAL_VERSION,
             job_id: self.job_id.clone(),
@@ -130,7 +132,7 @@ impl Job {
             state,
             created: now_rfc3339(),
             encryption: self.enc().summary(),
-            uploads,
+            uploads: Cow::Borrowed(uploads),
             replace_prefixes,
         }
     }
@@ -140,6 +142,48 @@ impl Job {
     async fn put_verified(&self, path: &S3Path, body: Vec<u8>) -> Result<Observed> {
         self.put_verified_stream(path, ByteStream::from(body), None)
             .await
+    }
+
+    /// Writes one of our JSON documents (journal, `_SUCCESS`), verified like
+    /// [`put_verified`](Self::put_verified). A document that lists every file of a large job
+    /// is spooled through a local temporary file rather than built in memory; where no
+    /// temporary file can be made, it is built in memory.
+    async fn put_document(
+        &self,
+        path: &S3Path,
+        what: &'static str,
+        doc: &impl serde::Serialize,
+        pretty: bool,
+    ) -> Result<Observed> {
+        let spooled = match Spooled::write(doc, pretty) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                log::debug!("sealcommit: {what} built in memory (no temporary file: {e})");
+                None
+            }
+        };
+        let body = match &spooled {
+            Some(s) => ByteStream::read_from()
+                .path(&s.path)
+                .build()
+                .await
+                .map_err(|e| {
+                    Error::io(
+                        "read back",
+                        s.path.display().to_string(),
+                        std::io::Error::other(e),
+                    )
+                })?,
+            None => ByteStream::from(
+                if pretty {
+                    serde_json::to_vec_pretty(doc)
+                } else {
+                    serde_json::to_vec(doc)
+                }
+                .map_err(|e| Error::document(what, e))?,
+            ),
+        };
+        self.put_verified_stream(path, body, None).await
     }
 
     /// One PUT (create-only with a writer id: an existing object is `AlreadyExists`),
@@ -212,11 +256,9 @@ impl Job {
     /// Job setup: records the job in flight and proves, with one small write, that the store
     /// accepts and applies the requested encryption before any task runs.
     pub async fn setup(&self) -> Result<()> {
-        let journal = self.journal(JournalState::Started, vec![], vec![]);
+        let journal = self.journal(JournalState::Started, &[], vec![]);
         let path = self.journal_path();
-        let body =
-            serde_json::to_vec_pretty(&journal).map_err(|e| Error::document("journal", e))?;
-        if let Err(e) = self.put_verified(&path, body).await {
+        if let Err(e) = self.put_document(&path, "journal", &journal, false).await {
             // Leave nothing behind; the original error is what the user needs to see.
             let _ = self.store.delete(&path.bucket, &path.key).await;
             return Err(e);
@@ -404,8 +446,8 @@ impl Job {
             upload_id,
             parts,
             size,
-            encryption: enc.summary(),
-            created_with: created.confirms(enc),
+            encryption: Arc::new(enc.summary()),
+            created_with: created.confirms(enc).map(Arc::new),
         })
     }
 
@@ -431,6 +473,7 @@ impl Job {
         &self,
         matches: impl Fn(&str) -> bool,
     ) -> Result<usize> {
+        let shared = Arc::new(self.enc().summary());
         let strays: Vec<PendingUpload> = self
             .store
             .list_uploads(&self.dest.bucket, &self.dest.dir_prefix())
@@ -443,7 +486,7 @@ impl Job {
                 upload_id: u.upload_id,
                 parts: vec![],
                 size: 0,
-                encryption: self.enc().summary(),
+                encryption: shared.clone(),
                 created_with: None,
             })
             .collect();
@@ -475,9 +518,9 @@ impl Job {
 
     /// The uploads of all task pendingsets, checked to belong to this job and not to overlap.
     fn collect_uploads(&self, pendingsets: Vec<PendingSet>) -> Result<Vec<PendingUpload>> {
-        let mut uploads = Vec::new();
-        let mut seen = HashSet::new();
-        for p in pendingsets {
+        let mut uploads = Vec::with_capacity(pendingsets.iter().map(|p| p.uploads.len()).sum());
+        let mut encryptions = Vec::new();
+        for mut p in pendingsets {
             for (op, n) in &p.requests {
                 self.store.counters.add(op, *n);
             }
@@ -490,18 +533,22 @@ impl Job {
                     ),
                 ));
             }
-            for u in p.uploads {
-                if !seen.insert((u.bucket.clone(), u.key.clone())) {
-                    return Err(Error::document(
-                        "pendingsets",
-                        format!(
-                            "{} was committed by two task attempts; refusing to commit duplicates",
-                            u.uri()
-                        ),
-                    ));
-                }
-                uploads.push(u);
-            }
+            share_encryption(&mut p.uploads, &mut encryptions);
+            uploads.append(&mut p.uploads);
+        }
+        // Sorted, duplicates sit side by side: no second index of every key.
+        uploads.sort_unstable_by(|a, b| (&a.bucket, &a.key).cmp(&(&b.bucket, &b.key)));
+        if let Some(w) = uploads
+            .windows(2)
+            .find(|w| (&w[0].bucket, &w[0].key) == (&w[1].bucket, &w[1].key))
+        {
+            return Err(Error::document(
+                "pendingsets",
+                format!(
+                    "{} was committed by two task attempts; refusing to commit duplicates",
+                    w[0].uri()
+                ),
+            ));
         }
         Ok(uploads)
     }
@@ -535,14 +582,10 @@ impl Job {
         }
 
         let journal_path = self.journal_path();
-        let journal = self.journal(
-            JournalState::Committing,
-            uploads.clone(),
-            replace_prefixes.clone(),
-        );
-        let body =
-            serde_json::to_vec_pretty(&journal).map_err(|e| Error::document("journal", e))?;
-        self.put_verified(&journal_path, body).await?;
+        let mut journal =
+            self.journal(JournalState::Committing, &uploads, replace_prefixes.clone());
+        self.put_document(&journal_path, "journal", &journal, false)
+            .await?;
 
         // Phase 1: complete and verify. Nothing old has been touched, so any failure is undone
         // by deleting what this commit made visible.
@@ -562,12 +605,13 @@ impl Job {
         self.published
             .store(true, std::sync::atomic::Ordering::SeqCst);
         if !replace_prefixes.is_empty() {
-            let mut journal = journal;
             journal.state = JournalState::Publishing;
-            let body =
-                serde_json::to_vec_pretty(&journal).map_err(|e| Error::document("journal", e))?;
-            self.put_verified(&journal_path, body).await?;
+            self.put_document(&journal_path, "journal", &journal, false)
+                .await?;
         }
+        // From here on only the committed files are needed.
+        drop(journal);
+        drop(uploads);
         match self
             .publish(files, &replace_prefixes, t0, buffer_peak)
             .await
@@ -644,8 +688,7 @@ impl Job {
         // The counts in _SUCCESS include its own PUT (not the HEAD that may verify it).
         *requests.entry("PutObject".into()).or_default() += 1;
         let data = self.success_data(&files, requests.clone(), replaced, millis, buffer_peak);
-        let body = serde_json::to_vec_pretty(&data).map_err(|e| Error::document("_SUCCESS", e))?;
-        self.put_verified(&success, body).await?;
+        self.put_document(&success, "_SUCCESS", &data, true).await?;
         Ok(CommitReport {
             destination: self.dest.to_string(),
             files: files.len(),
@@ -733,11 +776,18 @@ impl Job {
             }
             (h.etag.or(etag), h.observed, h.size)
         };
+        // The store's answer, shared with the upload's record when it says the same.
+        let summary = observed.summary();
+        let encryption = match &u.created_with {
+            Some(c) if **c == summary => c.clone(),
+            _ if *u.encryption == summary => u.encryption.clone(),
+            _ => Arc::new(summary),
+        };
         Ok(CommittedFile {
             key: u.key.clone(),
             size,
             etag,
-            encryption: observed.summary(),
+            encryption,
         })
     }
 
@@ -900,14 +950,14 @@ impl Job {
         Ok(aborted)
     }
 
-    fn success_data(
+    fn success_data<'a>(
         &self,
-        files: &[CommittedFile],
+        files: &'a [CommittedFile],
         requests: BTreeMap<String, u64>,
         replaced: u64,
         millis: u64,
         buffer_peak: u64,
-    ) -> SuccessData {
+    ) -> SuccessData<'a> {
         let now = SystemTime::now();
         let timestamp = now
             .duration_since(UNIX_EPOCH)
@@ -947,7 +997,11 @@ impl Job {
             job_id_source: "spark".to_string(),
             metrics,
             diagnostics,
-            filenames: files.iter().map(|f| format!("/{}", f.key)).collect(),
+            filenames: files
+                .iter()
+                .take(SUCCESS_FILENAMES)
+                .map(|f| format!("/{}", f.key))
+                .collect(),
             iostatistics: IoStatistics {
                 counters: requests.clone(),
                 ..Default::default()
@@ -957,13 +1011,51 @@ impl Job {
                 destination: self.dest.to_string(),
                 requested_encryption: self.enc().summary(),
                 verified: self.settings.commit.verify != VerifyMode::Off,
-                files: files.to_vec(),
+                files,
                 requests,
                 replaced_objects: replaced,
                 commit_millis: millis,
                 buffer_peak,
             },
         }
+    }
+}
+
+/// A JSON document in a local temporary file (owner-only), removed when dropped. It holds
+/// keys and upload ids, never a secret.
+struct Spooled {
+    path: PathBuf,
+}
+
+impl Spooled {
+    fn write(doc: &impl serde::Serialize, pretty: bool) -> std::io::Result<Spooled> {
+        use std::os::unix::fs::OpenOptionsExt;
+        static SERIAL: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let path = std::env::temp_dir().join(format!(
+            "sealcommit-{}-{}.json",
+            std::process::id(),
+            SERIAL.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        ));
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)?;
+        let spooled = Spooled { path };
+        let mut w = std::io::BufWriter::new(file);
+        if pretty {
+            serde_json::to_writer_pretty(&mut w, doc)?;
+        } else {
+            serde_json::to_writer(&mut w, doc)?;
+        }
+        w.flush()?;
+        Ok(spooled)
+    }
+}
+
+impl Drop for Spooled {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
     }
 }
 
@@ -1004,10 +1096,62 @@ pub fn written_partitions(dest: &S3Path, uploads: &[PendingUpload]) -> Vec<Strin
     dirs.into_iter().collect()
 }
 
+/// A job on a store nobody listens on, for unit tests of what sends no request.
+#[cfg(test)]
+pub(crate) fn offline_job(extra: &[(&str, &str)]) -> Job {
+    let conf: Conf = [
+        ("fs.s3a.endpoint", "http://127.0.0.1:9"),
+        ("fs.s3a.access.key", "a"),
+        ("fs.s3a.secret.key", "s"),
+    ]
+    .iter()
+    .chain(extra)
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    crate::runtime::block_on(Job::open(&conf, "s3a://b/t", "j"))
+        .and_then(|r| r)
+        .expect("an offline job")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::encryption::EncryptionSummary;
+
+    fn set(attempt: &str, keys: &[&str]) -> PendingSet {
+        PendingSet {
+            version: PENDINGSET_VERSION,
+            job_id: "j".into(),
+            task_attempt: attempt.into(),
+            uploads: keys.iter().map(|k| upload(k)).collect(),
+            requests: BTreeMap::new(),
+            buffer_peak: 0,
+        }
+    }
+
+    #[test]
+    fn collected_uploads_are_sorted_shared_and_unique() {
+        let job = offline_job(&[]);
+        let ups = job
+            .collect_uploads(vec![set("a1", &["t/z", "t/b"]), set("a2", &["t/a"])])
+            .unwrap();
+        let keys: Vec<&str> = ups.iter().map(|u| u.key.as_str()).collect();
+        assert_eq!(keys, ["t/a", "t/b", "t/z"]);
+        assert!(Arc::ptr_eq(&ups[0].encryption, &ups[2].encryption));
+
+        let err = job
+            .collect_uploads(vec![set("a1", &["t/a", "t/b"]), set("a2", &["t/c", "t/b"])])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("s3a://b/t/b was committed by two task attempts"),
+            "{err}"
+        );
+        let mut other = set("a3", &["t/d"]);
+        other.job_id = "k".into();
+        let err = job.collect_uploads(vec![other]).unwrap_err().to_string();
+        assert!(err.contains("task a3 belongs to job k, not j"), "{err}");
+    }
 
     fn upload(key: &str) -> PendingUpload {
         PendingUpload {
@@ -1016,13 +1160,26 @@ mod tests {
             upload_id: "u".into(),
             parts: vec![],
             size: 0,
-            encryption: EncryptionSummary {
+            encryption: Arc::new(EncryptionSummary {
                 algorithm: "none".into(),
                 kms_key_id: None,
                 sse_c_key_md5: None,
-            },
+            }),
             created_with: None,
         }
+    }
+
+    #[test]
+    fn a_spooled_document_is_the_json_and_goes_away() {
+        let doc = serde_json::json!({"files": ["a", "b"]});
+        let s = Spooled::write(&doc, false).unwrap();
+        let path = s.path.clone();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), doc.to_string());
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        drop(s);
+        assert!(!path.exists());
     }
 
     #[test]

@@ -23,6 +23,9 @@ use crate::uri::S3Path;
 /// S3's limit on the number of parts of one upload.
 const MAX_PARTS: i32 = 10_000;
 
+/// The first allocation of a file's buffer (it doubles from there up to the part size).
+const FIRST_BUFFER: usize = 64 << 10;
+
 /// A file written in magic mode, handed from the task's writer to its task commit.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MagicFile {
@@ -73,9 +76,9 @@ pub struct MagicWriter {
     upload_id: Option<String>,
     /// What the store said it applies to the upload, when that matched the request.
     created_with: Option<crate::encryption::EncryptionSummary>,
-    /// The part being filled: `part_size` bytes once allocated, the first `filled` written.
+    /// The part being filled. A file's first part grows with what is written (a small file
+    /// holds a small buffer); later parts are allocated whole.
     buf: Vec<u8>,
-    filled: usize,
     next_part: i32,
     size: u64,
     slots: Arc<Semaphore>,
@@ -107,7 +110,6 @@ impl Job {
             upload_id: None,
             created_with: None,
             buf: Vec::new(),
-            filled: 0,
             next_part: 1,
             size: 0,
             slots: Arc::new(Semaphore::new(c.magic_parts_in_flight)),
@@ -127,32 +129,46 @@ impl MagicWriter {
     /// Must run inside the runtime (the uploads are spawned on it).
     pub async fn write(&mut self, mut data: &[u8]) -> Result<()> {
         while !data.is_empty() {
-            let room = self.room();
-            let n = room.len().min(data.len());
-            room[..n].copy_from_slice(&data[..n]);
+            let n = self.reserve(data.len());
+            self.buf.extend_from_slice(&data[..n]);
             data = &data[n..];
-            self.advance(n).await?;
+            self.advance().await?;
         }
         Ok(())
     }
 
-    /// The unwritten rest of the part being filled (never empty), for a caller that copies
-    /// bytes in itself (the JNI bridge, straight from the Java array) and then calls
-    /// [`advance`](Self::advance).
-    pub fn room(&mut self) -> &mut [u8] {
-        if self.buf.is_empty() {
-            // Zeroed: for part-sized allocations the allocator hands out fresh zero pages.
-            self.buf = vec![0; self.part_size];
-            self.held.add(self.buf.capacity() as u64);
-        }
-        &mut self.buf[self.filled..]
+    /// Up to `want` more bytes of the part being filled (never empty), for a caller that
+    /// copies bytes in itself (the JNI bridge, straight from the Java array) and then calls
+    /// [`advance`](Self::advance). The slice is already counted as written.
+    pub fn room(&mut self, want: usize) -> &mut [u8] {
+        let n = self.reserve(want.max(1));
+        let at = self.buf.len();
+        self.buf.resize(at + n, 0);
+        &mut self.buf[at..]
     }
 
-    /// Records `n` more bytes written into [`room`](Self::room); a full part is sent.
-    pub async fn advance(&mut self, n: usize) -> Result<()> {
-        self.filled += n;
-        self.size += n as u64;
-        if self.filled == self.part_size {
+    /// Makes room for up to `want` more bytes in the part being filled and returns how many
+    /// fit. The first part grows by doubling (a small file never holds a whole part); once a
+    /// file has a second part, each part is allocated whole.
+    fn reserve(&mut self, want: usize) -> usize {
+        let len = self.buf.len();
+        let n = want.min(self.part_size - len);
+        let cap = self.buf.capacity();
+        if len + n > cap {
+            let target = if self.next_part > 1 {
+                self.part_size
+            } else {
+                (len + n).max(cap * 2).max(FIRST_BUFFER).min(self.part_size)
+            };
+            self.buf.reserve_exact(target - len);
+            self.held.add((self.buf.capacity() - cap) as u64);
+        }
+        n
+    }
+
+    /// Sends the part being filled once it is full.
+    pub async fn advance(&mut self) -> Result<()> {
+        if self.buf.len() == self.part_size {
             self.send_part().await?;
         }
         Ok(())
@@ -200,10 +216,9 @@ impl MagicWriter {
             .map_err(|e| Error::io("upload", &self.dest, std::io::Error::other(e)))?;
         self.reap()?;
         self.next_part += 1;
-        let mut body = std::mem::take(&mut self.buf);
-        body.truncate(self.filled);
-        self.filled = 0;
+        let body = std::mem::take(&mut self.buf);
         let held_bytes = body.capacity() as u64;
+        self.size += body.len() as u64;
         let (store, dest, enc, held) = (
             self.store.clone(),
             self.dest.clone(),
@@ -243,8 +258,8 @@ impl MagicWriter {
                         upload_id: self.upload_id.clone().unwrap_or_default(),
                         parts,
                         size: self.size,
-                        encryption: self.enc.summary(),
-                        created_with: self.created_with.take(),
+                        encryption: self.enc.summary().into(),
+                        created_with: self.created_with.take().map(Arc::new),
                     },
                     buffer_peak: self.held.peak(),
                 };
@@ -267,7 +282,7 @@ impl MagicWriter {
 
     async fn finish_parts(&mut self) -> Result<()> {
         // An empty file is one empty part, as in staging mode.
-        if self.filled > 0 || self.next_part == 1 {
+        if !self.buf.is_empty() || self.next_part == 1 {
             self.send_part().await?;
         }
         while let Some(done) = self.running.join_next().await {
@@ -314,6 +329,31 @@ mod tests {
         assert_eq!(h.now.load(std::sync::atomic::Ordering::SeqCst), 8);
     }
 
+    fn writer(part_mib: u64) -> MagicWriter {
+        let part = format!("{part_mib}M");
+        crate::commit::offline_job(&[
+            ("sealcommit.mode", "magic"),
+            ("sealcommit.part-size", &part),
+        ])
+        .magic_writer("s3a://b/t/part-0")
+        .unwrap()
+    }
+
+    #[test]
+    fn a_small_file_holds_a_small_buffer() {
+        let mut w = writer(16);
+        assert_eq!(w.room(100).len(), 100);
+        assert_eq!(w.buf.capacity(), FIRST_BUFFER);
+        assert_eq!(w.held.peak(), FIRST_BUFFER as u64);
+        // Growth doubles; a request larger than what is left of the part is cut to the part.
+        assert_eq!(w.room(FIRST_BUFFER).len(), FIRST_BUFFER);
+        assert_eq!(w.buf.capacity(), 2 * FIRST_BUFFER);
+        let left = (16 << 20) - w.buf.len();
+        assert_eq!(w.room(64 << 20).len(), left);
+        assert_eq!(w.buf.capacity(), 16 << 20);
+        assert_eq!(w.held.peak(), 16 << 20);
+    }
+
     #[test]
     fn magic_file_round_trips() {
         let f = MagicFile {
@@ -327,7 +367,8 @@ mod tests {
                     algorithm: "SSE-KMS".into(),
                     kms_key_id: Some("k".into()),
                     sse_c_key_md5: None,
-                },
+                }
+                .into(),
                 created_with: None,
             },
             buffer_peak: 7,

@@ -1,8 +1,14 @@
 //! The documents sealcommit exchanges and stores: pendingsets (task → driver, inside Spark's
 //! `TaskCommitMessage`), the job journal (on the store during job commit) and `_SUCCESS`.
 //! All are JSON and carry no secrets (an SSE-C key appears only as its MD5).
+//!
+//! A job commit holds one record per file, so these stay small in memory: the encryption of
+//! the uploads is one shared value, not a copy per file (`share_encryption`), the journal and
+//! `_SUCCESS` borrow the commit's lists instead of copying them.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -21,17 +27,35 @@ pub struct PendingUpload {
     /// `(part number, ETag)` in part order.
     pub parts: Vec<(i32, String)>,
     pub size: u64,
-    pub encryption: EncryptionSummary,
+    pub encryption: Arc<EncryptionSummary>,
     /// The encryption the store reported when it created the upload, when that matched the
     /// request. A multipart object's encryption is fixed at creation, so job commit needs no
     /// HEAD to verify it when the Complete response is silent (as Ceph RGW's is).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub created_with: Option<EncryptionSummary>,
+    pub created_with: Option<Arc<EncryptionSummary>>,
 }
 
 impl PendingUpload {
     pub fn uri(&self) -> String {
         format!("s3a://{}/{}", self.bucket, self.key)
+    }
+}
+
+/// Makes equal encryption summaries of `uploads` one shared value (a job's uploads nearly
+/// always have the same), so a commit of many files holds it once. `seen` carries the distinct
+/// values across calls.
+pub fn share_encryption(uploads: &mut [PendingUpload], seen: &mut Vec<Arc<EncryptionSummary>>) {
+    fn share(e: &mut Arc<EncryptionSummary>, seen: &mut Vec<Arc<EncryptionSummary>>) {
+        match seen.iter().find(|s| **s == *e) {
+            Some(s) => *e = s.clone(),
+            None => seen.push(e.clone()),
+        }
+    }
+    for u in uploads {
+        share(&mut u.encryption, seen);
+        if let Some(c) = u.created_with.as_mut() {
+            share(c, seen);
+        }
     }
 }
 
@@ -66,8 +90,9 @@ impl PendingSet {
 
     /// A pendingset read back from the store.
     pub fn from_slice(b: &[u8]) -> Result<PendingSet> {
-        let p: PendingSet =
+        let mut p: PendingSet =
             serde_json::from_slice(b).map_err(|e| Error::document("pendingset", e))?;
+        share_encryption(&mut p.uploads, &mut Vec::new());
         if p.version != PENDINGSET_VERSION {
             return Err(Error::document(
                 "pendingset",
@@ -94,25 +119,29 @@ pub enum JournalState {
     Publishing,
 }
 
-impl Journal {
+impl Journal<'static> {
     /// A journal read back from the store.
-    pub fn from_slice(b: &[u8]) -> Result<Journal> {
-        serde_json::from_slice(b).map_err(|e| Error::document("journal", e))
+    pub fn from_slice(b: &[u8]) -> Result<Journal<'static>> {
+        let mut j: Journal =
+            serde_json::from_slice(b).map_err(|e| Error::document("journal", e))?;
+        share_encryption(j.uploads.to_mut(), &mut Vec::new());
+        Ok(j)
     }
 }
 
 /// `<dest>/_sealcommit/<jobId>.journal`: lets a later run (or `sealcommit recover`) finish or
 /// undo a commit whose driver died, and marks a job in flight.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Journal {
+pub struct Journal<'a> {
     pub version: u32,
     pub job_id: String,
     pub destination: String,
     pub state: JournalState,
     pub created: String,
     pub encryption: EncryptionSummary,
+    /// Borrowed from the commit when written; owned when read back.
     #[serde(default)]
-    pub uploads: Vec<PendingUpload>,
+    pub uploads: Cow<'a, [PendingUpload]>,
     /// Key prefixes whose old objects the commit replaces (static overwrite).
     #[serde(default)]
     pub replace_prefixes: Vec<String>,
@@ -125,18 +154,19 @@ pub struct CommittedFile {
     pub size: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub etag: Option<String>,
-    pub encryption: EncryptionSummary,
+    pub encryption: Arc<EncryptionSummary>,
 }
 
 /// sealcommit's own section of `_SUCCESS`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct SealSection {
+#[derive(Debug, Clone, Serialize)]
+pub struct SealSection<'a> {
     pub version: String,
     pub destination: String,
     pub requested_encryption: EncryptionSummary,
     /// Whether every file's encryption was checked against the store.
     pub verified: bool,
-    pub files: Vec<CommittedFile>,
+    /// Every committed file (S3A's `filenames` lists at most [`SUCCESS_FILENAMES`]).
+    pub files: &'a [CommittedFile],
     /// Requests sent by the job (setup, task commits and job commit, the `_SUCCESS` PUT
     /// included), by S3 operation.
     pub requests: BTreeMap<String, u64>,
@@ -147,10 +177,10 @@ pub struct SealSection {
     pub buffer_peak: u64,
 }
 
-/// `_SUCCESS`: the fields of Hadoop S3A's `SuccessData`, plus `sealcommit`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// `_SUCCESS`: the fields of Hadoop S3A's `SuccessData`, plus `sealcommit`. Written only.
+#[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct SuccessData {
+pub struct SuccessData<'a> {
     pub name: String,
     pub timestamp: u64,
     pub date: String,
@@ -163,11 +193,15 @@ pub struct SuccessData {
     pub diagnostics: BTreeMap<String, String>,
     pub filenames: Vec<String>,
     pub iostatistics: IoStatistics,
-    pub sealcommit: SealSection,
+    pub sealcommit: SealSection<'a>,
 }
 
+/// How many committed files `_SUCCESS` lists in `filenames`: the first 100, as S3A's committers
+/// do (its `SUCCESS_MARKER_FILE_LIMIT`); the `sealcommit` section lists all of them.
+pub const SUCCESS_FILENAMES: usize = 100;
+
 /// Shaped like Hadoop's `IOStatisticsSnapshot` so S3A tooling can read it.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct IoStatistics {
     pub counters: BTreeMap<String, u64>,
     pub gauges: BTreeMap<String, u64>,
@@ -205,9 +239,71 @@ mod tests {
                 algorithm: "SSE-KMS".into(),
                 kms_key_id: Some("k1".into()),
                 sse_c_key_md5: None,
-            },
+            }
+            .into(),
             created_with: None,
         }
+    }
+
+    #[test]
+    fn equal_encryptions_are_held_once() {
+        let other = Arc::new(EncryptionSummary {
+            algorithm: "SSE-S3".into(),
+            kms_key_id: None,
+            sse_c_key_md5: None,
+        });
+        let mut ups = vec![upload(), upload(), upload()];
+        ups[1].created_with = Some(Arc::new((*ups[1].encryption).clone()));
+        ups[2].encryption = other.clone();
+        let json = serde_json::to_string(&ups).unwrap();
+        let mut seen = Vec::new();
+        share_encryption(&mut ups, &mut seen);
+        assert_eq!(seen.len(), 2);
+        assert!(Arc::ptr_eq(&ups[0].encryption, &ups[1].encryption));
+        assert!(Arc::ptr_eq(
+            &ups[0].encryption,
+            ups[1].created_with.as_ref().unwrap()
+        ));
+        assert!(Arc::ptr_eq(&ups[2].encryption, &seen[1]));
+        // Sharing changes nothing that is written.
+        assert_eq!(serde_json::to_string(&ups).unwrap(), json);
+        // A pendingset read back shares within itself.
+        let p = PendingSet {
+            version: PENDINGSET_VERSION,
+            job_id: "j".into(),
+            task_attempt: "a".into(),
+            uploads: vec![upload(), upload()],
+            requests: BTreeMap::new(),
+            buffer_peak: 0,
+        };
+        let back = PendingSet::from_json(&p.to_json()).unwrap();
+        assert!(Arc::ptr_eq(
+            &back.uploads[0].encryption,
+            &back.uploads[1].encryption
+        ));
+    }
+
+    #[test]
+    fn a_journal_borrows_what_it_writes_and_owns_what_it_reads() {
+        let ups = vec![upload(), upload()];
+        let j = Journal {
+            version: JOURNAL_VERSION,
+            job_id: "j".into(),
+            destination: "s3a://b/t".into(),
+            state: JournalState::Committing,
+            created: "now".into(),
+            encryption: (*ups[0].encryption).clone(),
+            uploads: Cow::Borrowed(&ups),
+            replace_prefixes: vec!["t/p=1/".into()],
+        };
+        let body = serde_json::to_vec(&j).unwrap();
+        let back = Journal::from_slice(&body).unwrap();
+        assert_eq!(back.uploads.as_ref(), ups.as_slice());
+        assert_eq!(back.state, JournalState::Committing);
+        assert!(Arc::ptr_eq(
+            &back.uploads[0].encryption,
+            &back.uploads[1].encryption
+        ));
     }
 
     #[test]
@@ -250,7 +346,8 @@ mod tests {
             algorithm: "SSE-C".into(),
             kms_key_id: None,
             sse_c_key_md5: Some("bWQ1".into()),
-        };
+        }
+        .into();
         let json = serde_json::to_string(&u).unwrap();
         assert!(!json.contains("kms_key_id"), "{json}");
         assert!(json.contains("sse_c_key_md5"));

@@ -36,7 +36,7 @@ pub struct Recovered {
 
 impl Job {
     /// The journals under the destination other than this job's own, oldest first.
-    async fn journals(&self) -> Result<Vec<(S3Path, Journal)>> {
+    async fn journals(&self) -> Result<Vec<(S3Path, Journal<'static>)>> {
         let dir = self.dest.child(JOURNAL_DIR).dir_prefix();
         let mut found = Vec::new();
         for o in self
@@ -104,7 +104,7 @@ impl Job {
 
     /// Finishes a commit from its journal: complete what is pending, verify every object,
     /// replace what the job replaces, write `_SUCCESS`, delete the journal.
-    async fn roll_forward(&self, journal: &Journal) -> Result<usize> {
+    async fn roll_forward(&self, journal: &Journal<'_>) -> Result<usize> {
         let t0 = std::time::Instant::now();
         let files = self.complete_all(&journal.uploads).await?;
         let n = files.len();
@@ -121,7 +121,7 @@ impl Job {
     }
 
     /// Undoes a commit from its journal: aborts what is pending, deletes what was completed.
-    async fn roll_back_journal(&self, journal: &Journal) -> Result<usize> {
+    async fn roll_back_journal(&self, journal: &Journal<'_>) -> Result<usize> {
         if journal.state == JournalState::Publishing {
             return Err(Error::config(
                 "--abort",
@@ -200,7 +200,7 @@ mod tests {
     use super::*;
     use crate::model::JOURNAL_VERSION;
 
-    fn journal(encryption: EncryptionSummary) -> Journal {
+    fn journal(encryption: EncryptionSummary) -> Journal<'static> {
         Journal {
             version: JOURNAL_VERSION,
             job_id: "j1".into(),
@@ -208,7 +208,7 @@ mod tests {
             state: JournalState::Committing,
             created: "2026-11-24T00:00:00Z".into(),
             encryption,
-            uploads: vec![],
+            uploads: vec![].into(),
             replace_prefixes: vec![],
         }
     }

@@ -51,7 +51,7 @@ async fn recorded(store: &Store, path: &S3Path, enc: &EncryptionSpec) -> Result<
                 continue;
             }
             let since = humantime::parse_rfc3339_weak(&j.created).ok();
-            ("journal", j.uploads, since)
+            ("journal", j.uploads.into_owned(), since)
         } else if o.key.ends_with(".pendingset") {
             let body = store.get(&path.bucket, &o.key, enc).await?;
             let since = (o.modified_ms > 0)

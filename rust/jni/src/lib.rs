@@ -647,10 +647,10 @@ pub extern "system" fn Java_io_sealcommit_Native_magicWrite(
         );
         // One copy: from the Java array straight into the part being filled.
         while at < end {
-            let room = w.room();
-            let n = room.len().min(end - at);
-            env.get_byte_array_region(&data, at as i32, as_signed_mut(&mut room[..n]))?;
-            block_on(w.advance(n))??;
+            let room = w.room(end - at);
+            let n = room.len();
+            env.get_byte_array_region(&data, at as i32, as_signed_mut(room))?;
+            block_on(w.advance())??;
             at += n;
         }
         Ok(())
