@@ -206,7 +206,7 @@ def batch(spark, log: Path, bed, s3, m: dict) -> dict:
                      "commit_requests": rgw_ops(bed, rgw_off, (end - elapsed, end))})
         clear(s3, prefix)
         if m.get("gc"):
-            bed_gc(bed)
+            bed.rgw.collect_garbage()
     median_run = sorted(runs, key=lambda r: r["commit_s"])[len(runs) // 2]
     return {"scenario": m["scenario"], "committer": TASK["name"], "files": files,
             "bytes": runs[0]["bytes"], "repeats": repeats,
@@ -215,13 +215,6 @@ def batch(spark, log: Path, bed, s3, m: dict) -> dict:
             # Requests vary by a few retries at most; the median run's are reported.
             "requests": median_run["requests"], "commit_requests": median_run["commit_requests"],
             "peak_memory_bytes": None}
-
-
-def bed_gc(bed) -> None:
-    """Frees deleted objects' data now (RGW's garbage collector otherwise waits hours)."""
-    conf = bed.rgw.base / "ceph.conf"
-    stores.run(["radosgw-admin", "-c", str(conf), "gc", "process", "--include-all"],
-               env=dict(os.environ, CEPH_CONF=str(conf)), timeout=600)
 
 
 def streaming(spark, bed, s3, m: dict) -> dict:
@@ -283,7 +276,7 @@ def magic_memory(spark, log: Path, bed, s3, m: dict) -> dict:
     _, size = data_files(s3, prefix)
     clear(s3, prefix)
     if m.get("gc"):
-        bed_gc(bed)
+        bed.rgw.collect_garbage()
     return {"scenario": m["scenario"], "committer": TASK["name"], "files": 1, "bytes": size, "repeats": 1,
             "peak_memory_bytes": int(peak)}
 

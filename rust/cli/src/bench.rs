@@ -17,7 +17,7 @@ use std::time::Instant;
 use arrow_array::{Int64Array, RecordBatch, StringArray};
 use arrow_schema::{DataType, Field, Schema};
 use aws_sdk_s3::primitives::ByteStream;
-use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+use aws_sdk_s3::types::CompletedPart;
 use bytes::Bytes;
 use futures::stream::{self, StreamExt, TryStreamExt};
 use parquet::arrow::ArrowWriter;
@@ -33,6 +33,11 @@ fn err(e: impl std::fmt::Display) -> String {
     e.to_string()
 }
 
+/// An aws-sdk-s3 error with its cause chain (its `Display` alone says only "service error").
+fn sdk_err(e: impl std::error::Error) -> String {
+    aws_sdk_s3::error::DisplayErrorContext(e).to_string()
+}
+
 /// Peak and current resident memory of this process, from /proc (bytes).
 fn memory() -> (u64, u64) {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
@@ -44,6 +49,20 @@ fn memory() -> (u64, u64) {
             .map_or(0, |kb| kb * 1024)
     };
     (field("VmHWM:"), field("VmRSS:"))
+}
+
+/// CPU seconds this process has used (user + system, all threads), from /proc.
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name (which may hold spaces) start after the last ')'.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or("", |(_, rest)| rest)
+        .split_whitespace()
+        .collect();
+    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    // utime and stime are fields 14 and 15 of stat(5), 12 and 13 after the name; 100 Hz.
+    (ticks(11) + ticks(12)) / 100.0
 }
 
 /// One small Parquet file (`rows` rows of id and name) whose bytes differ per `seed`.
@@ -77,6 +96,7 @@ struct Args {
     mib: usize,
     pendingsets: Option<String>,
     job: Option<String>,
+    rotate: usize,
 }
 
 fn parse(args: &[String], conf: &mut Conf) -> R<Args> {
@@ -88,6 +108,7 @@ fn parse(args: &[String], conf: &mut Conf) -> R<Args> {
         mib: 256,
         pendingsets: None,
         job: None,
+        rotate: 0,
     };
     let mut it = args.iter();
     while let Some(x) = it.next() {
@@ -104,6 +125,7 @@ fn parse(args: &[String], conf: &mut Conf) -> R<Args> {
             "--mib" => a.mib = number(value()?)?.max(1),
             "--pendingsets" => a.pendingsets = Some(value()?),
             "--job" => a.job = Some(value()?),
+            "--rotate" => a.rotate = number(value()?)?,
             s if s.starts_with("--") => return Err(format!("bench: unknown option '{s}'")),
             s => a.uri = s.to_string(),
         }
@@ -172,8 +194,10 @@ async fn prepare_and_commit(conf: &Conf, a: &Args, raw_args: &[String]) -> R<ser
             buffer_peak: 0,
         })
         .collect();
-    let file = std::env::temp_dir().join(format!("sealcommit-{job_id}.pendingsets.json"));
-    std::fs::write(&file, serde_json::to_vec(&sets).map_err(err)?).map_err(err)?;
+    // One pendingset per line, as the driver receives them: one per task.
+    let file = std::env::temp_dir().join(format!("sealcommit-{job_id}.pendingsets.jsonl"));
+    let lines: Vec<String> = sets.iter().map(PendingSet::to_json).collect();
+    std::fs::write(&file, lines.join("\n")).map_err(err)?;
     let (task_peak, _) = memory();
 
     // The driver: this binary again, so its memory is the commit's alone.
@@ -217,8 +241,12 @@ async fn driver_commit(conf: &Conf, a: &Args) -> R<serde_json::Value> {
         .as_deref()
         .ok_or("driver-commit needs --pendingsets")?;
     let t0 = Instant::now();
-    let sets: Vec<PendingSet> =
-        serde_json::from_slice(&std::fs::read(path).map_err(err)?).map_err(err)?;
+    let mut sets = Vec::new();
+    for line in std::io::BufRead::lines(std::io::BufReader::new(
+        std::fs::File::open(path).map_err(err)?,
+    )) {
+        sets.push(PendingSet::from_json(&line.map_err(err)?).map_err(err)?);
+    }
     let job = Job::open(conf, &a.uri, job_id).await.map_err(err)?;
     let report = job.commit_job(sets, vec![], false).await.map_err(err)?;
     let seconds = t0.elapsed().as_secs_f64();
@@ -247,21 +275,65 @@ fn random_bytes(n: usize) -> Vec<u8> {
     v
 }
 
+const PATHS: [&str; 3] = ["raw", "magic", "staging"];
+
 async fn upload(conf: &Conf, a: &Args) -> R<serde_json::Value> {
     let data = Bytes::from(random_bytes(a.mib << 20));
     let dest = S3Path::parse(&a.uri).map_err(err)?;
     let settings = BucketSettings::resolve(conf, &dest.bucket).map_err(err)?;
-    let part = settings.commit.magic_part_size as usize;
-    let in_flight = settings.commit.magic_parts_in_flight;
-    let enc = settings.encryption.clone();
+    let job = Job::open(conf, &a.uri, "bench-upload").await.map_err(err)?;
     let mb = data.len() as f64 / 1e6;
+    // Staging uploads a local file the task wrote: written before the clock starts.
+    let local = std::env::temp_dir().join(format!("sealcommit-bench-{}.bin", std::process::id()));
+    std::fs::write(&local, &data).map_err(err)?;
+    // Each path runs once; `--rotate K` starts with the K-th, so repeats take turns going first.
+    let mut seconds = [0f64; 3];
+    let mut cpu = [0f64; 3];
+    for i in 0..3 {
+        let path = (i + a.rotate) % 3;
+        let (t0, c0) = (Instant::now(), cpu_seconds());
+        match path {
+            0 => upload_raw(&settings, &dest, &data).await,
+            1 => upload_magic(&job, &dest, &data).await,
+            _ => upload_staging(&job, &dest, &local).await,
+        }
+        .inspect_err(|_| {
+            let _ = std::fs::remove_file(&local);
+        })?;
+        seconds[path] = t0.elapsed().as_secs_f64();
+        cpu[path] = cpu_seconds() - c0;
+    }
+    let _ = std::fs::remove_file(&local);
+    let [raw_s, magic_s, staging_s] = seconds;
+    Ok(json!({
+        "scenario": "upload-throughput",
+        "bytes": data.len(),
+        "part_size": settings.commit.magic_part_size,
+        "parts_in_flight": settings.commit.magic_parts_in_flight,
+        "staging_part_size": settings.commit.part_size,
+        "staging_parallelism": settings.commit.upload_parallelism,
+        "first": PATHS[a.rotate % 3],
+        "raw_seconds": raw_s,
+        "magic_seconds": magic_s,
+        "staging_seconds": staging_s,
+        "raw_mb_s": mb / raw_s,
+        "magic_mb_s": mb / magic_s,
+        "staging_mb_s": mb / staging_s,
+        "raw_cpu_seconds": cpu[0],
+        "magic_cpu_seconds": cpu[1],
+        "staging_cpu_seconds": cpu[2],
+    }))
+}
 
-    // 1. Raw aws-sdk-s3 on the same TLS client: create, parts `in_flight` at a time.
+/// Raw aws-sdk-s3 on the engine's TLS client: create, then parts of the magic part size, as
+/// many in flight as magic mode allows, straight from memory. Timed up to the last part.
+async fn upload_raw(settings: &BucketSettings, dest: &S3Path, data: &Bytes) -> R<()> {
+    let part = settings.commit.magic_part_size as usize;
+    let enc = &settings.encryption;
     let client = sealcommit_engine::store::client_for(&settings.store)
         .await
         .map_err(err)?;
     let key = format!("{}/raw.bin", dest.key.trim_end_matches('/'));
-    let t0 = Instant::now();
     let created = enc
         .apply_create(
             client
@@ -271,9 +343,9 @@ async fn upload(conf: &Conf, a: &Args) -> R<serde_json::Value> {
         )
         .send()
         .await
-        .map_err(err)?;
+        .map_err(sdk_err)?;
     let id = created.upload_id().unwrap_or_default().to_string();
-    let parts: Vec<CompletedPart> = stream::iter(data.chunks(part).enumerate())
+    let _parts: Vec<CompletedPart> = stream::iter(data.chunks(part).enumerate())
         .map(|(i, _)| {
             let body = data.slice(i * part..((i + 1) * part).min(data.len()));
             let req = enc.apply_upload_part(
@@ -286,7 +358,7 @@ async fn upload(conf: &Conf, a: &Args) -> R<serde_json::Value> {
                     .body(ByteStream::from(body)),
             );
             async move {
-                let out = req.send().await.map_err(err)?;
+                let out = req.send().await.map_err(sdk_err)?;
                 Ok::<_, String>(
                     CompletedPart::builder()
                         .part_number(i as i32 + 1)
@@ -295,73 +367,50 @@ async fn upload(conf: &Conf, a: &Args) -> R<serde_json::Value> {
                 )
             }
         })
-        .buffered(in_flight)
+        .buffered(settings.commit.magic_parts_in_flight)
         .try_collect()
         .await?;
-    let raw_s = t0.elapsed().as_secs_f64();
-    enc.apply_complete(
-        client
-            .complete_multipart_upload()
-            .bucket(&dest.bucket)
-            .key(&key)
-            .upload_id(&id)
-            .multipart_upload(
-                CompletedMultipartUpload::builder()
-                    .set_parts(Some(parts))
-                    .build(),
-            ),
-    )
-    .send()
-    .await
-    .map_err(err)?;
+    client
+        .abort_multipart_upload()
+        .bucket(&dest.bucket)
+        .key(&key)
+        .upload_id(&id)
+        .send()
+        .await
+        .map_err(sdk_err)?;
+    Ok(())
+}
 
-    // 2. The engine's magic writer, fed 1 MiB at a time as a JVM stream would.
-    let job = Job::open(conf, &a.uri, "bench-upload").await.map_err(err)?;
-    let t0 = Instant::now();
-    let mut w = job
-        .magic_writer(&format!(
-            "{}/magic.bin",
-            dest.to_string().trim_end_matches('/')
-        ))
-        .map_err(err)?;
-    for chunk in data.chunks(1 << 20) {
-        w.write(chunk).await.map_err(err)?;
+/// The engine's magic writer, fed 1 MiB at a time the way the JNI bridge feeds it (copied into
+/// the writer's own buffer).
+async fn upload_magic(job: &Job, dest: &S3Path, data: &Bytes) -> R<()> {
+    let uri = format!("{}/magic.bin", dest.to_string().trim_end_matches('/'));
+    let mut w = job.magic_writer(&uri).map_err(err)?;
+    for mut chunk in data.chunks(1 << 20) {
+        while !chunk.is_empty() {
+            let room = w.room(chunk.len());
+            let n = room.len();
+            room.copy_from_slice(&chunk[..n]);
+            chunk = &chunk[n..];
+            w.advance().await.map_err(err)?;
+        }
     }
-    let magic = w.finish().await.map_err(err)?;
-    let magic_s = t0.elapsed().as_secs_f64();
+    let file = w.finish().await.map_err(err)?;
+    job.abort_uploads(&[file.upload]).await.map_err(err)
+}
 
-    // 3. Staging mode's task commit: a local file uploaded in parts.
-    let local = std::env::temp_dir().join(format!("sealcommit-bench-{}.bin", std::process::id()));
-    std::fs::write(&local, &data).map_err(err)?;
-    let t0 = Instant::now();
+/// Staging mode's task commit: a local file uploaded in parts.
+async fn upload_staging(job: &Job, dest: &S3Path, local: &std::path::Path) -> R<()> {
     let staged = job
         .commit_task(
             "attempt_bench_m_000000_0",
             0,
             vec![(
-                local.clone(),
+                local.to_path_buf(),
                 format!("{}/staging.bin", dest.to_string().trim_end_matches('/')),
             )],
         )
-        .await;
-    let staging_s = t0.elapsed().as_secs_f64();
-    let _ = std::fs::remove_file(&local);
-    let staged = staged.map_err(err)?;
-    job.abort_uploads(&[magic.upload]).await.map_err(err)?;
-    job.abort_uploads(&staged.uploads).await.map_err(err)?;
-
-    Ok(json!({
-        "scenario": "upload-throughput",
-        "bytes": data.len(),
-        "part_size": part,
-        "parts_in_flight": in_flight,
-        "staging_part_size": settings.commit.part_size,
-        "staging_parallelism": settings.commit.upload_parallelism,
-        "raw_seconds": raw_s,
-        "magic_seconds": magic_s,
-        "staging_seconds": staging_s,
-        "raw_mb_s": mb / raw_s,
-        "magic_mb_s": mb / magic_s,
-        "staging_mb_s": mb / staging_s,
-    }))
+        .await
+        .map_err(err)?;
+    job.abort_uploads(&staged.uploads).await.map_err(err)
 }
