@@ -102,15 +102,29 @@ def rgw_ops_total(bed, offset: int) -> dict:
     return dict(sorted(bed.rgw.ops_since(offset).items()))
 
 
+def engine_commit() -> str:
+    p = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+    return p.stdout.strip() or "unknown"
+
+
 def save(out: Path, records: list[dict], started: float, quick: bool, merge: bool) -> None:
     """Writes results.json; called after every step, so an interrupted run keeps what it measured.
-    With `merge` (a partial run, --only), records of other scenarios already in the file stay."""
+    With `merge` (a partial run: --only, --committers or --scenarios), records of other scenarios
+    and committers already in the file stay, and so does the list of earlier runs."""
     out.parent.mkdir(parents=True, exist_ok=True)
     previous = json.loads(out.read_text()) if out.exists() and merge else {"records": []}
     kept = [r for r in previous["records"] if not any(
         r.get("scenario") == n.get("scenario") and r.get("committer") == n.get("committer") for n in records)]
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started))
+    for r in records:
+        r.setdefault("run", stamp)
+    runs = [r for r in previous.get("runs", []) if r["started"] != stamp and
+            any(k.get("run") == r["started"] for k in kept)]
+    this = {"started": stamp, "minutes": round((time.time() - started) / 60, 1), "commit": engine_commit(),
+            "parts": sorted({f"{r.get('committer')}:{r.get('scenario')}" for r in records if "skipped" not in r})}
     out.write_text(json.dumps({
-        "run": {"started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
+        "runs": runs + [this],
+        "run": {"started": stamp,
                 "minutes": round((time.time() - started) / 60, 1), "quick": quick,
                 "machine": f"{os.cpu_count()} cores, {os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') >> 30} "
                            f"GiB RAM, {platform.system()} {platform.release()}",
@@ -127,9 +141,13 @@ def main() -> None:
     ap.add_argument("--only", default="", help="comma list of: batch, streaming, magic-memory, cli-commit, "
                                                "cli-upload")
     ap.add_argument("--committers", default=",".join(BATCH_COMMITTERS))
+    ap.add_argument("--scenarios", default="", help="batch scenarios to run (e.g. files-10000); default all")
+    ap.add_argument("--max-repeats", type=int, default=0, help="cap every batch scenario's repeats")
     ap.add_argument("--out", default=str(RESULTS))
     args = ap.parse_args()
     only = set(filter(None, args.only.split(",")))
+    scenarios = set(filter(None, args.scenarios.split(",")))
+    partial = bool(only or scenarios or args.committers != ",".join(BATCH_COMMITTERS))
     want = (lambda s: not only or s in only)
     p = plan(args.quick)
     base = Path(os.environ.get("SEALCOMMIT_BENCH_DIR", "/tmp/sealcommit-bench"))
@@ -138,7 +156,7 @@ def main() -> None:
     started = time.time()
 
     def saved() -> None:
-        save(Path(args.out), records, started, args.quick, bool(only))
+        save(Path(args.out), records, started, args.quick, partial)
     try:
         s3 = bed.boto3(bed.rgw.http_endpoint)
         s3.create_bucket(Bucket=BUCKET)
@@ -146,7 +164,10 @@ def main() -> None:
         if want("batch"):
             for name in args.committers.split(","):
                 override = p.get("repeats", {}).get(name, {})
-                runs = [{**m, "repeats": override.get(m["scenario"], m["repeats"])} for m in p["batch"]]
+                runs = [{**m, "repeats": override.get(m["scenario"], m["repeats"])} for m in p["batch"]
+                        if not scenarios or m["scenario"] in scenarios]
+                if args.max_repeats:
+                    runs = [{**m, "repeats": min(m["repeats"], args.max_repeats)} for m in runs]
                 records += spark_driver(bed, work, name, "batch", [m for m in runs if m["repeats"] > 0])
                 records += [{"scenario": m["scenario"], "committer": name, "skipped": "too slow to repeat here"}
                             for m in runs if m["repeats"] == 0]
@@ -177,7 +198,7 @@ def main() -> None:
             log(f"engine commit of {r['files']} files: {r['driver']['seconds']:.1f}s, "
                 f"peak {r['driver']['peak_rss_bytes'] >> 20} MiB")
     finally:
-        save(Path(args.out), records, started, args.quick, bool(only))
+        save(Path(args.out), records, started, args.quick, partial)
         bed.stop()
     log(f"{len(records)} records -> {args.out}")
 

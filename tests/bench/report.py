@@ -156,8 +156,19 @@ def main() -> None:
     run = data["run"]
     out = []
     w = out.append
-    w(f"Run: {run['started']}, {run['minutes']} min{' (quick smoke run, not a measurement)' if run['quick'] else ''}"
-      f". Machine: {run['machine']}. Store: {run['store']}. Spark: {run['spark']}.")
+    w(f"Machine: {run['machine']}. Store: {run['store']}. Spark: {run['spark']}."
+      f"{' Quick smoke run, not a measurement.' if run['quick'] else ''}")
+    w("")
+    w("Runs (a partial run replaces the figures of the committers and scenarios it measured; each "
+      "record in results.json names its run):")
+    w("")
+    for r in data.get("runs", [run]):
+        parts: dict[str, list[str]] = {}
+        for part in r.get("parts", []):
+            committer, _, scenario = part.partition(":")
+            parts.setdefault(scenario, []).append(LABEL.get(committer, committer))
+        what = "; ".join(f"{sc}: {', '.join(cs)}" for sc, cs in sorted(parts.items()))
+        w(f"- {r['started']}, {r['minutes']} min, code at {r.get('commit', '?')}: {what}")
     w("")
     w("### 1. Job commit time and requests vs files")
     w("")
