@@ -481,17 +481,18 @@ impl AtomicWriter {
                     .store
                     .head(&self.path.bucket, &self.path.key, &job.settings.encryption)
                     .await?;
-                if head.as_ref().and_then(|h| h.writer.as_deref()) != Some(writer.as_str()) {
+                let Some(h) = head.filter(|h| h.writer.as_deref() == Some(writer.as_str())) else {
                     return Err(Error::AlreadyExists {
                         uri: self.path.to_string(),
                     });
-                }
+                };
                 log::info!(
                     "sealcommit: {} was created by this write already (a retried PUT whose first \
                      response was lost)",
                     self.path
                 );
-                job.verified_observation(&self.path, false, Default::default())
+                // That HEAD's answer is the object's encryption: verified without another.
+                job.verified_observation(&self.path, h.etag.is_some(), h.observed)
                     .await
                     .map(|_| ())
             }
