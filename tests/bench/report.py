@@ -183,8 +183,10 @@ def main() -> None:
     for r in recs:
         if r.get("scenario", "").startswith("files-") and r["scenario"] not in scenarios:
             scenarios.append(r["scenario"])
+    order = list(LABEL)
     for s in scenarios:
-        rows = by(recs, scenario=s)
+        rows = sorted(by(recs, scenario=s), key=lambda r: order.index(r["committer"]) if r["committer"] in order
+                      else len(order))
         measured = [r for r in rows if r.get("bytes")]
         w(f"**{s.removeprefix('files-')} files** ({measured[0]['bytes'] / 1e6:.1f} MB written)"
           if measured else f"**{s}**")
