@@ -174,14 +174,11 @@ impl Job {
                         std::io::Error::other(e),
                     )
                 })?,
-            None => ByteStream::from(
-                if pretty {
-                    serde_json::to_vec_pretty(doc)
-                } else {
-                    serde_json::to_vec(doc)
-                }
-                .map_err(|e| Error::document(what, e))?,
-            ),
+            None => {
+                let mut body = Vec::new();
+                write_json(&mut body, doc, pretty).map_err(|e| Error::document(what, e))?;
+                ByteStream::from(body)
+            }
         };
         self.put_verified_stream(path, body, None).await
     }
@@ -1043,13 +1040,21 @@ impl Spooled {
             .open(&path)?;
         let spooled = Spooled { path };
         let mut w = std::io::BufWriter::new(file);
-        if pretty {
-            serde_json::to_writer_pretty(&mut w, doc)?;
-        } else {
-            serde_json::to_writer(&mut w, doc)?;
-        }
+        write_json(&mut w, doc, pretty)?;
         w.flush()?;
         Ok(spooled)
+    }
+}
+
+fn write_json(
+    w: impl std::io::Write,
+    doc: &impl serde::Serialize,
+    pretty: bool,
+) -> serde_json::Result<()> {
+    if pretty {
+        serde_json::to_writer_pretty(w, doc)
+    } else {
+        serde_json::to_writer(w, doc)
     }
 }
 
