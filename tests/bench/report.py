@@ -162,23 +162,20 @@ def main() -> None:
     w("")
     runs = data.get("runs", [run])
     if len(runs) == 1:
-        r = runs[0]
-        w(f"Every figure below comes from one run: started {r['started']}, {r['minutes']} min, code at "
-          f"{r.get('commit', '?')}.")
-        runs = []
+        w(f"Every figure below comes from one run: started {runs[0]['started']}, {runs[0]['minutes']} min, "
+          f"code at {runs[0].get('commit', '?')}.")
     else:
         w("Runs (a partial run replaces the figures of the committers and scenarios it measured; each "
           "record in results.json names its run):")
-    w("")
-    for r in runs:
-        parts: dict[str, list[str]] = {}
-        for part in r.get("parts", []):
-            committer, _, scenario = part.partition(":")
-            parts.setdefault(scenario, []).append(LABEL.get(committer, committer))
-        what = "; ".join(f"{sc}: {', '.join(cs)}" for sc, cs in sorted(parts.items()))
-        w(f"- {r['started']}, {r['minutes']} min, code at {r.get('commit', '?')}: {what}")
-    if runs:
         w("")
+        for r in runs:
+            parts: dict[str, list[str]] = {}
+            for part in r.get("parts", []):
+                committer, _, scenario = part.partition(":")
+                parts.setdefault(scenario, []).append(LABEL.get(committer, committer))
+            what = "; ".join(f"{sc}: {', '.join(cs)}" for sc, cs in sorted(parts.items()))
+            w(f"- {r['started']}, {r['minutes']} min, code at {r.get('commit', '?')}: {what}")
+    w("")
     w("### 1. Job commit time and requests vs files")
     w("")
     w("Median of the repeats, (min–max) in brackets. *Job commit* is Spark's own figure (the time "

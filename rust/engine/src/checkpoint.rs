@@ -491,7 +491,8 @@ impl AtomicWriter {
                      response was lost)",
                     self.path
                 );
-                // That HEAD's answer is the object's encryption: verified without another.
+                // That HEAD's answer is the object's encryption: in `auto` mode it is checked
+                // without another HEAD (`head` mode still asks once more).
                 job.verified_observation(&self.path, h.etag.is_some(), h.observed)
                     .await
                     .map(|_| ())
