@@ -1,6 +1,10 @@
 //! Just enough of Parquet to prove a committed file is readable: the `PAR1` magic at both ends,
 //! a footer length that fits, and the row count from the footer (`FileMetaData.num_rows`, read
 //! with a minimal Thrift compact-protocol walker). No dependency on the parquet crate.
+//! Issue 17 plans to replace this walker with the `parquet` crate's metadata reader.
+//!
+//! Every function here takes the bytes the store actually returned: a short read (a truncated
+//! object, a store that answers a range with fewer bytes) is an error, never a slice panic.
 
 /// The 8-byte tail of a Parquet file: footer length and magic.
 pub const TAIL: u64 = 8;
@@ -8,7 +12,10 @@ const MAGIC: &[u8; 4] = b"PAR1";
 
 /// The footer length a file's last 8 bytes announce, checked against the file size.
 pub fn footer_len(tail: &[u8], size: u64) -> Result<u64, String> {
-    if tail.len() != TAIL as usize || &tail[4..] != MAGIC {
+    if tail.len() != TAIL as usize {
+        return Err(short_read(tail.len(), TAIL, "the last 8 bytes"));
+    }
+    if &tail[4..] != MAGIC {
         return Err("no Parquet magic (PAR1) at the end".into());
     }
     let len = u32::from_le_bytes([tail[0], tail[1], tail[2], tail[3]]) as u64;
@@ -16,6 +23,22 @@ pub fn footer_len(tail: &[u8], size: u64) -> Result<u64, String> {
         return Err(format!("the footer claims {len} bytes in a file of {size}"));
     }
     Ok(len)
+}
+
+/// The `len`-byte footer out of `read`, the bytes returned for a read from `size - TAIL - len`
+/// to the end (`len + TAIL` bytes: the footer, then the tail).
+pub fn footer(read: &[u8], len: u64) -> Result<&[u8], String> {
+    usize::try_from(len)
+        .ok()
+        .and_then(|n| read.get(..n))
+        .ok_or_else(|| short_read(read.len(), len.saturating_add(TAIL), "the footer"))
+}
+
+fn short_read(got: usize, wanted: u64, what: &str) -> String {
+    format!(
+        "the store returned {got} of the {wanted} bytes asked for {what} \
+         (the object is shorter than its listed size, or the store cut the range short)"
+    )
 }
 
 /// `FileMetaData.num_rows` (field 3) from a Thrift-compact-encoded footer.
@@ -160,5 +183,23 @@ mod tests {
         assert_eq!(footer_len(&tail, 100), Ok(20));
         assert!(footer_len(&tail, 30).is_err());
         assert!(footer_len(b"\x14\0\0\0ORC!", 100).is_err());
+    }
+
+    #[test]
+    fn short_reads_are_errors_not_panics() {
+        // The tail: fewer than 8 bytes, down to none.
+        for n in 0..TAIL as usize {
+            let e = footer_len(&b"\x14\0\0\0PAR1"[..n], 100).unwrap_err();
+            assert!(e.contains(&format!("returned {n} of the 8 bytes")), "{e}");
+        }
+        // The footer: the tail announced 20 bytes, the store returned fewer.
+        let read = [0u8; 28];
+        assert_eq!(footer(&read, 20).map(<[u8]>::len), Ok(20));
+        for n in 0..20 {
+            let e = footer(&read[..n], 20).unwrap_err();
+            assert!(e.contains(&format!("returned {n} of the 28 bytes")), "{e}");
+        }
+        // A length that does not fit in memory is not sliced either.
+        assert!(footer(&read, u64::MAX - TAIL).is_err());
     }
 }

@@ -77,18 +77,21 @@ async fn parquet_rows(
     enc: &EncryptionSpec,
     size: u64,
 ) -> std::result::Result<u64, String> {
-    use crate::parquet::{footer_len, num_rows, TAIL};
+    use crate::parquet::{footer, footer_len, num_rows, TAIL};
     if size < TAIL + 4 {
         return Err(format!("{size} bytes is too small for a Parquet file"));
     }
+    // Problems found in the bytes name the object: a short read is the store's doing, not ours.
+    let named = |e: String| format!("s3a://{bucket}/{key}: {e}");
     let tail = read_range(store, bucket, key, enc, size - TAIL)
         .await
         .map_err(|e| e.to_string())?;
-    let len = footer_len(&tail, size)?;
-    let footer = read_range(store, bucket, key, enc, size - TAIL - len)
+    let len = footer_len(&tail, size).map_err(named)?;
+    let read = read_range(store, bucket, key, enc, size - TAIL - len)
         .await
         .map_err(|e| e.to_string())?;
-    num_rows(&footer[..len as usize]).map_err(|e| format!("unreadable Parquet footer: {e}"))
+    num_rows(footer(&read, len).map_err(named)?)
+        .map_err(|e| named(format!("unreadable Parquet footer: {e}")))
 }
 
 /// Lists every object under `uri` and HEADs it. `expect` overrides the configured encryption
