@@ -843,7 +843,7 @@ impl Job {
             ));
         }
         let path = self.saved_dir().child(&format!("{task}.pendingset"));
-        self.put_verified(&path, set.to_json().into_bytes())
+        self.put_verified(&path, set.to_json()?.into_bytes())
             .await
             .map(|_| ())
     }

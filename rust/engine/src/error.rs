@@ -68,6 +68,10 @@ pub enum Error {
     #[error("cannot read {what}: {message}")]
     Document { what: String, message: String },
 
+    /// A document of ours could not be written as JSON.
+    #[error("cannot write {what} as JSON: {message}")]
+    Serialize { what: String, message: String },
+
     /// Job commit failed after the new output became visible: it cannot be rolled back without
     /// losing data, so the journal is kept with what is left to do.
     #[error(
@@ -126,6 +130,13 @@ impl Error {
         }
     }
 
+    pub fn serialize(what: impl Into<String>, message: impl fmt::Display) -> Self {
+        Error::Serialize {
+            what: what.into(),
+            message: message.to_string(),
+        }
+    }
+
     /// Whether the same request may succeed if tried again later.
     pub fn is_retryable(&self) -> bool {
         matches!(
@@ -177,5 +188,20 @@ mod tests {
         );
         assert_eq!(e.kind(), ErrorKind::Other);
         assert_eq!(e.status(), Some(403));
+    }
+
+    #[test]
+    fn a_serialization_failure_is_an_error_that_names_the_document() {
+        // JSON maps need string keys: serde_json refuses this one.
+        let doc: std::collections::BTreeMap<(u8, u8), u8> = [((1, 2), 3)].into_iter().collect();
+        let e = serde_json::to_string(&doc)
+            .map_err(|e| Error::serialize("commit report", e))
+            .unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("cannot write commit report as JSON: "),
+            "{e}"
+        );
+        assert_eq!(e.kind(), ErrorKind::Other);
     }
 }

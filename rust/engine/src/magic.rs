@@ -35,8 +35,8 @@ pub struct MagicFile {
 }
 
 impl MagicFile {
-    pub fn to_json(&self) -> String {
-        serde_json::to_string(self).unwrap_or_default()
+    pub fn to_json(&self) -> Result<String> {
+        serde_json::to_string(self).map_err(|e| Error::serialize("magic file", e))
     }
 
     pub fn from_json(s: &str) -> Result<MagicFile> {
@@ -373,7 +373,7 @@ mod tests {
             },
             buffer_peak: 7,
         };
-        assert_eq!(MagicFile::from_json(&f.to_json()).unwrap(), f);
+        assert_eq!(MagicFile::from_json(&f.to_json().unwrap()).unwrap(), f);
         assert!(MagicFile::from_json("{").is_err());
     }
 }

@@ -79,9 +79,8 @@ fn is_zero(n: &u64) -> bool {
 }
 
 impl PendingSet {
-    pub fn to_json(&self) -> String {
-        // Serializing plain structs of strings and numbers cannot fail.
-        serde_json::to_string(self).unwrap_or_default()
+    pub fn to_json(&self) -> Result<String> {
+        serde_json::to_string(self).map_err(|e| Error::serialize("pendingset", e))
     }
 
     pub fn from_json(s: &str) -> Result<PendingSet> {
@@ -276,7 +275,7 @@ mod tests {
             requests: BTreeMap::new(),
             buffer_peak: 0,
         };
-        let back = PendingSet::from_json(&p.to_json()).unwrap();
+        let back = PendingSet::from_json(&p.to_json().unwrap()).unwrap();
         assert!(Arc::ptr_eq(
             &back.uploads[0].encryption,
             &back.uploads[1].encryption
@@ -316,7 +315,7 @@ mod tests {
             requests: [("UploadPart".to_string(), 2)].into_iter().collect(),
             buffer_peak: 0,
         };
-        let json = p.to_json();
+        let json = p.to_json().unwrap();
         assert_eq!(PendingSet::from_json(&json).unwrap(), p);
         assert!(json.contains("\"upload_id\":\"2~abc\""), "{json}");
     }
@@ -333,10 +332,12 @@ mod tests {
             requests: BTreeMap::new(),
             buffer_peak: 0,
         };
-        let err = PendingSet::from_json(&p.to_json()).unwrap_err().to_string();
+        let err = PendingSet::from_json(&p.to_json().unwrap())
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("version 99"), "{err}");
         p.version = PENDINGSET_VERSION;
-        assert!(PendingSet::from_json(&p.to_json()).is_ok());
+        assert!(PendingSet::from_json(&p.to_json().unwrap()).is_ok());
     }
 
     #[test]

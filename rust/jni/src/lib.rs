@@ -258,7 +258,7 @@ pub extern "system" fn Java_io_sealcommit_Native_taskCommit(
         let dests = strings(env, &dests)?;
         let files = locals.into_iter().map(PathBuf::from).zip(dests).collect();
         let set = block_on(job.commit_task(&attempt, attempt_number.max(0) as u32, files))??;
-        jstr(env, &set.to_json())
+        jstr(env, &set.to_json()?)
     })
 }
 
@@ -296,7 +296,8 @@ pub extern "system" fn Java_io_sealcommit_Native_jobCommit(
         let sets = pendingsets(env, &sets)?;
         let replace = strings(env, &replace)?;
         let report = block_on(job.commit_job(sets, replace, dynamic_partitions != 0))??;
-        let json = serde_json::to_string(&report).unwrap_or_default();
+        let json =
+            serde_json::to_string(&report).map_err(|e| Error::serialize("commit report", e))?;
         jstr(env, &json)
     })
 }
@@ -669,7 +670,7 @@ pub extern "system" fn Java_io_sealcommit_Native_magicFinish(
         // SAFETY: see `borrow`; the Java owner zeroed its handle before this call.
         let w = unsafe { take::<MagicWriter>(handle) }.ok_or(BridgeError::Closed)?;
         let file = block_on(w.finish())??;
-        jstr(env, &file.to_json())
+        jstr(env, &file.to_json()?)
     })
 }
 
@@ -713,7 +714,7 @@ pub extern "system" fn Java_io_sealcommit_Native_magicTaskCommit(
         let attempt = string(env, &attempt)?;
         let files = magic_files(env, &files)?;
         let set = block_on(job.commit_magic_task(&attempt, attempt_number.max(0) as u32, files))??;
-        jstr(env, &set.to_json())
+        jstr(env, &set.to_json()?)
     })
 }
 
@@ -761,7 +762,8 @@ pub extern "system" fn Java_io_sealcommit_Native_jobCommitSaved(
 ) -> jstring {
     guard(&mut env, std::ptr::null_mut(), |env| {
         let report = block_on(job(handle)?.commit_saved())??;
-        let json = serde_json::to_string(&report).unwrap_or_default();
+        let json =
+            serde_json::to_string(&report).map_err(|e| Error::serialize("commit report", e))?;
         jstr(env, &json)
     })
 }
