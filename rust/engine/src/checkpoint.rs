@@ -520,8 +520,7 @@ impl AtomicWriter {
         };
         let failed = upload.is_err() || result.is_err();
         if failed {
-            let started = started.lock().map(|s| s.clone()).unwrap_or_default();
-            for (bucket, key, id) in started {
+            for (bucket, key, id) in crate::commit::started_uploads(&started) {
                 if let Err(e) = job.store.abort_upload(&bucket, &key, &id).await {
                     log::warn!(
                         "sealcommit: could not abort upload {id} of s3a://{bucket}/{key}: {e}"

@@ -35,6 +35,23 @@ use crate::uri::S3Path;
 /// Uploads a task commit has started, as (bucket, key, upload id): aborted if the task fails.
 pub(crate) type Started = Arc<Mutex<Vec<(String, String, String)>>>;
 
+/// Records an upload as started. A lock poisoned by a panic elsewhere still takes the record:
+/// each record is one push, so the list is whole, and a forgotten upload would never be aborted.
+pub(crate) fn record_started(started: &Started, bucket: &str, key: &str, upload_id: &str) {
+    started
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .push((bucket.to_string(), key.to_string(), upload_id.to_string()));
+}
+
+/// Every upload recorded as started, poisoned lock or not (see [`record_started`]).
+pub(crate) fn started_uploads(started: &Started) -> Vec<(String, String, String)> {
+    started
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone()
+}
+
 /// The directory under the destination that holds journals.
 pub const JOURNAL_DIR: &str = "_sealcommit";
 
@@ -283,8 +300,7 @@ impl Job {
         match self.task_pendingset(attempt, attempt_number, result, 0) {
             Ok(p) => Ok(p),
             Err(e) => {
-                let started = started.lock().map(|s| s.clone()).unwrap_or_default();
-                for (bucket, key, id) in started {
+                for (bucket, key, id) in started_uploads(&started) {
                     if let Err(abort_err) = self.store.abort_upload(&bucket, &key, &id).await {
                         log::warn!("sealcommit: could not abort upload {id} of s3a://{bucket}/{key}: {abort_err}");
                     }
@@ -396,9 +412,7 @@ impl Job {
             .store
             .create_upload(&dest.bucket, &dest.key, enc)
             .await?;
-        if let Ok(mut s) = started.lock() {
-            s.push((dest.bucket.clone(), dest.key.clone(), upload_id.clone()));
-        }
+        record_started(started, &dest.bucket, &dest.key, &upload_id);
         let part_size = self.settings.commit.part_size;
         let nparts = size.div_ceil(part_size).max(1);
         let mut parts: Vec<(i32, String)> = stream::iter(0..nparts)
@@ -1122,6 +1136,25 @@ pub(crate) fn offline_job(extra: &[(&str, &str)]) -> Job {
 mod tests {
     use super::*;
     use crate::encryption::EncryptionSummary;
+
+    #[test]
+    fn a_poisoned_lock_forgets_no_started_upload() {
+        let started: Started = Arc::default();
+        record_started(&started, "b", "k1", "u1");
+        let held = started.clone();
+        let panicked = std::thread::spawn(move || {
+            let _guard = held.lock().unwrap();
+            panic!("a task thread dies holding the lock");
+        })
+        .join();
+        assert!(panicked.is_err() && started.is_poisoned());
+        record_started(&started, "b", "k2", "u2");
+        let ids: Vec<_> = started_uploads(&started)
+            .into_iter()
+            .map(|(_, _, id)| id)
+            .collect();
+        assert_eq!(ids, ["u1", "u2"]);
+    }
 
     fn set(attempt: &str, keys: &[&str]) -> PendingSet {
         PendingSet {

@@ -4,7 +4,7 @@
 //! what to do. Requests are counted per operation for the `_SUCCESS` report.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
 use aws_config::retry::RetryConfig;
@@ -124,13 +124,17 @@ async fn build_client(cfg: &StoreConfig) -> Result<Client> {
 pub struct Counters(Mutex<BTreeMap<String, u64>>);
 
 impl Counters {
+    // A lock poisoned by a panic elsewhere still counts: each update is one addition, so the
+    // counts are whole, and dropping them would under-report the requests sent.
     pub fn add(&self, op: &str, n: u64) {
-        if let Ok(mut m) = self.0.lock() {
-            *m.entry(op.to_string()).or_default() += n;
-        }
+        let mut m = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        *m.entry(op.to_string()).or_default() += n;
     }
     pub fn snapshot(&self) -> BTreeMap<String, u64> {
-        self.0.lock().map(|m| m.clone()).unwrap_or_default()
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 }
 
