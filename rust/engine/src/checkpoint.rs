@@ -24,6 +24,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use aws_sdk_s3::primitives::ByteStream;
 use bytes::Bytes;
+use tempfile::NamedTempFile;
 use tokio::sync::{OnceCell, Semaphore};
 
 use crate::commit::{Job, Started};
@@ -362,7 +363,8 @@ pub struct AtomicWriter {
     path: S3Path,
     overwrite: bool,
     mem: Vec<u8>,
-    spill: Option<(std::fs::File, PathBuf)>,
+    /// The local file past the memory buffer; removed when dropped.
+    spill: Option<NamedTempFile>,
     len: u64,
 }
 
@@ -373,9 +375,9 @@ impl AtomicWriter {
             self.spill_to_disk()?;
         }
         match &mut self.spill {
-            Some((file, path)) => file
+            Some(file) => file
                 .write_all(data)
-                .map_err(|e| Error::io("write checkpoint spill file", path.display(), e)),
+                .map_err(|e| Error::io("write checkpoint spill file", file.path().display(), e)),
             None => {
                 self.mem.extend_from_slice(data);
                 Ok(())
@@ -392,18 +394,11 @@ impl AtomicWriter {
                 e,
             )
         })?;
-        let path = dir.join(format!("sealcommit-checkpoint-{}", unique()));
-        let mut file = std::fs::File::create(&path).map_err(|e| {
-            Error::io(
-                "create a spill file (set sealcommit.staging.dir)",
-                path.display(),
-                e,
-            )
-        })?;
+        let mut file = spill_file(dir)?;
         file.write_all(&self.mem)
-            .map_err(|e| Error::io("write checkpoint spill file", path.display(), e))?;
+            .map_err(|e| Error::io("write checkpoint spill file", file.path().display(), e))?;
         self.mem = Vec::new();
-        self.spill = Some((file, path));
+        self.spill = Some(file);
         Ok(())
     }
 
@@ -434,9 +429,9 @@ impl AtomicWriter {
                     ))
                 }
             };
-        if let Some((file, path)) = &mut self.spill {
+        if let Some(file) = &mut self.spill {
             file.flush()
-                .map_err(|e| Error::io("write checkpoint spill file", path.display(), e))?;
+                .map_err(|e| Error::io("write checkpoint spill file", file.path().display(), e))?;
         }
         if multipart {
             return self.commit_multipart().await;
@@ -460,10 +455,10 @@ impl AtomicWriter {
         }
         let body = match &self.spill {
             None => ByteStream::from(std::mem::take(&mut self.mem)),
-            Some((_, path)) => ByteStream::from_path(path).await.map_err(|e| {
+            Some(file) => ByteStream::from_path(file.path()).await.map_err(|e| {
                 Error::io(
                     "read checkpoint spill file",
-                    path.display(),
+                    file.path().display(),
                     std::io::Error::other(e),
                 )
             })?,
@@ -505,14 +500,14 @@ impl AtomicWriter {
         if self.spill.is_none() {
             self.spill_to_disk()?;
         }
-        let Some((_, local)) = &self.spill else {
+        let Some(local) = self.spill.as_ref().map(|f| f.path().to_path_buf()) else {
             return Err(Error::document("checkpoint write", "spill file missing"));
         };
         let job = &self.fs.job;
         let started: Started = Arc::default();
         let permits = Arc::new(Semaphore::new(job.settings.commit.upload_parallelism));
         let upload = job
-            .upload_file(local.clone(), self.path.clone(), permits, &started)
+            .upload_file(local, self.path.clone(), permits, &started)
             .await;
         let result = match &upload {
             Ok(u) => job.complete_one(u, !self.overwrite).await.map(|_| ()),
@@ -536,12 +531,20 @@ impl AtomicWriter {
     pub fn cancel(self) {}
 }
 
-impl Drop for AtomicWriter {
-    fn drop(&mut self) {
-        if let Some((_, path)) = self.spill.take() {
-            let _ = std::fs::remove_file(path);
-        }
-    }
+/// A new spill file in `dir`: created exclusively (`O_EXCL`, never an existing file or a
+/// symlink planted there) with mode 0600 under a random name, and removed when dropped.
+/// Checkpoint data is the query's state and may be as confidential as its output.
+fn spill_file(dir: &std::path::Path) -> Result<NamedTempFile> {
+    tempfile::Builder::new()
+        .prefix("sealcommit-checkpoint-")
+        .tempfile_in(dir)
+        .map_err(|e| {
+            Error::io(
+                "create a spill file (set sealcommit.staging.dir)",
+                dir.display(),
+                e,
+            )
+        })
 }
 
 /// A checkpoint file being read: one GET whose body streams; a seek elsewhere opens a ranged
@@ -660,5 +663,30 @@ mod tests {
             e.contains("sealcommit.checkpoint.multipart-threshold"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn spill_files_are_new_private_and_removed() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (
+            spill_file(dir.path()).unwrap(),
+            spill_file(dir.path()).unwrap(),
+        );
+        assert_ne!(a.path(), b.path());
+        for f in [&a, &b] {
+            assert_eq!(f.path().parent(), Some(dir.path()));
+            let name = f.path().file_name().unwrap().to_string_lossy().into_owned();
+            assert!(name.starts_with("sealcommit-checkpoint-"), "{name}");
+            let mode = std::fs::metadata(f.path()).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600, "{name} has mode {mode:o}");
+        }
+        let path = a.path().to_path_buf();
+        drop(a);
+        assert!(!path.exists());
+        let e = spill_file(&dir.path().join("missing"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("sealcommit.staging.dir"), "{e}");
     }
 }
