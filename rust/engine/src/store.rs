@@ -3,8 +3,8 @@
 //! (Ceph RGW rejects aws-chunked trailers), and every failure turned into an `Error` that says
 //! what to do. Requests are counted per operation for the `_SUCCESS` report.
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use aws_config::retry::RetryConfig;
@@ -48,20 +48,59 @@ pub fn load_ca_file(path: &str, setting: &str) -> Result<Vec<u8>> {
     Ok(pem)
 }
 
-fn clients() -> &'static Mutex<HashMap<StoreConfig, Client>> {
-    static CLIENTS: OnceLock<Mutex<HashMap<StoreConfig, Client>>> = OnceLock::new();
-    CLIENTS.get_or_init(Default::default)
+/// Clients kept at most: a long-lived driver whose session token rotates gets a new client per
+/// token (the token is part of the key), and the least recently used ones go.
+const MAX_CLIENTS: usize = 32;
+
+/// The most recently used values last; beyond `cap` entries the least recently used is dropped.
+/// A handful of entries, so a linear scan is cheaper than any index.
+struct Recent<K, V> {
+    cap: usize,
+    entries: Vec<(K, V)>,
 }
 
-/// A client for this connection identity, built once per process.
+impl<K: PartialEq, V: Clone> Recent<K, V> {
+    const fn new(cap: usize) -> Self {
+        Recent {
+            cap,
+            entries: Vec::new(),
+        }
+    }
+
+    fn get(&mut self, key: &K) -> Option<V> {
+        let at = self.entries.iter().position(|(k, _)| k == key)?;
+        let entry = self.entries.remove(at);
+        let value = entry.1.clone();
+        self.entries.push(entry);
+        Some(value)
+    }
+
+    fn insert(&mut self, key: K, value: V) {
+        self.entries.retain(|(k, _)| k != &key);
+        self.entries.push((key, value));
+        if self.entries.len() > self.cap {
+            let extra = self.entries.len() - self.cap;
+            self.entries.drain(..extra);
+        }
+    }
+}
+
+/// Cached clients by connection identity (credentials included). Each update leaves the cache
+/// whole, so a lock poisoned by a panic elsewhere is used as it is.
+fn clients() -> MutexGuard<'static, Recent<StoreConfig, Client>> {
+    static CLIENTS: Mutex<Recent<StoreConfig, Client>> = Mutex::new(Recent::new(MAX_CLIENTS));
+    CLIENTS.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// A client for this connection identity, built once per process (while among the
+/// [`MAX_CLIENTS`] most recently used). With the default credential chain the client's own
+/// provider refreshes the credentials, so one client serves them all.
 pub async fn client_for(cfg: &StoreConfig) -> Result<Client> {
-    if let Some(c) = clients().lock().ok().and_then(|m| m.get(cfg).cloned()) {
+    if let Some(c) = clients().get(cfg) {
         return Ok(c);
     }
     let client = build_client(cfg).await?;
-    if let Ok(mut m) = clients().lock() {
-        m.insert(cfg.clone(), client.clone());
-    }
+    clients().insert(cfg.clone(), client.clone());
     Ok(client)
 }
 
@@ -994,6 +1033,50 @@ impl Store {
 mod tests {
     use super::*;
     use crate::config::Conf;
+
+    #[test]
+    fn the_client_cache_keeps_the_most_recently_used() {
+        let mut r = Recent::new(3);
+        for k in 1..=3 {
+            r.insert(k, k * 10);
+        }
+        assert_eq!(r.get(&1), Some(10)); // 1 is now the most recent
+        r.insert(4, 40); // evicts 2, the least recently used
+        assert_eq!(r.get(&2), None);
+        assert_eq!(r.get(&3), Some(30));
+        r.insert(3, 31); // replaces, does not grow
+        assert_eq!(r.entries.len(), 3);
+        assert_eq!(r.get(&3), Some(31));
+    }
+
+    #[test]
+    fn a_rotated_session_token_gets_a_new_client_and_old_ones_are_evicted() {
+        let with_token = |n: usize| {
+            let conf: Conf = [
+                ("fs.s3a.endpoint", "http://127.0.0.1:9"),
+                ("fs.s3a.access.key", "AKIDEXAMPLE"),
+                ("fs.s3a.secret.key", "secret"),
+                ("fs.s3a.session.token", &format!("token-{n}")),
+            ]
+            .into_iter()
+            .collect();
+            StoreConfig::resolve(&conf, "b").unwrap()
+        };
+        assert_ne!(with_token(1), with_token(2));
+        // The cache of the process, as a driver whose token rotates would fill it.
+        crate::runtime::block_on(async {
+            for n in 0..MAX_CLIENTS + 8 {
+                client_for(&with_token(n)).await.unwrap();
+            }
+        })
+        .unwrap();
+        let cache = clients();
+        let cached = &cache.entries;
+        assert!(cached.len() <= MAX_CLIENTS, "{} clients", cached.len());
+        let has = |n: usize| cached.iter().any(|(k, _)| k == &with_token(n));
+        assert!((0..8).all(|n| !has(n)), "the oldest clients are evicted");
+        assert!((MAX_CLIENTS..).take(8).all(has), "the newest are kept");
+    }
 
     /// The hint for an error a store answers with, for a write with SSE-KMS key `k1`.
     fn hint_for(status: Option<u16>, code: Option<&str>, detail: &str) -> String {
