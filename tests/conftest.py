@@ -60,7 +60,8 @@ S3A_ON_HADOOP_35 = {
 
 def bed_info(bed) -> dict:
     """What a driver in another process needs to attach to the running bed (`attach_bed`)."""
-    return {"base": str(bed.base), "ca_dir": str(bed.ca.dir), "secret_key": stores.SECRET_KEY}
+    return {"base": str(bed.base), "ca_dir": str(bed.ca.dir), "secret_key": stores.SECRET_KEY,
+            "ports": dict(PORTS)}
 
 
 def run_batch_driver(bed, timeout: float, **info):
@@ -75,11 +76,12 @@ def run_batch_driver(bed, timeout: float, **info):
 
 def attach_bed(info: dict):
     """The running test bed, from another process (a driver a test starts in its own JVM):
-    `info` carries the bed's base dir, its CA dir and the per-run secret key."""
+    `info` carries the bed's base dir, its CA dir, its ports and the per-run secret key."""
     stores.SECRET_KEY = info["secret_key"]
+    PORTS.update(info["ports"])  # the same dict every module imported
     b = stores.Bed(Path(info["base"]))
     b.ca = stores.CA(Path(info["ca_dir"]))
-    b.rgw = stores.Rgw(b.base / "rgw", b.ca)
+    b.rgw = stores.Rgw(b.base / "rgw", b.ca, http_port=PORTS["rgw_http"], https_port=PORTS["rgw_https"])
     b.proxy = stores.Proxy(b.base / "nginx", b.ca, {})
     return b
 

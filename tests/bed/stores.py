@@ -37,18 +37,44 @@ SECRET_KEY = "sc-secret-" + secrets.token_hex(12)
 KMS_KEY_1 = "arn:aws:kms:us-east-1:000000000000:key/spark-encryption-key"
 KMS_KEY_2 = "tenant-2-key"
 
-PORTS = dict(
-    rgw_http=18000,
-    rgw_https=18443,
-    proxy_http=18080,  # nginx: http -> https RGW
-    sw_master=19333,
-    sw_volume=18088,
-    sw_filer=18888,
-    sw_s3=18333,
-    sw_s3_https=18334,
-    sw_proxy_http=18090,  # nginx: http -> https SeaweedFS
-    sw_grpc_offset=10000,
-)
+def _port_free(port: int) -> bool:
+    import socket
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _free_ports(names: list[str], paired: set[str], offset: int) -> dict:
+    """Free loopback ports for this run, so the bed starts beside other services (another Ceph on
+    6789, a second test run). A port in `paired` also needs port + `offset` free (SeaweedFS puts
+    its gRPC listener there)."""
+    import random
+    rng = random.Random()
+    chosen: dict = {}
+    taken: set = set()
+    for name in names:
+        for _ in range(2000):
+            p = rng.randrange(20000, 30000)
+            need = [p, p + offset] if name in paired else [p]
+            if taken.isdisjoint(need) and all(_port_free(q) for q in need):
+                chosen[name] = p
+                taken.update(need)
+                break
+        else:
+            raise RuntimeError(f"no free loopback port for {name}")
+    return chosen
+
+
+SW_GRPC_OFFSET = 10000  # SeaweedFS: gRPC port = HTTP port + 10000
+# Chosen once per process; `SEALCOMMIT_BED_PORTS` (JSON) pins them, e.g. for a bed started apart.
+PORTS = dict(json.loads(os.environ["SEALCOMMIT_BED_PORTS"])) if os.environ.get("SEALCOMMIT_BED_PORTS") else _free_ports(
+    ["ceph_mon", "rgw_http", "rgw_https", "proxy_http",  # nginx: http -> https RGW
+     "sw_master", "sw_volume", "sw_filer", "sw_s3", "sw_s3_https",
+     "sw_proxy_http"],  # nginx: http -> https SeaweedFS
+    paired={"sw_master", "sw_volume", "sw_filer", "sw_s3"}, offset=SW_GRPC_OFFSET)
 
 
 def log(msg: str) -> None:
@@ -150,8 +176,8 @@ class CA:
 class Rgw:
     base: Path
     ca: CA
-    http_port: int = PORTS["rgw_http"]
-    https_port: int = PORTS["rgw_https"]
+    http_port: int = field(default_factory=lambda: PORTS["rgw_http"])
+    https_port: int = field(default_factory=lambda: PORTS["rgw_https"])
     # Memstore keeps objects in RAM: the benchmarks' 4 GiB writes need more than the tests.
     memstore_bytes: int = 4 << 30
     procs: list = field(default_factory=list)
@@ -173,7 +199,7 @@ class Rgw:
         keys = " ".join(f"{k}={base64.b64encode(secrets.token_bytes(32)).decode()}" for k in (KMS_KEY_1, KMS_KEY_2))
         return f"""[global]
 fsid = {uuid.uuid4()}
-mon_host = v1:127.0.0.1:6789
+mon_host = v1:127.0.0.1:{PORTS['ceph_mon']}
 public_addr = 127.0.0.1
 cluster_addr = 127.0.0.1
 ms_bind_msgr2 = false
@@ -245,7 +271,7 @@ rgw_gc_processor_period = 20
         run(["ceph-authtool", kr, "-g", "-n", "osd.0", "--cap", "mon", "allow profile osd", "--cap", "osd", "allow *"])
         run(["ceph-authtool", kr, "-g", "-n", "client.rgw.a", "--cap", "mon", "allow rw", "--cap", "osd", "allow rwx"])
         fsid = re.search(r"fsid = (\S+)", conf.read_text()).group(1)
-        run(["monmaptool", "--create", "--addv", "a", "[v1:127.0.0.1:6789]", "--fsid", fsid, b / "monmap"])
+        run(["monmaptool", "--create", "--addv", "a", f"[v1:127.0.0.1:{PORTS['ceph_mon']}]", "--fsid", fsid, b / "monmap"])
         run(["ceph-mon", *c, "--mkfs", "-i", "a", "--monmap", b / "monmap", "--keyring", kr])
         run(["ceph-mon", *c, "-i", "a"], env=env)
         wait_for("ceph mon", lambda: run(["ceph", *c, "-s"], env=env, timeout=10).returncode == 0, 30)
@@ -549,7 +575,7 @@ if __name__ == "__main__":
     if cmd == "start":
         bed.start()
         print(json.dumps({"rgw_http": bed.rgw.http_endpoint, "rgw_https": bed.rgw.https_endpoint,
-                          "secret_key": SECRET_KEY}), flush=True)
+                          "secret_key": SECRET_KEY, "ports": PORTS}), flush=True)
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
         try:
             signal.pause()

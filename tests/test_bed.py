@@ -1,0 +1,50 @@
+"""The test bed starts beside other services: a second Ceph on this machine (here: a second bed
+while the suite's own runs) and something already listening on Ceph's and the old fixed ports."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+
+from tests.conftest import ROOT
+from tests.bed.stores import PORTS, http_status
+
+DEFAULT_PORTS = [6789, 18000, 18443, 18080, 8000, 8443, 8333, 9333]
+
+
+def test_a_second_bed_starts_beside_the_running_one(bed, tmp_path):
+    held = []
+    for port in DEFAULT_PORTS:  # whatever of them is free, someone else now holds
+        s = socket.socket()
+        try:
+            s.bind(("127.0.0.1", port))
+            s.listen(1)
+            held.append(s)
+        except OSError:
+            s.close()
+    try:
+        # A separate process chooses its own ports, as a second run on the machine would.
+        code = f"""
+import json, sys
+from pathlib import Path
+sys.path.insert(0, {str(ROOT)!r})
+from tests.bed import stores
+b = stores.Bed(Path({str(tmp_path / 'second')!r}), with_seaweed=False).start()
+try:
+    print(json.dumps({{"ports": stores.PORTS, "http": b.rgw.http_endpoint}}))
+finally:
+    b.stop()
+"""
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+        assert out.returncode == 0, out.stderr[-3000:]
+        import json
+        second = json.loads(out.stdout.strip().splitlines()[-1])
+    finally:
+        for s in held:
+            s.close()
+    ports = set(second["ports"].values())
+    assert not ports & set(DEFAULT_PORTS), second["ports"]
+    assert not ports & set(PORTS.values()), (second["ports"], PORTS)
+    # The suite's own store kept answering throughout.
+    assert http_status(bed.rgw.http_endpoint + "/") in (200, 403)
