@@ -144,7 +144,10 @@ public class SealStreamingCommitProtocol extends ManifestFileCommitProtocol {
       Object statuses = java.lang.reflect.Array.newInstance(statusClass, files.length);
       for (int i = 0; i < files.length; i++) {
         String[] p = files[i].split(":", 4);  // f:size:modified-millis:uri
-        java.lang.reflect.Array.set(statuses, i, make.newInstance(p[3], Long.parseLong(p[1]),
+        // The sink log holds URI strings (what Spark's own protocol records: the path's URI,
+        // `%`-encoded); the engine's are Hadoop path strings, literal.
+        String uri = new org.apache.hadoop.fs.Path(p[3]).toUri().toString();
+        java.lang.reflect.Array.set(statuses, i, make.newInstance(uri, Long.parseLong(p[1]),
             false, Long.parseLong(p[2]), 1, BLOCK_SIZE, "add"));
       }
       Method add = fileLog.getClass().getMethod("add", long.class, Object.class);
