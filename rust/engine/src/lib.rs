@@ -12,6 +12,7 @@ pub mod encryption;
 pub mod error;
 pub mod magic;
 pub mod model;
+pub mod naming;
 pub mod parquet;
 pub mod progress;
 pub mod recover;

@@ -82,6 +82,30 @@ mod tests {
         assert_eq!(root.child("x").key, "x");
         assert!(p.contains_key("users/x") && !p.contains_key("users2/x"));
         assert!(S3Path::parse("hdfs://nn/x").is_err());
+    }
+
+    /// Spark hands over Hadoop path strings, which are literal (not URI-encoded): a partition
+    /// value Spark escaped (`a=b` -> `a%3Db`) stays escaped in the key, exactly as S3A maps the
+    /// same path, and nothing else is decoded or encoded on the way.
+    #[test]
+    fn hadoop_path_strings_map_to_keys_literally() {
+        for (path, key) in [
+            ("s3a://b/t/p=a%3Db/part-0", "t/p=a%3Db/part-0"),
+            ("s3a://b/t/p=50%25/part-0", "t/p=50%25/part-0"),
+            ("s3a://b/t/p=N%2FA/part-0", "t/p=N%2FA/part-0"),
+            ("s3a://b/t/city=New York/part-0", "t/city=New York/part-0"),
+            ("s3a://b/t/p=x%3Ay/q=%23tag/part-0", "t/p=x%3Ay/q=%23tag/part-0"),
+            ("s3a://b/t/p=日本語 ü😀/part-0", "t/p=日本語 ü😀/part-0"),
+            ("s3a://b/t/p=a&b+c d/part-0", "t/p=a&b+c d/part-0"),
+            (
+                "s3a://b/t/p=__HIVE_DEFAULT_PARTITION__/part-0",
+                "t/p=__HIVE_DEFAULT_PARTITION__/part-0",
+            ),
+        ] {
+            let p = S3Path::parse(path).unwrap();
+            assert_eq!((p.bucket.as_str(), p.key.as_str()), ("b", key), "{path}");
+            assert_eq!(p.to_string(), path);
+        }
         assert!(S3Path::parse("s3a:///x").is_err());
     }
 }

@@ -48,8 +48,21 @@ public class SealOutputCommitter extends PathOutputCommitter {
   private final File workDir;
   private final Configuration conf;
   private final boolean savePendingSet;
-  /** Relative path in the work directory to destination URI, for files not at that path. */
+  /**
+   * Files the task was asked to write, by the relative path Spark named (an escaped partition
+   * directory and a file name): their destination URI. Every one of them is committed or the
+   * task fails; none is skipped.
+   */
   private final Map<String, String> destinations = new ConcurrentHashMap<>();
+  /**
+   * Staging mode: the local file of each registered relative path. Local names are the task's
+   * own ({@code <n>/<file name>}), never derived from the partition directory, so no partition
+   * value (escaped characters, unicode, values longer than a local file name may be) changes
+   * which local file holds which object.
+   */
+  private final Map<String, File> staged = new ConcurrentHashMap<>();
+  private final java.util.concurrent.atomic.AtomicInteger stagedCount =
+      new java.util.concurrent.atomic.AtomicInteger();
   private String pendingSet;
   private int attemptNumber;
 
@@ -114,17 +127,44 @@ public class SealOutputCommitter extends PathOutputCommitter {
    * mode, {@code sealmagic:} in magic mode), which job commit will publish at {@code destUri}.
    */
   public String addFile(String relative, String destUri) throws IOException {
-    destinations.put(relative, destUri);
+    if (destinations.putIfAbsent(relative, destUri) != null) {
+      // Two writers for one file would leave one of them unread: fail instead. Spark does this
+      // when two partition values map to one directory in a task (the file sink of Spark 3.5
+      // writes both null and "" to __HIVE_DEFAULT_PARTITION__ when its input is not sorted so).
+      throw new org.apache.hadoop.fs.FileAlreadyExistsException("sealcommit: Spark asked this "
+          + "task attempt for " + destUri + " a second time (two partition values that map to "
+          + "one directory, such as null and the empty string?); failing the task rather than "
+          + "letting one file replace the other");
+    }
     if (magicToken != null) {
       return getWorkPath() + "/" + relative;
     }
-    File local = new File(workDir, relative);
+    File local = new File(new File(workDir, Integer.toString(stagedCount.getAndIncrement())),
+        localName(relative));
     File parent = local.getParentFile();
     if (!parent.isDirectory() && !parent.mkdirs()) {
       throw new IOException("cannot create the local staging directory " + parent
           + "; set " + STAGING_DIR_KEY + " to a writable directory");
     }
-    return local.toURI().toString();
+    staged.put(relative, local);
+    // A Hadoop path string names the file literally (Path's string form is not URI-encoded),
+    // so the writer opens exactly `local`, whatever characters the staging root holds.
+    return new org.apache.hadoop.fs.Path(local.toURI()).toString();
+  }
+
+  /**
+   * The local name of a staged file: the last segment of Spark's file name (it carries the
+   * extension codecs are chosen by), restricted to characters every local file system takes.
+   */
+  static String localName(String relative) {
+    String name = relative.substring(relative.lastIndexOf('/') + 1);
+    StringBuilder b = new StringBuilder();
+    for (char c : name.toCharArray()) {
+      b.append(Character.isLetterOrDigit(c) && c < 128 || c == '.' || c == '-' || c == '_'
+          ? c : '_');
+    }
+    String safe = b.length() > 200 ? b.substring(b.length() - 200) : b.toString();
+    return safe.isEmpty() || safe.startsWith(".") ? "f" + safe : safe;
   }
 
   private String destination(String relative) {
@@ -221,7 +261,19 @@ public class SealOutputCommitter extends PathOutputCommitter {
     if (magicJob != null) {
       try {
         synchronized (this) {
+          List<String> unwritten = new ArrayList<>();
+          for (Map.Entry<String, String> e : destinations.entrySet()) {
+            if (!magicSizes.containsKey(e.getKey())) {
+              unwritten.add(e.getValue());
+            }
+          }
           cancelOpenMagicStreams();
+          if (!unwritten.isEmpty()) {
+            abortTask(context);
+            throw new IOException("sealcommit: task " + attempt + " was asked to write "
+                + unwritten.size() + " file(s) it did not write and close, e.g. "
+                + unwritten.get(0) + "; the task fails rather than commit without them");
+          }
           pendingSet = magicJob.commitMagicTask(attempt, attemptNumber,
               magicFinished.toArray(new String[0]));
           magicFinished.clear();
@@ -236,27 +288,32 @@ public class SealOutputCommitter extends PathOutputCommitter {
     }
     List<String> locals = new ArrayList<>();
     List<String> dests = new ArrayList<>();
-    for (Path f : localFiles()) {
-      locals.add(f.toString());
-      dests.add(destination(workDir.toPath().relativize(f).toString()));
+    if (!destinations.isEmpty()) {
+      // Every file the task was asked to write: the engine fails the task if one is missing.
+      for (String relative : new java.util.TreeSet<>(destinations.keySet())) {
+        locals.add(staged.get(relative).getPath());
+        dests.add(destinations.get(relative));
+      }
+    } else {
+      for (Path f : walkWorkDir()) {
+        locals.add(f.toString());
+        dests.add(destination(workDir.toPath().relativize(f).toString()));
+      }
     }
     try (SealJob job = SealJob.open(conf, outputPath.toString(), jobId)) {
-      pendingSet = job.commitTask(attempt, attemptNumber, locals.toArray(new String[0]),
-          dests.toArray(new String[0]));
-      if (savePendingSet) {
-        job.savePendingSet(context.getTaskAttemptID().getTaskID().toString(), pendingSet);
-      }
+      String[] l = locals.toArray(new String[0]);
+      String[] d = dests.toArray(new String[0]);
+      pendingSet = savePendingSet
+          ? job.commitTaskSaved(context.getTaskAttemptID().getTaskID().toString(), attempt,
+              attemptNumber, l, d)
+          : job.commitTask(attempt, attemptNumber, l, d);
     } finally {
       deleteWorkDir();
     }
   }
 
-  /** The files registered by {@link #addFile}, else (MapReduce) all under the work dir. */
-  private List<Path> localFiles() throws IOException {
-    if (!destinations.isEmpty()) {
-      return destinations.keySet().stream().sorted().map(r -> new File(workDir, r).toPath())
-          .filter(Files::isRegularFile).collect(Collectors.toList());
-    }
+  /** MapReduce (no file registered by {@link #addFile}): every file under the work dir. */
+  private List<Path> walkWorkDir() throws IOException {
     if (!workDir.isDirectory()) {
       return new ArrayList<>();
     }

@@ -82,7 +82,11 @@ public class SealCommitProtocol extends FileCommitProtocol implements java.io.Se
 
   private String fileName(TaskAttemptContext taskContext, String prefix, String suffix) {
     int split = taskContext.getTaskAttemptID().getTaskID().getId();
-    return String.format("%spart-%05d-%s%s", prefix, split, jobId, suffix);
+    try {
+      return io.sealcommit.Naming.outputName(prefix, split, jobId, suffix);
+    } catch (IOException e) {
+      throw new UncheckedIOException(e);
+    }
   }
 
   /** Spark's older entry point (deprecated there); same as the {@link FileNameSpec} one. */
