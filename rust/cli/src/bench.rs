@@ -200,7 +200,11 @@ async fn prepare_and_commit(conf: &Conf, a: &Args, raw_args: &[String]) -> R<ser
         .collect();
     // One pendingset per line, as the driver receives them: one per task.
     let file = std::env::temp_dir().join(format!("sealcommit-{job_id}.pendingsets.jsonl"));
-    let lines: Vec<String> = sets.iter().map(PendingSet::to_json).collect();
+    let lines: Vec<String> = sets
+        .iter()
+        .map(PendingSet::to_json)
+        .collect::<Result<_, _>>()
+        .map_err(err)?;
     std::fs::write(&file, lines.join("\n")).map_err(err)?;
     let (task_peak, _) = memory();
 
