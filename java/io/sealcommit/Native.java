@@ -15,6 +15,12 @@ final class Native {
 
   static native void jobClose(long job) throws Exception;
 
+  /**
+   * {@code {opened, freed, refused}}: jobs opened and freed so far in this process, and job calls
+   * the engine refused because their handle was not live (freed or never opened).
+   */
+  static native long[] jobCounts() throws Exception;
+
   static native void jobSetup(long job) throws Exception;
 
   static native String taskCommit(long job, String attempt, int attemptNumber,

@@ -1,6 +1,5 @@
 package io.sealcommit;
 
-import java.io.Closeable;
 import java.io.IOException;
 import java.util.ArrayList;
 import java.util.List;
@@ -15,37 +14,34 @@ import org.apache.hadoop.fs.PathFilter;
 /**
  * Checkpoint file operations in the engine, for the Spark-version-specific
  * {@code SealCheckpointFileManager}s: atomic create with one (conditional) PUT at close, reads,
- * listings, deletes. Owns a native handle; close it once.
+ * listings, deletes. Owns a native handle ({@link NativeHandle}), as do its streams.
  */
-public final class SealCheckpointFs implements Closeable {
+public final class SealCheckpointFs extends NativeHandle {
   /** Read-ahead in front of each native read (bytes). */
   private static final int BUFFER = NativeOutput.BUFFER;
   /** What S3A reports as a block size; only informational for object stores. */
   private static final long BLOCK_SIZE = 32L * 1024 * 1024;
 
-  private long handle;
-
   private SealCheckpointFs(long handle) {
-    this.handle = handle;
+    super("checkpoint manager", handle);
+  }
+
+  @Override
+  protected void free(long handle) throws Exception {
+    // Open writers and readers hold their own reference to the engine's checkpoint store.
+    Native.cpClose(handle);
   }
 
   /** Opens the engine for checkpoint files under {@code root}, with {@code conf}'s settings. */
   public static SealCheckpointFs open(Path root, Configuration conf) throws IOException {
     NativeLoader.load(conf.get(NativeLoader.PATH_KEY));
     String[] kv = SealJob.settings(conf);
-    return new SealCheckpointFs(SealJob.call(() -> Native.cpOpen(kv, root.toString())));
-  }
-
-  private synchronized long live() {
-    if (handle == 0) {
-      throw new IllegalStateException("sealcommit checkpoint manager used after close");
-    }
-    return handle;
+    return new SealCheckpointFs(invoke(() -> Native.cpOpen(kv, root.toString())));
   }
 
   /** The entries directly under {@code dir} accepted by {@code filter}; empty if none. */
   public FileStatus[] list(Path dir, PathFilter filter) throws IOException {
-    String[] lines = SealJob.call(() -> Native.cpList(live(), dir.toString()));
+    String[] lines = call(h -> Native.cpList(h, dir.toString()));
     List<FileStatus> out = new ArrayList<>(lines.length);
     for (String line : lines) {
       // kind:size:modified-millis:uri
@@ -60,14 +56,11 @@ public final class SealCheckpointFs implements Closeable {
   }
 
   public boolean exists(Path path) throws IOException {
-    return SealJob.call(() -> Native.cpExists(live(), path.toString()));
+    return call(h -> Native.cpExists(h, path.toString()));
   }
 
   public void delete(Path path) throws IOException {
-    SealJob.call(() -> {
-      Native.cpDelete(live(), path.toString());
-      return null;
-    });
+    run(h -> Native.cpDelete(h, path.toString()));
   }
 
   /**
@@ -76,25 +69,12 @@ public final class SealCheckpointFs implements Closeable {
    * exists. {@link AtomicOutput#cancel()} discards it.
    */
   public AtomicOutput createAtomic(Path path, boolean overwrite) throws IOException {
-    long w = SealJob.call(() -> Native.cpCreate(live(), path.toString(), overwrite));
-    return new AtomicOutput(w);
+    return new AtomicOutput(new Writer(call(h -> Native.cpCreate(h, path.toString(), overwrite))));
   }
 
   public FSDataInputStream open(Path path) throws IOException {
-    long r = SealJob.call(() -> Native.cpOpenRead(live(), path.toString()));
+    Reader r = new Reader(call(h -> Native.cpOpenRead(h, path.toString())));
     return new FSDataInputStream(new BufferedFSInputStream(new Input(r), BUFFER));
-  }
-
-  @Override
-  public synchronized void close() throws IOException {
-    long h = handle;
-    handle = 0;
-    if (h != 0) {
-      SealJob.call(() -> {
-        Native.cpClose(h);
-        return null;
-      });
-    }
   }
 
   /** An engine call made from a Spark interface that declares no exceptions. */
@@ -122,25 +102,22 @@ public final class SealCheckpointFs implements Closeable {
 
   /** The buffered bytes of one atomic write; nothing reaches the store before close. */
   public static final class AtomicOutput extends NativeOutput {
-    private final long writer;
+    private final Writer writer;
 
-    AtomicOutput(long writer) {
+    AtomicOutput(Writer writer) {
       this.writer = writer;
     }
 
     @Override
     protected void send(byte[] b, int off, int len) throws IOException {
-      SealJob.call(() -> {
-        Native.cpWrite(writer, b, off, len);
-        return null;
-      });
+      writer.run(w -> Native.cpWrite(w, b, off, len));
     }
 
     /** Publishes the file. */
     @Override
     protected void finish() throws IOException {
-      SealJob.call(() -> {
-        Native.cpCommit(writer);
+      writer.closeWith(w -> {
+        Native.cpCommit(w);
         return null;
       });
     }
@@ -149,22 +126,55 @@ public final class SealCheckpointFs implements Closeable {
     @Override
     protected void discard() {
       try {
-        Native.cpCancel(writer);
-      } catch (Exception e) {
+        writer.close();
+      } catch (IOException | RuntimeException e) {
         // Only frees native memory and a local spill file; nothing to report to Spark.
       }
     }
   }
 
+  /** An engine atomic writer: {@code cpCommit} takes it over; closing it cancels the write. */
+  private static final class Writer extends NativeHandle {
+    Writer(long writer) {
+      super("checkpoint writer", writer);
+    }
+
+    @Override
+    protected void free(long writer) throws Exception {
+      Native.cpCancel(writer);
+    }
+  }
+
+  /** An engine reader of one checkpoint file. */
+  private static final class Reader extends NativeHandle {
+    Reader(long reader) {
+      super("checkpoint reader", reader);
+    }
+
+    @Override
+    protected void free(long reader) throws Exception {
+      Native.cpCloseRead(reader);
+    }
+  }
+
   /** A checkpoint file's bytes, streamed by the engine; seekable for Hadoop's readers. */
   private static final class Input extends FSInputStream {
-    private long reader;
+    private final Reader reader;
     private long pos;
     private final long size;
 
-    Input(long reader) throws IOException {
+    Input(Reader reader) throws IOException {
       this.reader = reader;
-      this.size = SealJob.call(() -> Native.cpSize(reader));
+      try {
+        this.size = reader.call(Native::cpSize);
+      } catch (IOException | RuntimeException e) {
+        try {
+          reader.close();
+        } catch (IOException | RuntimeException c) {
+          e.addSuppressed(c);
+        }
+        throw e;
+      }
     }
 
     @Override
@@ -203,12 +213,11 @@ public final class SealCheckpointFs implements Closeable {
       if (len == 0) {
         return 0;
       }
-      if (reader == 0) {
+      if (reader.isClosed()) {
         throw new IOException("checkpoint stream already closed");
       }
-      long r = reader;
       long at = pos;
-      int n = SealJob.call(() -> Native.cpRead(r, at, b, off, len));
+      int n = reader.call(r -> Native.cpRead(r, at, b, off, len));
       if (n > 0) {
         pos += n;
       }
@@ -216,15 +225,8 @@ public final class SealCheckpointFs implements Closeable {
     }
 
     @Override
-    public synchronized void close() throws IOException {
-      long r = reader;
-      reader = 0;
-      if (r != 0) {
-        SealJob.call(() -> {
-          Native.cpCloseRead(r);
-          return null;
-        });
-      }
+    public void close() throws IOException {
+      reader.close();
     }
   }
 }

@@ -1,6 +1,5 @@
 package io.sealcommit;
 
-import java.io.Closeable;
 import java.io.IOException;
 import java.util.ArrayList;
 import java.util.List;
@@ -9,14 +8,24 @@ import java.util.function.Consumer;
 import org.apache.hadoop.conf.Configuration;
 
 /**
- * One commit job in the engine, bound to its destination. Owns a native handle; close it once.
- * All logic lives in the engine: this class only passes configuration and strings across.
+ * One commit job in the engine, bound to its destination. Owns a native handle
+ * ({@link NativeHandle}: safe to close while other threads call; calls after close throw
+ * {@code IllegalStateException}). All logic lives in the engine: this class only passes
+ * configuration and strings across.
  */
-public final class SealJob implements Closeable {
-  private long handle;
-
+public final class SealJob extends NativeHandle {
   private SealJob(long handle) {
-    this.handle = handle;
+    super("job", handle);
+  }
+
+  @Override
+  protected void free(long handle) throws Exception {
+    Native.jobClose(handle);
+  }
+
+  /** A native call on no handle, its exceptions mapped as {@link NativeHandle#call}'s are. */
+  static <T> T call(StaticCall<T> c) throws IOException {
+    return invoke(c);
   }
 
   /**
@@ -27,7 +36,7 @@ public final class SealJob implements Closeable {
   public static SealJob open(Configuration conf, String dest, String jobId) throws IOException {
     NativeLoader.load(conf.get(NativeLoader.PATH_KEY));
     String[] kv = settings(conf);
-    return new SealJob(call(() -> Native.jobOpen(kv, dest, jobId)));
+    return new SealJob(invoke(() -> Native.jobOpen(kv, dest, jobId)));
   }
 
   /** The {@code fs.s3a.*} and {@code sealcommit.*} entries of {@code conf}: key, value, ... */
@@ -61,23 +70,18 @@ public final class SealJob implements Closeable {
 
   /** Job setup: validates settings and proves the store applies the requested encryption. */
   public void setup() throws IOException {
-    call(() -> {
-      Native.jobSetup(live());
-      return null;
-    });
+    run(h -> Native.jobSetup(h));
   }
 
   /** Uploads the files as pending multipart uploads; returns the pendingset (JSON). */
   public String commitTask(String attempt, int attemptNumber, String[] localFiles,
       String[] destUris) throws IOException {
-    return call(() -> Native.taskCommit(live(), attempt, attemptNumber, localFiles, destUris));
+    return call(h -> Native.taskCommit(h, attempt, attemptNumber, localFiles, destUris));
   }
 
+
   public void abortUploads(String[] pendingSets) throws IOException {
-    call(() -> {
-      Native.abortUploads(live(), pendingSets);
-      return null;
-    });
+    run(h -> Native.abortUploads(h, pendingSets));
   }
 
   /**
@@ -87,7 +91,7 @@ public final class SealJob implements Closeable {
    */
   public String commit(String[] pendingSets, String[] replacePaths, boolean dynamicPartitions)
       throws IOException {
-    return call(() -> Native.jobCommit(live(), pendingSets, replacePaths, dynamicPartitions));
+    return call(h -> Native.jobCommit(h, pendingSets, replacePaths, dynamicPartitions));
   }
 
   /**
@@ -95,20 +99,17 @@ public final class SealJob implements Closeable {
    * as {@code f:size:modified-millis:uri}.
    */
   public String[] commitStream(String[] pendingSets) throws IOException {
-    return call(() -> Native.streamCommit(live(), pendingSets));
+    return call(h -> Native.streamCommit(h, pendingSets));
   }
 
   /** Deletes files a streaming batch completed but could not record. */
   public void discard(String[] uris) throws IOException {
-    call(() -> {
-      Native.streamDiscard(live(), uris);
-      return null;
-    });
+    run(h -> Native.streamDiscard(h, uris));
   }
 
   /** Aborts pending uploads of streaming batches up to {@code batch}; returns how many. */
   public int abortStreamStrays(long batch) throws IOException {
-    return call(() -> Native.streamAbortStrays(live(), batch));
+    return call(h -> Native.streamAbortStrays(h, batch));
   }
 
   /**
@@ -116,28 +117,22 @@ public final class SealJob implements Closeable {
    * committers with no channel to the driver (Hadoop MapReduce).
    */
   public void savePendingSet(String taskId, String pendingSet) throws IOException {
-    call(() -> {
-      Native.taskSave(live(), taskId, pendingSet);
-      return null;
-    });
+    run(h -> Native.taskSave(h, taskId, pendingSet));
   }
 
   /** Job commit of the pendingsets saved by {@link #savePendingSet}; returns a JSON report. */
   public String commitSaved() throws IOException {
-    return call(() -> Native.jobCommitSaved(live()));
+    return call(h -> Native.jobCommitSaved(h));
   }
 
   /** Aborts the uploads of the saved pendingsets and any stray upload of the job. */
   public void abortSaved() throws IOException {
-    call(() -> {
-      Native.jobAbortSaved(live());
-      return null;
-    });
+    run(h -> Native.jobAbortSaved(h));
   }
 
   /** Whether tasks write in magic mode ({@code sealcommit.mode=magic}). */
   public boolean isMagic() throws IOException {
-    return call(() -> Native.jobMagic(live()));
+    return call(h -> Native.jobMagic(h));
   }
 
   /**
@@ -146,83 +141,53 @@ public final class SealJob implements Closeable {
    * the file (JSON) for {@link #commitMagicTask}; {@code cancel()} aborts the upload.
    */
   public NativeOutput openMagic(String destUri, Consumer<String> onFinish) throws IOException {
-    long w = call(() -> Native.magicOpen(live(), destUri));
+    MagicWriter w = new MagicWriter(call(h -> Native.magicOpen(h, destUri)));
     return new NativeOutput() {
       @Override
       protected void send(byte[] b, int off, int len) throws IOException {
-        call(() -> {
-          Native.magicWrite(w, b, off, len);
-          return null;
-        });
+        w.run(h -> Native.magicWrite(h, b, off, len));
       }
 
       @Override
       protected void finish() throws IOException {
-        onFinish.accept(call(() -> Native.magicFinish(w)));
+        onFinish.accept(w.closeWith(Native::magicFinish));
       }
 
       @Override
       protected void discard() {
         try {
-          Native.magicAbort(w);
-        } catch (Exception e) {
+          w.close();
+        } catch (IOException | RuntimeException e) {
           // Logged by the engine; a pending upload left here is swept at job commit or abort.
         }
       }
     };
   }
 
+  /** A magic-mode writer: {@code magicFinish} takes it over; closing it aborts its upload. */
+  private static final class MagicWriter extends NativeHandle {
+    MagicWriter(long writer) {
+      super("magic writer", writer);
+    }
+
+    @Override
+    protected void free(long writer) throws Exception {
+      Native.magicAbort(writer);
+    }
+  }
+
   /** Magic mode's task commit: the pendingset (JSON) of the finished files. */
   public String commitMagicTask(String attempt, int attemptNumber, String[] files)
       throws IOException {
-    return call(() -> Native.magicTaskCommit(live(), attempt, attemptNumber, files));
+    return call(h -> Native.magicTaskCommit(h, attempt, attemptNumber, files));
   }
 
   /** Aborts the uploads of finished magic-mode files. */
   public void abortMagicFiles(String[] files) throws IOException {
-    call(() -> {
-      Native.magicAbortFiles(live(), files);
-      return null;
-    });
+    run(h -> Native.magicAbortFiles(h, files));
   }
 
   public void abort(String[] pendingSets) throws IOException {
-    call(() -> {
-      Native.jobAbort(live(), pendingSets);
-      return null;
-    });
-  }
-
-  private synchronized long live() {
-    if (handle == 0) {
-      throw new IllegalStateException("sealcommit job used after close");
-    }
-    return handle;
-  }
-
-  @Override
-  public synchronized void close() throws IOException {
-    long h = handle;
-    handle = 0;
-    if (h != 0) {
-      call(() -> {
-        Native.jobClose(h);
-        return null;
-      });
-    }
-  }
-
-  interface NativeCall<T> {
-    T run() throws Exception;
-  }
-
-  static <T> T call(NativeCall<T> c) throws IOException {
-    try {
-      return c.run();
-    } catch (IOException | RuntimeException e) {
-      throw e;
-    } catch (Exception e) {
-      throw new SealCommitException(e.toString());
-    }
+    run(h -> Native.jobAbort(h, pendingSets));
   }
 }

@@ -7,10 +7,11 @@
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
 
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use jni::objects::{JByteArray, JClass, JObjectArray, JString};
-use jni::sys::{jboolean, jint, jlong, jobjectArray, jstring};
+use jni::sys::{jboolean, jint, jlong, jlongArray, jobjectArray, jstring};
 use jni::JNIEnv;
 use sealcommit_engine::config::Mode;
 use sealcommit_engine::runtime::block_on;
@@ -145,7 +146,8 @@ fn entry_line(e: &Entry) -> String {
 /// Borrows the object behind a handle made by `Box::into_raw`.
 ///
 /// SAFETY (for callers): the handle comes from the matching open/create export and is freed
-/// only by the matching close export; the Java owner zeroes it first and serializes its calls.
+/// only by the matching close export, which the Java owner (`io.sealcommit.NativeHandle`) calls
+/// once, after every call in flight on the handle has returned, and never calls on it after.
 unsafe fn borrow<'a, T>(handle: jlong) -> BResult<&'a mut T> {
     if handle == 0 {
         return Err(BridgeError::Closed);
@@ -179,12 +181,37 @@ fn jstr(env: &mut JNIEnv, s: &str) -> BResult<jstring> {
     Ok(env.new_string(s)?.into_raw())
 }
 
+/// The jobs `jobOpen` made that `jobClose` has not freed, and counts for `jobCounts`. A
+/// tripwire behind the Java owner's guarantee (`NativeHandle`: no call during or after the
+/// free): a job export on a handle that is not live is refused and counted instead of reading
+/// freed memory, and a second free is refused instead of freeing twice.
+#[derive(Default)]
+struct Jobs {
+    live: HashSet<jlong>,
+    opened: i64,
+    freed: i64,
+    refused: i64,
+}
+
+fn jobs() -> MutexGuard<'static, Jobs> {
+    static JOBS: OnceLock<Mutex<Jobs>> = OnceLock::new();
+    // Each update is one insert or remove plus a count: a panic elsewhere cannot leave the set
+    // half-changed, so a poisoned lock is still right to use.
+    JOBS.get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+}
+
 fn job<'a>(handle: jlong) -> BResult<&'a Job> {
-    if handle == 0 {
+    let mut jobs = jobs();
+    if !jobs.live.contains(&handle) {
+        if handle != 0 {
+            jobs.refused += 1;
+        }
         return Err(BridgeError::Closed);
     }
-    // SAFETY: handles are created by `jobOpen` from `Box::into_raw` and freed only by
-    // `jobClose`; the Java owner (`SealJob`) zeroes its handle on close and never uses it after.
+    // SAFETY: made by `jobOpen` from `Box::into_raw` and not yet freed by `jobClose`, which the
+    // Java owner (`SealJob`) does not call while this call runs (see `borrow`).
     Ok(unsafe { &*(handle as *const Job) })
 }
 
@@ -210,7 +237,30 @@ pub extern "system" fn Java_io_sealcommit_Native_jobOpen(
         let dest = string(env, &dest)?;
         let job_id = string(env, &job_id)?;
         let job = block_on(Job::open(&conf, &dest, &job_id))??;
-        Ok(Box::into_raw(Box::new(job)) as jlong)
+        let handle = Box::into_raw(Box::new(job)) as jlong;
+        let mut jobs = jobs();
+        jobs.live.insert(handle);
+        jobs.opened += 1;
+        Ok(handle)
+    })
+}
+
+/// `long[] jobCounts()`: jobs opened, jobs freed, and job calls refused because their handle
+/// was not live, so far in this process (a test sees every job freed exactly once and no call
+/// on a freed one; a leak shows as opened minus freed).
+#[no_mangle]
+pub extern "system" fn Java_io_sealcommit_Native_jobCounts(
+    mut env: JNIEnv,
+    _class: JClass,
+) -> jlongArray {
+    guard(&mut env, std::ptr::null_mut(), |env| {
+        let counts = {
+            let jobs = jobs();
+            [jobs.opened, jobs.freed, jobs.refused]
+        };
+        let arr = env.new_long_array(counts.len() as i32)?;
+        env.set_long_array_region(&arr, 0, &counts)?;
+        Ok(arr.into_raw())
     })
 }
 
@@ -222,7 +272,15 @@ pub extern "system" fn Java_io_sealcommit_Native_jobClose(
 ) {
     guard(&mut env, (), |_| {
         if handle != 0 {
-            // SAFETY: see `job`; the Java owner calls close once and zeroes the handle first.
+            let mut jobs = jobs();
+            if !jobs.live.remove(&handle) {
+                jobs.refused += 1;
+                return Err(BridgeError::Closed);
+            }
+            jobs.freed += 1;
+            drop(jobs);
+            // SAFETY: live until now, and no longer reachable through `job`; the Java owner
+            // frees once, with no call in flight (see `borrow`).
             drop(unsafe { Box::from_raw(handle as *mut Job) });
         }
         Ok(())
@@ -515,7 +573,7 @@ pub extern "system" fn Java_io_sealcommit_Native_cpCommit(
     handle: jlong,
 ) {
     guard(&mut env, (), |_| {
-        // SAFETY: see `borrow`; the Java owner zeroed its handle before this call.
+        // SAFETY: see `borrow`; the Java owner makes this its one freeing call, as `close`.
         let w = unsafe { take::<AtomicWriter>(handle) }.ok_or(BridgeError::Closed)?;
         Ok(block_on(w.commit())??)
     })
@@ -596,7 +654,7 @@ pub extern "system" fn Java_io_sealcommit_Native_cpCloseRead(
     handle: jlong,
 ) {
     guard(&mut env, (), |_| {
-        // SAFETY: see `borrow`; the Java owner zeroed its handle before this call.
+        // SAFETY: see `borrow`; the Java owner makes this its one freeing call, as `close`.
         drop(unsafe { take::<Reader>(handle) });
         Ok(())
     })
@@ -667,7 +725,7 @@ pub extern "system" fn Java_io_sealcommit_Native_magicFinish(
     handle: jlong,
 ) -> jstring {
     guard(&mut env, std::ptr::null_mut(), |env| {
-        // SAFETY: see `borrow`; the Java owner zeroed its handle before this call.
+        // SAFETY: see `borrow`; the Java owner makes this its one freeing call, as `close`.
         let w = unsafe { take::<MagicWriter>(handle) }.ok_or(BridgeError::Closed)?;
         let file = block_on(w.finish())??;
         jstr(env, &file.to_json()?)
