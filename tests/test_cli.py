@@ -102,7 +102,7 @@ def test_uploads_lists_and_aborts_what_crashed_writers_left(bed, s3, prefix):
 
     listed = cli(bed, "uploads", "list", uri, "--json")
     assert listed.returncode == 0, listed.stderr
-    assert {u["uri"] for u in json.loads(listed.stdout)} == {f"s3a://{bucket}/{k}" for k in left}
+    assert {u["uri"] for u in json.loads(listed.stdout)["uploads"]} == {f"s3a://{bucket}/{k}" for k in left}
     young = cli(bed, "uploads", "list", uri, "--older-than", "1h")
     assert young.stdout.strip().endswith("0 uploads pending"), young.stdout
 

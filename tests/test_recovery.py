@@ -51,7 +51,7 @@ def test_killed_job_commit_is_recovered(spark, s3, bed, prefix, point, how):
     # The journal names the uploads still pending; `uploads abort` leaves them to recover.
     listed = cli(bed, "uploads", "list", dest, "--json")
     assert listed.returncode == 0, listed.stderr
-    in_journal = [u for u in json.loads(listed.stdout) if u["found_in"] == "journal"]
+    in_journal = [u for u in json.loads(listed.stdout)["uploads"] if u["found_in"] == "journal"]
     pending = {"after-journal": 4, "after-completes:2": 2}.get(point, 0)
     assert len(in_journal) == pending, listed.stdout
     if how == "recover":

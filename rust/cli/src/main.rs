@@ -29,7 +29,9 @@ object does not carry the expected encryption (--expect-*, else the configured f
 that is not readable Parquet is a mismatch.
 uploads lists (or aborts) the pending multipart uploads under the prefix — what failed tasks and
 crashed drivers left: first those named by journals of interrupted commits and by saved
-pendingsets (found even where the store's listing misses them), then ListMultipartUploads —
+pendingsets (found even where the store's listing misses them), then ListMultipartUploads (where
+it lists nothing under the prefix, as MinIO does, the bucket's whole listing filtered here, and the
+output says how far that reaches; --json prints an object: uploads, left, note) —
 optionally only those started DURATION ago (30m, 2h, 1d) or whose key carries a job id. Uploads
 of an interrupted commit are never aborted here: use recover. Aborting an upload of a job that is still running fails that job: use
 --older-than.
@@ -152,8 +154,7 @@ fn uploads(args: &[String]) -> Result<ExitCode, String> {
     let uri = uri.ok_or_else(|| format!("uploads needs list or abort and a path\n{USAGE}"))?;
     let bar = bar::Bar::stderr(progress);
     let result = match action.as_deref() {
-        Some("list") => engine(sealcommit_engine::uploads::list(&conf, &uri, &filter, &bar))
-            .map(|found| (found, Vec::new())),
+        Some("list") => engine(sealcommit_engine::uploads::list(&conf, &uri, &filter, &bar)),
         Some("abort") => engine(sealcommit_engine::uploads::abort(
             &conf, &uri, &filter, &bar,
         )),
@@ -165,11 +166,12 @@ fn uploads(args: &[String]) -> Result<ExitCode, String> {
         }
     };
     bar.clear();
-    let (found, left) = result?;
+    let answer = result?;
+    let (found, left) = (&answer.uploads, &answer.left);
     if json {
-        print_json(&found)?;
+        print_json(&answer)?;
     } else {
-        for u in &found {
+        for u in found {
             println!(
                 "{}  {}  {}  ({})",
                 u.initiated.as_deref().unwrap_or("-"),
@@ -183,6 +185,9 @@ fn uploads(args: &[String]) -> Result<ExitCode, String> {
         } else {
             "pending"
         };
+        if let Some(note) = answer.note {
+            println!("note: {note}");
+        }
         println!("{} uploads {verb}", found.len());
     }
     if !left.is_empty() {

@@ -25,7 +25,7 @@ use futures::stream::{self, StreamExt, TryStreamExt};
 use tokio::sync::Semaphore;
 
 use crate::config::{BucketSettings, Conf, Mode, VerifyMode};
-use crate::encryption::{EncryptionSpec, Observed};
+use crate::encryption::{completion_proof, CompletionProof, EncryptionSpec, Observed};
 use crate::error::{Error, Result};
 use crate::magic::MagicFile;
 use crate::model::*;
@@ -252,18 +252,19 @@ impl Job {
                 }
             }
         };
-        self.check(path, &observed)?;
+        self.check(path, "PutObject", &observed)?;
         Ok(observed)
     }
 
-    fn check(&self, path: &S3Path, observed: &Observed) -> Result<()> {
+    fn check(&self, path: &S3Path, op: &'static str, observed: &Observed) -> Result<()> {
         self.enc()
             .verify(observed)
             .map_err(|actual| Error::EncryptionNotApplied {
                 uri: path.to_string(),
+                op,
                 requested: self.enc().summary().to_string(),
                 actual,
-                hint: self.enc().mismatch_hint(),
+                hint: self.enc().mismatch_hint(observed),
             })
     }
 
@@ -743,13 +744,16 @@ impl Job {
             }
             Err(e) => return Err(e),
         };
-        let (etag, observed, size) = if self.settings.commit.verify == VerifyMode::Off {
-            (etag, observed, u.size)
-        } else if let (VerifyMode::Auto, true, Some(created)) = (
+        let proof = completion_proof(
             self.settings.commit.verify,
-            observed.is_empty() && !checked,
-            &u.created_with,
-        ) {
+            &observed,
+            checked,
+            etag.is_some(),
+            u.created_with.is_some(),
+        );
+        let (etag, observed, size) = if proof == CompletionProof::Unchecked {
+            (etag, observed, u.size)
+        } else if let (CompletionProof::Created, Some(created)) = (proof, &u.created_with) {
             // Completed, silent on encryption, created with the right one: that is the object's.
             return Ok(CommittedFile {
                 key: u.key.clone(),
@@ -757,12 +761,8 @@ impl Job {
                 etag,
                 encryption: created.clone(),
             });
-        } else if checked
-            || (self.settings.commit.verify == VerifyMode::Auto
-                && etag.is_some()
-                && !observed.is_empty())
-        {
-            self.check(&path, &observed)?;
+        } else if proof == CompletionProof::Answer {
+            self.check(&path, "CompleteMultipartUpload", &observed)?;
             (etag, observed, u.size)
         } else {
             let h = self
@@ -770,7 +770,7 @@ impl Job {
                 .head(&u.bucket, &u.key, enc)
                 .await?
                 .ok_or_else(|| Error::NotFound { uri: u.uri() })?;
-            self.check(&path, &h.observed)?;
+            self.check(&path, "CompleteMultipartUpload", &h.observed)?;
             if h.size != u.size {
                 return Err(Error::Store {
                     op: "CompleteMultipartUpload",

@@ -302,7 +302,7 @@ impl Conf {
                 ),
             ));
         }
-        let kms_key_id = self.own(bucket, "bucket-default.key").map(|k| k.value);
+        let kms_key_id = self.own(bucket, "bucket-default.key");
         if kms_key_id.is_some() && algorithm == Algorithm::SseS3 {
             return Err(Error::config(
                 "sealcommit.bucket-default.key",
@@ -311,8 +311,9 @@ impl Conf {
         }
         Ok(Some(BucketDefault {
             algorithm,
-            kms_key_id,
+            kms_key_id: kms_key_id.as_ref().map(|k| k.value.clone()),
             source: a.key,
+            key_source: kms_key_id.map(|k| k.key),
         }))
     }
 
@@ -868,7 +869,7 @@ mod tests {
         assert!(spec.verify(&kms("k2")).is_err());
         assert!(spec.verify(&Observed::default()).is_err());
         assert!(spec
-            .mismatch_hint()
+            .mismatch_hint(&Observed::default())
             .contains("sealcommit.bucket-default.algorithm"));
         // Without an expectation, no encryption requested means anything goes.
         assert!(conf(&[])

@@ -9,7 +9,7 @@ use base64::Engine;
 use md5::{Digest, Md5};
 use serde::{Deserialize, Serialize};
 
-use crate::config::{Secret, Sourced};
+use crate::config::{Secret, Sourced, VerifyMode};
 use crate::error::{Error, Result};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -94,6 +94,8 @@ pub struct BucketDefault {
     pub kms_key_id: Option<String>,
     /// The configuration key that asked for the check.
     pub source: String,
+    /// The configuration key `kms_key_id` came from.
+    pub key_source: Option<String>,
 }
 
 /// What was applied, safe to store and print: no SSE-C key, only its MD5.
@@ -232,8 +234,39 @@ impl EncryptionSpec {
         }
     }
 
-    /// What to do when the store applied something other than what `verify` expected.
-    pub fn mismatch_hint(&self) -> String {
+    /// What to do when the store applied `observed`, which `verify` refused.
+    pub fn mismatch_hint(&self, observed: &Observed) -> String {
+        let (algorithm, wanted, setting) = match (self.algorithm, &self.bucket_default) {
+            (Algorithm::None, Some(d)) => (
+                d.algorithm,
+                d.kms_key_id.as_deref(),
+                d.key_source
+                    .clone()
+                    .unwrap_or_else(|| "sealcommit.bucket-default.key".to_string()),
+            ),
+            (a, _) => (a, self.kms_key_id(), self.key_setting()),
+        };
+        if let (Some(want), Some(got)) = (wanted, observed.kms_key_id.as_deref()) {
+            if observed.algorithm.as_deref() == algorithm.header() && !got.is_empty() {
+                let forms = if is_alias(want) {
+                    "an alias matches any key but another alias or, written as an ARN, a key in \
+                     another partition, region or account"
+                        .to_string()
+                } else if want.starts_with("arn:") {
+                    "an ARN must be reported exactly as written".to_string()
+                } else {
+                    format!(
+                        "it is reported as '{want}', 'arn:aws:kms:{want}' (MinIO) or \
+                         'arn:<partition>:kms:<region>:<account>:key/{want}' (AWS)"
+                    )
+                };
+                return format!(
+                    "The object is under KMS key '{got}', which is not the key '{want}' set by \
+                     {setting} ({forms}). Set {setting} to the key this data must be under, or \
+                     make the store use that key"
+                );
+            }
+        }
         match (&self.algorithm, &self.bucket_default) {
             (Algorithm::None, Some(d)) => format!(
                 "No encryption header was sent, so the bucket's default encryption applied, and it \
@@ -292,13 +325,103 @@ impl EncryptionSpec {
     }
 }
 
-/// Whether the key id the store reports is the one asked for. AWS answers with the full key ARN
-/// when given a bare key id; an alias cannot be resolved without KMS, so it is accepted as is.
+/// How MinIO (AIStor with MinKMS or KES) reports the key of an object whose request, or whose
+/// bucket's default encryption, named the key `<name>`: `arn:aws:kms:<name>`, nothing between.
+const MINIO_KEY_PREFIX: &str = "arn:aws:kms:";
+
+/// The AWS partitions in which a bare key id is reported as `arn:<partition>:kms:…:key/<id>`.
+const AWS_PARTITIONS: [&str; 3] = ["aws", "aws-cn", "aws-us-gov"];
+
+/// An AWS KMS ARN, `arn:<partition>:kms:<region>:<account>:<resource>`, with a 12-digit account
+/// and a resource `key/<id>` or `alias/<name>`.
+#[derive(Debug, PartialEq, Eq)]
+struct AwsKmsArn<'a> {
+    partition: &'a str,
+    region: &'a str,
+    account: &'a str,
+    resource: &'a str,
+}
+
+impl<'a> AwsKmsArn<'a> {
+    fn parse(s: &'a str) -> Option<Self> {
+        let mut parts = s.splitn(6, ':');
+        let (arn, partition, service) = (parts.next()?, parts.next()?, parts.next()?);
+        let (region, account, resource) = (parts.next()?, parts.next()?, parts.next()?);
+        let region_ok = !region.is_empty()
+            && region
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+        let account_ok = account.len() == 12 && account.bytes().all(|b| b.is_ascii_digit());
+        let name = resource
+            .strip_prefix("key/")
+            .or_else(|| resource.strip_prefix("alias/"));
+        (arn == "arn"
+            && AWS_PARTITIONS.contains(&partition)
+            && service == "kms"
+            && region_ok
+            && account_ok
+            && name.is_some_and(|n| !n.is_empty()))
+        .then_some(AwsKmsArn {
+            partition,
+            region,
+            account,
+            resource,
+        })
+    }
+
+    fn same_place(&self, other: &AwsKmsArn<'_>) -> bool {
+        (self.partition, self.region, self.account)
+            == (other.partition, other.region, other.account)
+    }
+}
+
+/// `alias/<name>`, or an ARN whose resource is `alias/<name>`.
+fn is_alias(id: &str) -> bool {
+    id.starts_with("alias/")
+        || (id.starts_with("arn:")
+            && id
+                .rsplit(':')
+                .next()
+                .is_some_and(|r| r.starts_with("alias/")))
+}
+
+/// Whether the key id the store reports is the key asked for, in exactly the forms stores answer
+/// with (see docs/COMPATIBILITY.md, "KMS key ids as stores report them"):
+/// - the same string: Ceph RGW echoes the id as given (ids may look like ARNs), and a full ARN
+///   asked for must come back exactly (another region, account or partition is another key);
+/// - MinIO: `<name>` comes back as `arn:aws:kms:<name>`. The reverse (asked `arn:aws:kms:<name>`,
+///   reported `<name>`) is no store's answer — MinIO reports that request as asked — and fails;
+/// - AWS: a bare key id `<id>` comes back as `arn:<partition>:kms:<region>:<account>:key/<id>`
+///   (partition `aws`, `aws-cn` or `aws-us-gov`, 12-digit account);
+/// - an alias (`alias/x`, `arn:…:alias/x`) cannot be resolved without asking KMS: any reported key
+///   is accepted, except a different alias (a store that reports an alias echoes the request) and,
+///   for an alias ARN, a key ARN in another partition, region or account (an AWS alias and its
+///   key always share those).
+///
+/// Everything else fails, including a name that is only a suffix of the reported one and a
+/// difference in case. An empty id on either side never matches.
 pub fn kms_keys_match(wanted: &str, reported: &str) -> bool {
-    wanted == reported
-        || wanted.starts_with("alias/")
-        || wanted.contains(":alias/")
-        || reported.ends_with(&format!("/{wanted}"))
+    if wanted.is_empty() || reported.is_empty() {
+        return false;
+    }
+    if wanted == reported {
+        return true;
+    }
+    if is_alias(wanted) {
+        if is_alias(reported) {
+            return reported.strip_prefix(MINIO_KEY_PREFIX) == Some(wanted);
+        }
+        return match (AwsKmsArn::parse(wanted), AwsKmsArn::parse(reported)) {
+            (Some(w), Some(r)) => w.same_place(&r),
+            _ => true,
+        };
+    }
+    if wanted.starts_with("arn:") {
+        return false;
+    }
+    reported.strip_prefix(MINIO_KEY_PREFIX) == Some(wanted)
+        || AwsKmsArn::parse(reported)
+            .is_some_and(|r| r.resource.strip_prefix("key/") == Some(wanted))
 }
 
 /// Encryption as reported by the store for one object.
@@ -310,13 +433,19 @@ pub struct Observed {
 }
 
 impl Observed {
-    /// The store reported encryption and it is what `spec` asks for: its summary, else `None`.
+    /// The store reported encryption and it is what `spec` asks for: its summary, else `None`
+    /// (always `None` for a silent response, whatever `spec` asks for).
     pub fn confirms(&self, spec: &EncryptionSpec) -> Option<EncryptionSummary> {
         (!self.is_empty() && spec.verify(self).is_ok()).then(|| self.summary())
     }
 
+    /// Says nothing about encryption: no header, or only empty ones. MinIO's
+    /// CreateMultipartUpload and CompleteMultipartUpload responses are such; an empty answer is
+    /// never taken as proof of anything.
     pub fn is_empty(&self) -> bool {
-        self.algorithm.is_none() && self.kms_key_id.is_none() && self.sse_c_md5.is_none()
+        [&self.algorithm, &self.kms_key_id, &self.sse_c_md5]
+            .iter()
+            .all(|v| v.as_deref().is_none_or(str::is_empty))
     }
 
     pub fn describe(&self) -> String {
@@ -337,6 +466,48 @@ impl Observed {
             kms_key_id: self.kms_key_id.clone(),
             sse_c_key_md5: self.sse_c_md5.clone(),
         }
+    }
+}
+
+/// How the encryption of a completed multipart upload is established before the object is
+/// declared verified.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CompletionProof {
+    /// `sealcommit.verify=off`: nothing is checked.
+    Unchecked,
+    /// CreateMultipartUpload's response confirmed the encryption and Complete's says nothing
+    /// (AWS); the object has what its upload was created with.
+    Created,
+    /// The answer at hand says what the object has and is checked: Complete's response with an
+    /// ETag and encryption headers, or the HEAD that found the object after a retried Complete.
+    Answer,
+    /// Nothing proved it yet: HEAD the object and check that.
+    Head,
+}
+
+/// Decides [`CompletionProof`]. `answer` is Complete's response, or a HEAD's when `from_head`;
+/// `created_confirmed` says whether CreateMultipartUpload's response confirmed the encryption
+/// ([`Observed::confirms`]). A silent answer is never proof: when neither Create nor Complete
+/// reported encryption (MinIO, Ceph RGW), the object is HEADed.
+pub fn completion_proof(
+    mode: VerifyMode,
+    answer: &Observed,
+    from_head: bool,
+    have_etag: bool,
+    created_confirmed: bool,
+) -> CompletionProof {
+    match mode {
+        VerifyMode::Off => CompletionProof::Unchecked,
+        _ if from_head => CompletionProof::Answer,
+        VerifyMode::Auto if !answer.is_empty() => {
+            if have_etag {
+                CompletionProof::Answer
+            } else {
+                CompletionProof::Head
+            }
+        }
+        VerifyMode::Auto if created_confirmed => CompletionProof::Created,
+        VerifyMode::Auto | VerifyMode::Head => CompletionProof::Head,
     }
 }
 
@@ -485,7 +656,10 @@ mod tests {
         };
         assert!(spec.verify(&obs("aws:kms", "key-1")).is_ok());
         assert!(spec
-            .verify(&obs("aws:kms", "arn:aws:kms:us-east-1:1:key/key-1"))
+            .verify(&obs(
+                "aws:kms",
+                "arn:aws:kms:us-east-1:111122223333:key/key-1"
+            ))
             .is_ok());
         assert!(spec
             .verify(&obs("aws:kms", "key-2"))
@@ -493,6 +667,329 @@ mod tests {
             .contains("key-2"));
         assert!(spec.verify(&obs("AES256", "key-1")).is_err());
         assert_eq!(spec.verify(&Observed::default()).unwrap_err(), "none");
+    }
+
+    // Key-id equivalence, from the answers stores really give (docs/COMPATIBILITY.md).
+
+    const AWS_ID: &str = "1234abcd-12ab-34cd-56ef-1234567890ab";
+    const AWS_ARN: &str =
+        "arn:aws:kms:us-east-2:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab";
+
+    fn kms(key: &str) -> Observed {
+        Observed {
+            algorithm: Some("aws:kms".into()),
+            kms_key_id: Some(key.into()),
+            sse_c_md5: None,
+        }
+    }
+
+    fn sse_kms(key: &str) -> EncryptionSpec {
+        EncryptionSpec::new(
+            Algorithm::SseKms,
+            None,
+            src(key, "fs.s3a.encryption.key"),
+            None,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn minio_reports_arn_aws_kms_name() {
+        // The field: fs.s3a.encryption.key=spark-encryption-key, MinIO AIStor + MinKMS.
+        assert!(kms_keys_match(
+            "spark-encryption-key",
+            "arn:aws:kms:spark-encryption-key"
+        ));
+        assert!(sse_kms("spark-encryption-key")
+            .verify(&kms("arn:aws:kms:spark-encryption-key"))
+            .is_ok());
+        // Asked in MinIO's ARN form, MinIO reports it as asked.
+        assert!(kms_keys_match(
+            "arn:aws:kms:spark-encryption-key",
+            "arn:aws:kms:spark-encryption-key"
+        ));
+    }
+
+    #[test]
+    fn minio_arn_form_asked_never_matches_the_bare_name() {
+        // No store answers `<name>` to a request naming `arn:aws:kms:<name>`: not accepted.
+        assert!(!kms_keys_match(
+            "arn:aws:kms:spark-encryption-key",
+            "spark-encryption-key"
+        ));
+    }
+
+    #[test]
+    fn minio_other_keys_and_suffixes_fail() {
+        for (wanted, reported) in [
+            ("spark-encryption-key", "arn:aws:kms:other-key"),
+            ("key", "arn:aws:kms:other-key"),
+            ("spark-encryption-key", "arn:aws:kms:spark-encryption-key2"),
+            ("encryption-key", "arn:aws:kms:spark-encryption-key"),
+            ("spark-encryption-key", "arn:aws:kms:x:spark-encryption-key"),
+            ("spark-encryption-key", "arn:aws:kms:/spark-encryption-key"),
+            ("spark-encryption-key", "arn:aws:kms:"),
+            ("spark-encryption-key", "spark-encryption-key2"),
+            ("spark-encryption-key", ""),
+        ] {
+            assert!(!kms_keys_match(wanted, reported), "{wanted} vs {reported}");
+        }
+    }
+
+    #[test]
+    fn minio_bucket_default_reports_arn_aws_kms_name() {
+        // `mc encrypt set sse-kms spark-encryption-key aistor/spark-data/`, no header sent.
+        let spec = crate::config::Conf::from_iter([
+            ("sealcommit.bucket-default.algorithm", "SSE-KMS"),
+            ("sealcommit.bucket-default.key", "spark-encryption-key"),
+        ])
+        .encryption("spark-data")
+        .unwrap();
+        assert!(spec
+            .verify(&kms("arn:aws:kms:spark-encryption-key"))
+            .is_ok());
+        assert!(spec
+            .verify(&kms("arn:aws:kms:spark-encryption-key2"))
+            .is_err());
+        assert!(spec.verify(&kms("arn:aws:kms:other-key")).is_err());
+        // Create and Complete say nothing on MinIO: that is no proof of the default.
+        assert!(spec.verify(&Observed::default()).is_err());
+        let hint = spec.mismatch_hint(&kms("arn:aws:kms:other-key"));
+        assert!(
+            hint.contains("sealcommit.bucket-default.key")
+                && hint.contains("'arn:aws:kms:other-key'")
+                && hint.contains("'spark-encryption-key'"),
+            "{hint}"
+        );
+    }
+
+    #[test]
+    fn aws_reports_full_arn_for_bare_id() {
+        assert!(kms_keys_match(AWS_ID, AWS_ARN));
+        for arn in [
+            format!("arn:aws-cn:kms:cn-north-1:111122223333:key/{AWS_ID}"),
+            format!("arn:aws-us-gov:kms:us-gov-west-1:111122223333:key/{AWS_ID}"),
+        ] {
+            assert!(kms_keys_match(AWS_ID, &arn), "{arn}");
+        }
+        // Multi-Region keys keep their `mrk-` id.
+        let mrk = "mrk-1234abcd12ab34cd56ef1234567890ab";
+        assert!(kms_keys_match(
+            mrk,
+            &format!("arn:aws:kms:eu-west-1:111122223333:key/{mrk}")
+        ));
+        assert!(sse_kms(AWS_ID).verify(&kms(AWS_ARN)).is_ok());
+    }
+
+    #[test]
+    fn aws_full_arn_must_match_exactly() {
+        assert!(kms_keys_match(AWS_ARN, AWS_ARN));
+        for other in [
+            "arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab",
+            "arn:aws:kms:us-east-2:444455556666:key/1234abcd-12ab-34cd-56ef-1234567890ab",
+            "arn:aws-cn:kms:us-east-2:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab",
+            "arn:aws:kms:us-east-2:111122223333:key/0987dcba-09fe-87dc-65ba-ab0987654321",
+            AWS_ID,
+        ] {
+            assert!(!kms_keys_match(AWS_ARN, other), "{other}");
+        }
+    }
+
+    #[test]
+    fn aws_bare_id_mismatches_fail() {
+        for reported in [
+            // Another key whose id ends like this one's.
+            "arn:aws:kms:us-east-2:111122223333:key/my-key".to_string(),
+            // Not an ARN AWS answers with: unknown partition, short account, no `key/`.
+            format!("arn:aws-xx:kms:us-east-2:111122223333:key/{AWS_ID}"),
+            format!("arn:aws:kms:us-east-2:1:key/{AWS_ID}"),
+            format!("arn:aws:kms:us-east-2:111122223333:{AWS_ID}"),
+            format!("arn:aws:kms:us-east-2:111122223333:alias/{AWS_ID}"),
+            format!("arn:aws:s3:us-east-2:111122223333:key/{AWS_ID}"),
+            format!("arn:aws:kms::111122223333:key/{AWS_ID}"),
+            format!("arn:aws:kms:us-east-2:111122223333:key/x/{AWS_ID}"),
+        ] {
+            assert!(!kms_keys_match(AWS_ID, &reported), "{reported}");
+        }
+        assert!(!kms_keys_match(
+            "key",
+            "arn:aws:kms:us-east-2:111122223333:key/my-key"
+        ));
+        assert!(!kms_keys_match(
+            "my-key",
+            "arn:aws:kms:us-east-2:111122223333:key/other-my-key"
+        ));
+    }
+
+    #[test]
+    fn rgw_echoes_as_given() {
+        for id in [
+            "testkey-1",
+            "spark-encryption-key",
+            AWS_ARN,
+            "arn:aws:kms:spark-encryption-key",
+        ] {
+            assert!(kms_keys_match(id, id), "{id}");
+            assert!(sse_kms(id).verify(&kms(id)).is_ok(), "{id}");
+        }
+        assert!(!kms_keys_match("testkey-1", "testkey-2"));
+        assert!(sse_kms("testkey-1").verify(&kms("testkey-2")).is_err());
+    }
+
+    #[test]
+    fn key_ids_are_case_sensitive() {
+        assert!(!kms_keys_match(
+            "Spark-Encryption-Key",
+            "arn:aws:kms:spark-encryption-key"
+        ));
+        assert!(!kms_keys_match(
+            "spark-encryption-key",
+            "ARN:AWS:KMS:spark-encryption-key"
+        ));
+        assert!(!kms_keys_match(&AWS_ID.to_uppercase(), AWS_ARN));
+        assert!(!kms_keys_match(AWS_ARN, &AWS_ARN.to_uppercase()));
+        assert!(!kms_keys_match("testkey", "TESTKEY"));
+    }
+
+    #[test]
+    fn aliases_accept_any_reported_key_but_another_alias_or_place() {
+        // An alias cannot be resolved without KMS: any reported key is accepted.
+        assert!(kms_keys_match("alias/spark", AWS_ARN));
+        assert!(kms_keys_match(
+            "alias/spark",
+            "arn:aws:kms:spark-encryption-key"
+        ));
+        assert!(kms_keys_match("alias/spark", "arn:aws:kms:alias/spark"));
+        let alias_arn = "arn:aws:kms:us-east-2:111122223333:alias/spark";
+        assert!(kms_keys_match(alias_arn, AWS_ARN));
+        // An AWS alias and its key share partition, region and account.
+        assert!(!kms_keys_match(
+            alias_arn,
+            "arn:aws:kms:us-west-2:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+        ));
+        assert!(!kms_keys_match(
+            alias_arn,
+            "arn:aws:kms:us-east-2:444455556666:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+        ));
+        // A reported alias is an echo of the request: it must be this one.
+        assert!(!kms_keys_match("alias/spark", "alias/other"));
+        assert!(!kms_keys_match("alias/spark", "arn:aws:kms:alias/spark2"));
+        assert!(!kms_keys_match(
+            alias_arn,
+            "arn:aws:kms:us-east-2:111122223333:alias/other"
+        ));
+        // Only a KMS key: nothing reported is not a match.
+        assert!(!kms_keys_match("alias/spark", ""));
+        let spec = sse_kms("alias/spark");
+        assert!(spec.verify(&kms(AWS_ARN)).is_ok());
+        assert!(spec
+            .verify(&Observed {
+                algorithm: Some("aws:kms".into()),
+                ..Default::default()
+            })
+            .is_err());
+        assert!(spec.verify(&Observed::default()).is_err());
+        // SSE-KMS reported as SSE-S3 is not a KMS key.
+        assert!(spec
+            .verify(&Observed {
+                algorithm: Some("AES256".into()),
+                kms_key_id: Some(AWS_ARN.into()),
+                sse_c_md5: None,
+            })
+            .is_err());
+    }
+
+    #[test]
+    fn key_mismatch_hint_names_both_keys_and_the_setting() {
+        let spec = sse_kms("spark-encryption-key");
+        let got = kms("arn:aws:kms:other-key");
+        assert!(spec.verify(&got).is_err());
+        let hint = spec.mismatch_hint(&got);
+        for part in [
+            "'arn:aws:kms:other-key'",
+            "'spark-encryption-key'",
+            "fs.s3a.encryption.key",
+            "'arn:aws:kms:spark-encryption-key' (MinIO)",
+        ] {
+            assert!(hint.contains(part), "{part}: {hint}");
+        }
+        // Not KMS at all: the algorithm hint.
+        assert!(spec
+            .mismatch_hint(&Observed::default())
+            .contains("fs.s3a.encryption.algorithm"));
+    }
+
+    #[test]
+    fn silent_answers_prove_nothing() {
+        let silent = [
+            Observed::default(),
+            Observed {
+                algorithm: Some(String::new()),
+                kms_key_id: Some(String::new()),
+                sse_c_md5: None,
+            },
+        ];
+        for spec in [
+            EncryptionSpec::none(),
+            sse_kms("spark-encryption-key"),
+            EncryptionSpec::new(Algorithm::SseS3, None, None, None).unwrap(),
+        ] {
+            for o in &silent {
+                assert!(o.is_empty());
+                assert_eq!(o.confirms(&spec), None, "{o:?}");
+            }
+        }
+        let spec = sse_kms("spark-encryption-key");
+        assert!(kms("arn:aws:kms:spark-encryption-key")
+            .confirms(&spec)
+            .is_some());
+        assert!(kms("arn:aws:kms:other-key").confirms(&spec).is_none());
+    }
+
+    #[test]
+    fn silent_create_and_complete_lead_to_a_head() {
+        use CompletionProof::*;
+        let silent = Observed::default();
+        let said = kms("arn:aws:kms:spark-encryption-key");
+        // MinIO, Ceph RGW: Create silent (nothing confirmed), Complete silent: HEAD.
+        assert_eq!(
+            completion_proof(VerifyMode::Auto, &silent, false, true, false),
+            Head
+        );
+        assert_eq!(
+            completion_proof(VerifyMode::Auto, &silent, false, false, false),
+            Head
+        );
+        // AWS: Create confirmed, Complete silent on encryption: the upload's creation proves it.
+        assert_eq!(
+            completion_proof(VerifyMode::Auto, &silent, false, true, true),
+            Created
+        );
+        // Complete says what the object has (with an ETag): that answer is checked.
+        assert_eq!(
+            completion_proof(VerifyMode::Auto, &said, false, true, false),
+            Answer
+        );
+        assert_eq!(
+            completion_proof(VerifyMode::Auto, &said, false, false, true),
+            Head
+        );
+        // The HEAD after a retried Complete is the answer, silent or not (then it is checked).
+        assert_eq!(
+            completion_proof(VerifyMode::Auto, &silent, true, true, true),
+            Answer
+        );
+        // `head` mode always asks, `off` never does.
+        for (answer, created) in [(&silent, true), (&said, true), (&said, false)] {
+            assert_eq!(
+                completion_proof(VerifyMode::Head, answer, false, true, created),
+                Head
+            );
+            assert_eq!(
+                completion_proof(VerifyMode::Off, answer, false, true, created),
+                Unchecked
+            );
+        }
     }
 
     #[test]

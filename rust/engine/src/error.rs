@@ -37,12 +37,14 @@ pub enum Error {
 
     /// The store accepted a write but did not apply the encryption that was asked for.
     #[error(
-        "the store did not apply the requested encryption to {uri}: requested {requested}, \
-         the object has {actual}{}",
+        "the store did not apply the requested encryption to {uri} ({op}): requested \
+         {requested}, the object has {actual}{}",
         hint_suffix(.hint)
     )]
     EncryptionNotApplied {
         uri: String,
+        /// The write whose result was checked.
+        op: &'static str,
         requested: String,
         actual: String,
         hint: String,

@@ -253,8 +253,10 @@ fn hint(ctx: &Ctx<'_>, status: Option<u16>, code: Option<&str>, detail: &str) ->
         .map(|e| e.key_setting())
         .unwrap_or_else(|| "fs.s3a.encryption.key".into());
     let bucket = ctx.bucket;
+    // MinIO answers an unknown key with 404 `kms:KeyNotFound`.
     if lower.contains("failed to retrieve the actual key")
         || (lower.contains("kms") && lower.contains("not found"))
+        || code == Some("kms:KeyNotFound")
     {
         return format!(
             "The store could not use KMS key '{kms_key}': check that the key id exists in the \
@@ -1141,6 +1143,19 @@ mod tests {
             "HTTP 403 InvalidAccessKeyId",
         );
         assert!(h.contains("fs.s3a.access.key"), "{h}");
+    }
+
+    #[test]
+    fn minio_unknown_key_names_the_key_and_the_setting() {
+        let h = hint_for(
+            Some(404),
+            Some("kms:KeyNotFound"),
+            "HTTP 404 kms:KeyNotFound",
+        );
+        assert!(
+            h.contains("'k1'") && h.contains("fs.s3a.encryption.key"),
+            "{h}"
+        );
     }
 
     #[test]

@@ -4,8 +4,11 @@
 //! The uploads sealcommit recorded come first: those named by journals of interrupted commits
 //! and by pendingsets saved on the store (MapReduce), each checked to be still pending. They
 //! are found even where ListMultipartUploads cannot find them (MinIO matches the prefix against
-//! whole keys only). Then ListMultipartUploads under the prefix adds the rest. Uploads of an
-//! interrupted commit are listed but never aborted here: `sealcommit recover` decides their fate.
+//! whole keys only). Then ListMultipartUploads under the prefix adds the rest; where that answer
+//! is one MinIO gives to a prefix (nothing, or only the upload of the key equal to the prefix),
+//! the bucket's uploads are listed without a prefix and filtered here, and the answer says how
+//! far MinIO's listing reaches. Uploads of an interrupted commit are listed but never aborted
+//! here: `sealcommit recover` decides their fate.
 
 use std::time::{Duration, SystemTime};
 
@@ -31,6 +34,50 @@ pub struct PendingUploadInfo {
     /// `journal` (an interrupted commit: left to `sealcommit recover`), `pendingset` (saved by
     /// a MapReduce task) or `listing`.
     pub found_in: &'static str,
+}
+
+/// The answer of `uploads list` (the pending uploads) or `uploads abort` (the aborted ones).
+#[derive(Debug, Clone, Serialize)]
+pub struct Uploads {
+    pub uploads: Vec<PendingUploadInfo>,
+    /// Pending uploads of interrupted commits, left to `sealcommit recover` (abort only).
+    pub left: Vec<PendingUploadInfo>,
+    /// How far the store's listing reaches, when the answer rests on the bucket-wide listing
+    /// ([`UNPREFIXED_LISTING_NOTE`]); `None` otherwise.
+    pub note: Option<&'static str>,
+}
+
+/// Said with every answer that rests on the bucket-wide listing of multipart uploads.
+pub const UNPREFIXED_LISTING_NOTE: &str =
+    "the store listed no upload under the prefix (MinIO lists only an upload whose key equals \
+     the prefix), so the bucket's uploads were listed without a prefix and filtered here; on \
+     MinIO that listing covers only the uploads started through the node that answered since its \
+     last restart: older ones, or others' through other nodes, may be missing";
+
+/// Whether a ListMultipartUploads answer for `prefix` may be MinIO's, which holds only an
+/// upload whose key equals the prefix: then the bucket is listed without a prefix. Every
+/// answer MinIO can give qualifies (none, or uploads of that one key); an answer holding any
+/// other key shows the store matches prefixes.
+fn listing_needs_no_prefix(prefix: &str, listed: &[ListedUpload]) -> bool {
+    !prefix.is_empty() && listed.iter().all(|u| u.key == prefix)
+}
+
+/// The uploads of `listed` under `path` (the path itself, or anything in it as a directory),
+/// except those already `known` (by upload id).
+fn under_path(
+    path: &S3Path,
+    listed: Vec<ListedUpload>,
+    known: &[(ListedUpload, &'static str)],
+) -> Vec<ListedUpload> {
+    let mut out: Vec<ListedUpload> = Vec::new();
+    for u in listed {
+        let seen = known.iter().any(|(k, _)| k.upload_id == u.upload_id)
+            || out.iter().any(|o| o.upload_id == u.upload_id);
+        if path.contains_key(&u.key) && !seen {
+            out.push(u);
+        }
+    }
+    out
 }
 
 /// An upload sealcommit recorded on the store, and where.
@@ -112,7 +159,7 @@ async fn find(
     enc: &EncryptionSpec,
     filter: &Filter,
     progress: &dyn Progress,
-) -> Result<Vec<PendingUploadInfo>> {
+) -> Result<(Vec<PendingUploadInfo>, Option<&'static str>)> {
     let now = SystemTime::now();
     let recorded = recorded(store, path, enc).await?;
     progress.phase("recorded uploads checked", recorded.len() as u64);
@@ -137,12 +184,16 @@ async fn find(
         found.push((r.upload, r.found_in));
     }
     // Everything under the path: the path as a directory, or as a key prefix of files.
-    for u in store.list_uploads(&path.bucket, &path.key).await? {
-        if path.contains_key(&u.key) && !found.iter().any(|(f, _)| f.upload_id == u.upload_id) {
-            found.push((u, "listing"));
-        }
+    let mut listed = store.list_uploads(&path.bucket, &path.key).await?;
+    let mut note = None;
+    if listing_needs_no_prefix(&path.key, &listed) {
+        listed = store.list_uploads(&path.bucket, "").await?;
+        note = Some(UNPREFIXED_LISTING_NOTE);
     }
-    Ok(found
+    for u in under_path(path, listed, &found) {
+        found.push((u, "listing"));
+    }
+    let found = found
         .into_iter()
         .filter_map(|(u, found_in)| {
             let age = u.initiated.and_then(|t| now.duration_since(t).ok());
@@ -156,7 +207,8 @@ async fn find(
                 found_in,
             })
         })
-        .collect())
+        .collect();
+    Ok((found, note))
 }
 
 /// The pending uploads under `uri` that `filter` keeps.
@@ -165,9 +217,14 @@ pub async fn list(
     uri: &str,
     filter: &Filter,
     progress: &dyn Progress,
-) -> Result<Vec<PendingUploadInfo>> {
+) -> Result<Uploads> {
     let (path, store, enc) = store_for(conf, uri).await?;
-    find(&store, &path, &enc, filter, progress).await
+    let (uploads, note) = find(&store, &path, &enc, filter, progress).await?;
+    Ok(Uploads {
+        uploads,
+        left: Vec::new(),
+        note,
+    })
 }
 
 /// Aborts the pending uploads under `uri` that `filter` keeps, except those of interrupted
@@ -178,12 +235,10 @@ pub async fn abort(
     uri: &str,
     filter: &Filter,
     progress: &dyn Progress,
-) -> Result<(Vec<PendingUploadInfo>, Vec<PendingUploadInfo>)> {
+) -> Result<Uploads> {
     let (path, store, enc) = store_for(conf, uri).await?;
-    let (left, found): (Vec<_>, Vec<_>) = find(&store, &path, &enc, filter, progress)
-        .await?
-        .into_iter()
-        .partition(|u| u.found_in == "journal");
+    let (all, note) = find(&store, &path, &enc, filter, progress).await?;
+    let (left, found): (Vec<_>, Vec<_>) = all.into_iter().partition(|u| u.found_in == "journal");
     progress.phase("uploads aborted", found.len() as u64);
     let results: Vec<Result<()>> = stream::iter(&found)
         .map(|u| {
@@ -205,7 +260,11 @@ pub async fn abort(
         .collect()
         .await;
     results.into_iter().collect::<Result<Vec<()>>>()?;
-    Ok((found, left))
+    Ok(Uploads {
+        uploads: found,
+        left,
+        note,
+    })
 }
 
 #[cfg(test)]
@@ -223,5 +282,69 @@ mod tests {
         assert!(!f.keeps("t/part-0-job-8.parquet", Some(Duration::from_secs(7200))));
         assert!(!f.keeps("t/part-0-job-7.parquet", None));
         assert!(Filter::default().keeps("anything", None));
+    }
+
+    fn up(key: &str, id: &str) -> ListedUpload {
+        ListedUpload {
+            key: key.into(),
+            upload_id: id.into(),
+            initiated: None,
+        }
+    }
+
+    #[test]
+    fn minio_prefix_listing_is_asked_again_without_a_prefix() {
+        // MinIO's answers to prefix `d/t`: nothing, or only the upload of key `d/t` itself.
+        assert!(listing_needs_no_prefix("d/t", &[]));
+        assert!(listing_needs_no_prefix(
+            "d/t",
+            &[up("d/t", "1"), up("d/t", "2")]
+        ));
+        // A store that matches prefixes (AWS, Ceph RGW) answered: no second listing.
+        assert!(!listing_needs_no_prefix(
+            "d/t",
+            &[up("d/t/part-0.parquet", "1")]
+        ));
+        assert!(!listing_needs_no_prefix(
+            "d/t",
+            &[up("d/t", "1"), up("d/tx", "2")]
+        ));
+        // The bucket's root was listed without a prefix already.
+        assert!(!listing_needs_no_prefix("", &[]));
+    }
+
+    #[test]
+    fn unprefixed_listing_is_filtered_to_the_path() {
+        let path = S3Path::parse("s3a://b/d/t").unwrap();
+        let bucket_wide = vec![
+            up("d/t/part-00000-job-aaa.parquet", "1"),
+            up("d/t/p=1/part-00001-job-bbb.parquet", "2"),
+            up("d/t", "3"),
+            // Neighbours whose names only start like the path, and other directories.
+            up("d/tx/part-00000-job-aaa.parquet", "4"),
+            up("d/t.parquet", "5"),
+            up("d/part-00000.parquet", "6"),
+            up("other/d/t/part-0.parquet", "7"),
+            // Listed twice (a page boundary), and one the journal named already.
+            up("d/t/part-00000-job-aaa.parquet", "1"),
+            up("d/t/part-00002-job-aaa.parquet", "8"),
+        ];
+        let known = vec![(up("d/t/part-00002-job-aaa.parquet", "8"), "journal")];
+        let ids: Vec<String> = under_path(&path, bucket_wide.clone(), &known)
+            .into_iter()
+            .map(|u| u.upload_id)
+            .collect();
+        assert_eq!(ids, ["1", "2", "3"]);
+        // Written as a directory, the same path.
+        let dir = S3Path::parse("s3a://b/d/t/").unwrap();
+        let ids: Vec<String> = under_path(&dir, bucket_wide.clone(), &[])
+            .into_iter()
+            .map(|u| u.upload_id)
+            .collect();
+        assert_eq!(ids, ["1", "2", "3", "8"]);
+        // The bucket's root holds everything.
+        let root = S3Path::parse("s3a://b").unwrap();
+        assert_eq!(under_path(&root, bucket_wide, &[]).len(), 8);
+        assert!(UNPREFIXED_LISTING_NOTE.contains("since its last restart"));
     }
 }
