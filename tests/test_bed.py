@@ -1,5 +1,5 @@
-"""The test bed starts beside other services: a second Ceph on this machine (here: a second bed
-while the suite's own runs) and something already listening on Ceph's and the old fixed ports."""
+"""The test bed starts beside other services: a second Ceph and SeaweedFS on this machine (here: a
+second bed while the suite's own runs) and something already listening on Ceph's and the old fixed ports."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import sys
 from tests.conftest import ROOT
 from tests.bed.stores import PORTS, http_status
 
-DEFAULT_PORTS = [6789, 18000, 18443, 18080, 8000, 8443, 8333, 9333]
+DEFAULT_PORTS = [6789, 18000, 18443, 18080, 8000, 8443, 8333, 9333, 8181, 9101]
 
 
 def test_a_second_bed_starts_beside_the_running_one(bed, tmp_path):
@@ -30,7 +30,7 @@ import json, sys
 from pathlib import Path
 sys.path.insert(0, {str(ROOT)!r})
 from tests.bed import stores
-b = stores.Bed(Path({str(tmp_path / 'second')!r}), with_seaweed=False).start()
+b = stores.Bed(Path({str(tmp_path / 'second')!r})).start()
 try:
     print(json.dumps({{"ports": stores.PORTS, "http": b.rgw.http_endpoint}}))
 finally:

@@ -386,7 +386,10 @@ class Seaweed:
                f"-master.port={p['sw_master']}", "-master.volumeSizeLimitMB=64",
                f"-volume.port={p['sw_volume']}", "-volume.max=300", "-volume.preStopSeconds=0",
                f"-filer.port={p['sw_filer']}", "-s3", f"-s3.port={p['sw_s3']}", f"-s3.config={b}/s3.json",
-               f"-s3.port.https={p['sw_s3_https']}", f"-s3.cert.file={self.ca.cert}", f"-s3.key.file={self.ca.key}"]
+               f"-s3.port.https={p['sw_s3_https']}", f"-s3.cert.file={self.ca.cert}", f"-s3.key.file={self.ca.key}",
+               # Listeners on fixed default ports (Iceberg 8181, Lance 9101) would clash with a
+               # second SeaweedFS on the machine; the tests use neither. No telemetry either.
+               "-s3.port.iceberg=0", "-s3.port.lance=0", "-master.telemetry=false"]
         self.proc = subprocess.Popen(cmd, stdout=open(b / "weed.log", "w"), stderr=subprocess.STDOUT,
                                      env=env, start_new_session=True)
         wait_for("seaweedfs s3", lambda: http_status(self.http_endpoint + "/") == 403, 90)
