@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import pty
@@ -143,3 +144,36 @@ def test_progress_bar_on_a_terminal_only(bed, s3, prefix):
     code, out, term = cli_on_terminal(bed, "uploads", "abort", f"s3a://{bucket}/{prefix}/u")
     assert code == 0 and "3 uploads aborted" in out, out + term
     assert "3/3 uploads aborted [" in term, term
+
+
+def test_secrets_come_from_the_environment_or_a_file_never_the_command_line(bed, s3, prefix, tmp_path):
+    bucket = "direct-http"
+    s3.put_object(Bucket=bucket, Key=f"{prefix}/s/a", Body=b"x", ServerSideEncryption="aws:kms",
+                  SSEKMSKeyId=KMS_KEY_1)
+    uri = f"s3a://{bucket}/{prefix}/s"
+    typed = cli(bed, "verify", uri, "--conf", f"fs.s3a.secret.key={stores.SECRET_KEY}")
+    assert typed.returncode == 2, typed.stdout + typed.stderr
+    assert "AWS_SECRET_ACCESS_KEY" in typed.stderr and "--conf-file" in typed.stderr, typed.stderr
+    sse_c = base64.b64encode(os.urandom(32)).decode()
+    typed_sse_c = cli(bed, "verify", uri, "--conf", "fs.s3a.encryption.algorithm=SSE-C",
+                      "--conf", f"fs.s3a.encryption.key={sse_c}")
+    assert typed_sse_c.returncode == 2 and "fs.s3a.encryption.key" in typed_sse_c.stderr, typed_sse_c.stderr
+    expect_sse_c = cli(bed, "verify", uri, "--expect-algorithm", "SSE-C", "--expect-key", sse_c)
+    assert expect_sse_c.returncode == 2 and "--conf-file" in expect_sse_c.stderr, expect_sse_c.stderr
+    for out in (typed, typed_sse_c, expect_sse_c):
+        assert stores.SECRET_KEY not in out.stdout + out.stderr and sse_c not in out.stdout + out.stderr
+
+    # A KMS key id is no secret: accepted with --conf.
+    kms = cli(bed, "verify", uri, "--conf", "fs.s3a.encryption.algorithm=SSE-KMS",
+              "--conf", f"fs.s3a.encryption.key={KMS_KEY_1}")
+    assert kms.returncode == 0, kms.stdout + kms.stderr
+
+    # The credentials from a file instead of the environment.
+    conf = tmp_path / "s3.conf"
+    conf.write_text(f"# the bed's user\nfs.s3a.access.key={ACCESS_KEY}\nfs.s3a.secret.key={stores.SECRET_KEY}\n")
+    conf.chmod(0o600)
+    env = {k: v for k, v in cli_env(bed).items() if k not in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")}
+    from_file = subprocess.run([str(CLI), "verify", uri, "--conf-file", str(conf), "--conf", "fs.s3a.path.style.access=true",
+                                "--expect-algorithm", "SSE-KMS", "--expect-key", KMS_KEY_1],
+                               env=env, capture_output=True, text=True, timeout=120)
+    assert from_file.returncode == 0 and "1 objects, 0 mismatches" in from_file.stdout, from_file.stdout + from_file.stderr

@@ -103,7 +103,7 @@ struct Args {
     rotate: usize,
 }
 
-fn parse(args: &[String], conf: &mut Conf) -> R<Args> {
+fn parse(args: &[String], conf: &mut crate::ConfArgs) -> R<Args> {
     let mut a = Args {
         uri: String::new(),
         files: 1000,
@@ -122,7 +122,8 @@ fn parse(args: &[String], conf: &mut Conf) -> R<Args> {
                 .map_err(|_| format!("{x}: '{v}' is not a number"))
         };
         match x.as_str() {
-            "--conf" => crate::set_conf(conf, &value()?)?,
+            "--conf" => conf.set(&value()?)?,
+            "--conf-file" => conf.read_file(&value()?)?,
             "--files" => a.files = number(value()?)?,
             "--per-task" => a.per_task = number(value()?)?.max(1),
             "--rows" => a.rows = number(value()?)?.max(1),
@@ -140,11 +141,12 @@ fn parse(args: &[String], conf: &mut Conf) -> R<Args> {
     Ok(a)
 }
 
-pub fn run(args: &[String], mut conf: Conf) -> R<()> {
+pub fn run(args: &[String], mut conf: crate::ConfArgs) -> R<()> {
     let Some(what) = args.first() else {
         return Err("bench commit|upload <s3a://bucket/prefix> [options]".into());
     };
     let a = parse(&args[1..], &mut conf)?;
+    let conf = conf.finish(&a.uri)?;
     let out = match what.as_str() {
         "commit" => block_on(prepare_and_commit(&conf, &a, &args[1..])).map_err(err)??,
         "driver-commit" => block_on(driver_commit(&conf, &a)).map_err(err)??,
