@@ -59,3 +59,19 @@ def test_failed_mapreduce_job_commit_leaves_nothing(spark, s3, prefix, source):
                     {"sealcommit.fault.job-commit": "after-journal"})
     assert not ok
     assert list_keys(s3, BUCKET, prefix) == []
+
+
+def test_failed_mapreduce_task_leaves_no_upload(spark, s3, bed, prefix, source):
+    """A task attempt that dies after starting its uploads (MapReduce names files part-m-NNNNN,
+    which carry no job id): the job's abort finds them through the task's saved intent."""
+    wire, tag = Wire(bed), prefix.rsplit("-", 1)[-1]
+    ok = run_mr_job(spark, source, f"s3a://{BUCKET}/{prefix}",
+                    {"sealcommit.fault.task-commit": "crash-after-upload:0"})
+    assert not ok
+    started = [r for r in wire.rgw_requests() if r["method"] == "POST" and "?uploads" in r["uri"] and tag in r["uri"]
+               and "uploadId" not in r["uri"]]
+    assert len(started) == 2, started  # both tasks uploaded, then "died"
+    aborted = [r for r in wire.rgw_requests() if r["method"] == "DELETE" and "uploadId=" in r["uri"] and tag in r["uri"]]
+    assert len(aborted) == 2, aborted
+    assert list_keys(s3, BUCKET, prefix) == []
+    assert s3.list_multipart_uploads(Bucket=BUCKET, Prefix=prefix).get("Uploads", []) == []

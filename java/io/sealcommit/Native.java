@@ -11,6 +11,9 @@ final class Native {
 
   static native String version() throws Exception;
 
+  static native String outputName(String prefix, int split, String jobId, String suffix)
+      throws Exception;
+
   static native long jobOpen(String[] conf, String dest, String jobId) throws Exception;
 
   static native void jobClose(long job) throws Exception;
@@ -26,6 +29,9 @@ final class Native {
   static native String taskCommit(long job, String attempt, int attemptNumber,
       String[] localFiles, String[] destUris)
       throws Exception;
+
+  static native String taskCommitSaved(long job, String taskId, String attempt,
+      int attemptNumber, String[] localFiles, String[] destUris) throws Exception;
 
   static native void abortUploads(long job, String[] pendingSets) throws Exception;
 

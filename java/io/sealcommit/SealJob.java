@@ -79,6 +79,15 @@ public final class SealJob extends NativeHandle {
     return call(h -> Native.taskCommit(h, attempt, attemptNumber, localFiles, destUris));
   }
 
+  /**
+   * Task commit for committers with no channel to the driver (Hadoop MapReduce): saves the
+   * task's intent, uploads, saves the pendingset on the store; returns the pendingset (JSON).
+   */
+  public String commitTaskSaved(String taskId, String attempt, int attemptNumber,
+      String[] localFiles, String[] destUris) throws IOException {
+    return call(h -> Native.taskCommitSaved(h, taskId, attempt, attemptNumber, localFiles,
+        destUris));
+  }
 
   public void abortUploads(String[] pendingSets) throws IOException {
     run(h -> Native.abortUploads(h, pendingSets));

@@ -320,6 +320,33 @@ pub extern "system" fn Java_io_sealcommit_Native_taskCommit(
     })
 }
 
+/// `String taskCommitSaved(long job, String taskId, String attempt, int attemptNumber,
+/// String[] localFiles, String[] destUris)`: task commit for committers without a channel to the
+/// driver (MapReduce): intent, uploads and pendingset saved on the store; returns the pendingset.
+#[no_mangle]
+pub extern "system" fn Java_io_sealcommit_Native_taskCommitSaved(
+    mut env: JNIEnv,
+    _class: JClass,
+    handle: jlong,
+    task: JString,
+    attempt: JString,
+    attempt_number: jni::sys::jint,
+    locals: JObjectArray,
+    dests: JObjectArray,
+) -> jstring {
+    guard(&mut env, std::ptr::null_mut(), |env| {
+        let job = job(handle)?;
+        let task = string(env, &task)?;
+        let attempt = string(env, &attempt)?;
+        let locals = strings(env, &locals)?;
+        let dests = strings(env, &dests)?;
+        let files = locals.into_iter().map(PathBuf::from).zip(dests).collect();
+        let set =
+            block_on(job.commit_task_saved(&task, &attempt, attempt_number.max(0) as u32, files))??;
+        jstr(env, &set.to_json()?)
+    })
+}
+
 /// `void abortUploads(long job, String[] pendingsets)`
 #[no_mangle]
 pub extern "system" fn Java_io_sealcommit_Native_abortUploads(
@@ -383,6 +410,30 @@ pub extern "system" fn Java_io_sealcommit_Native_version(
 ) -> jstring {
     guard(&mut env, std::ptr::null_mut(), |env| {
         jstr(env, env!("CARGO_PKG_VERSION"))
+    })
+}
+
+/// `String outputName(String prefix, int split, String jobId, String suffix)`: the name of a
+/// task's output file; the engine names files so it can recognise its own (`naming`).
+#[no_mangle]
+pub extern "system" fn Java_io_sealcommit_Native_outputName(
+    mut env: JNIEnv,
+    _class: JClass,
+    prefix: JString,
+    split: jint,
+    job_id: JString,
+    suffix: JString,
+) -> jstring {
+    guard(&mut env, std::ptr::null_mut(), |env| {
+        let (prefix, job_id, suffix) = (
+            string(env, &prefix)?,
+            string(env, &job_id)?,
+            string(env, &suffix)?,
+        );
+        let split = u32::try_from(split)
+            .map_err(|_| Error::config("split", format!("task split {split} is negative")))?;
+        let name = sealcommit_engine::naming::output_name(&prefix, split, &job_id, &suffix);
+        jstr(env, &name)
     })
 }
 
