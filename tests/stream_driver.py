@@ -1,7 +1,7 @@
 """A streaming driver in its own JVM, for tests that must kill a driver or run two at once
 (test_streaming.py). Rate source -> Parquet file sink through sealcommit, 1-second trigger.
-Prints `BATCH <id>` as batches complete and `ERROR <message>` if the query fails; exits when
-batch `until` is done (0), on failure (1), or never if it is killed first.
+Prints `BATCH <id> ROWS <numInputRows>` as batches complete and `ERROR <message>` if the query
+fails; exits when batch `until` is done (0), on failure (1), or never if it is killed first.
 
 With `slow`, every row of partition 1 sleeps 1.5 s, so each batch has a window in which
 partition 0's file is uploaded and pending while partition 1 still runs."""
@@ -39,12 +39,12 @@ try:
     while True:
         if q.exception() is not None:
             raise RuntimeError(str(q.exception()))
-        p = q.lastProgress
-        if p and p["batchId"] > seen:
-            seen = p["batchId"]
-            print(f"BATCH {seen}", flush=True)
-            if seen >= info["until"]:
-                break
+        for p in q.recentProgress:  # every batch, even two completed within one poll
+            if p["batchId"] > seen:
+                seen = p["batchId"]
+                print(f"BATCH {seen} ROWS {p['numInputRows']}", flush=True)
+        if seen >= info["until"]:
+            break
         time.sleep(0.2)
     stop_between_batches(q)
 except Exception as e:  # noqa: BLE001 - the message is what the test checks

@@ -62,6 +62,54 @@ def committed_batches(s3, bucket: str, checkpoint_prefix: str) -> list[int]:
     return sorted(int(k.rsplit("/", 1)[1]) for k in list_keys(s3, bucket, f"{checkpoint_prefix}/commits/"))
 
 
+def offset_log(s3, bucket: str, checkpoint_prefix: str) -> dict[int, tuple[dict, int]]:
+    """Batch id -> (the batch's metadata, the rate source's end offset) from the checkpoint's
+    offset log (`v1`, the metadata, then one offset per source). The rate source's offset is whole
+    seconds since the query first started, and at offset s it has produced exactly the values
+    0 .. s * rowsPerSecond - 1: the deterministic input every sink is compared with."""
+    out = {}
+    for k in list_keys(s3, bucket, f"{checkpoint_prefix}/offsets/"):
+        name = k.rsplit("/", 1)[1]
+        if name.isdigit():
+            lines = s3.get_object(Bucket=bucket, Key=k)["Body"].read().decode().splitlines()
+            out[int(name)] = (json.loads(lines[1]), int(lines[2]))
+    return out
+
+
+def rate_rows(offsets: dict, rows_per_second: int, last: int) -> list[int]:
+    """How many rows the rate source fed each of batches 0..last."""
+    ends = [offsets[b][1] for b in range(last + 1)]
+    return [rows_per_second * (end - start) for start, end in zip([0] + ends, ends)]
+
+
+def assert_progress_matches(query, per_batch: list[int]):
+    """The query's own progress reports (numInputRows) agree with the offset log, batch by
+    batch: the expected counts are what Spark read, not an interpretation of the log."""
+    reported = {}
+    for p in query.recentProgress:
+        reported[p["batchId"]] = max(reported.get(p["batchId"], 0), p["numInputRows"])
+    assert {b: reported.get(b) for b in range(len(per_batch))} == dict(enumerate(per_batch)), reported
+
+
+def sink_log_batches(s3, bucket: str, sink_prefix: str) -> list[int]:
+    """Batch ids in a file sink's log (`_spark_metadata/<id>` or `<id>.compact`)."""
+    return sorted(int(k.rsplit("/", 1)[1].split(".")[0])
+                  for k in list_keys(s3, bucket, f"{sink_prefix}/_spark_metadata/"))
+
+
+def expected_sink_values(s3, bucket: str, ckpt_prefix: str, sink_prefix: str, rows_per_second: int,
+                         minimum: int) -> list[int]:
+    """The values a rate -> file sink query must have in its sink: those of every batch in the
+    sink's log, which is the commit log's batches or one more (a query stopped between the sink's
+    commit and the commit log's entry). At least `minimum` of them."""
+    last = committed_batches(s3, bucket, ckpt_prefix)[-1]
+    in_sink = sink_log_batches(s3, bucket, sink_prefix)
+    assert in_sink and in_sink[-1] in (last, last + 1), (in_sink, last)
+    total = sum(rate_rows(offset_log(s3, bucket, ckpt_prefix), rows_per_second, in_sink[-1]))
+    assert total >= minimum > 0, (total, minimum)
+    return list(range(total))
+
+
 @pytest.mark.parametrize("topology", STREAM_TOPOLOGIES)
 def test_stateful_query_commits_checkpoints_and_sink_without_rename(spark, s3, bed, prefix, topology):
     """Rate source -> windowed aggregation with a watermark -> Parquet file sink, 10+ batches."""
@@ -95,13 +143,29 @@ def test_stateful_query_commits_checkpoints_and_sink_without_rename(spark, s3, b
     assert ops["put_obj"] > 0 and ops["complete_multipart"] > 0, ops
     assert not s3a_writes(wire), s3a_writes(wire)[:3]
 
-    # The sink holds each emitted window once, and the windows partition the rate's values.
-    rows = sorted(spark.read.parquet(f"s3a://{topology}/{sink}").select("lo", "hi", "n").collect())
+    # What the source fed the query, from the offset log, as Spark itself counted it.
+    offsets = offset_log(s3, topology, ckpt)
+    per_batch = rate_rows(offsets, 20, last)
+    assert_progress_matches(q, per_batch)
+    assert sum(per_batch) >= 20 * 5, per_batch  # 10+ one-second triggers: over 5 s of the source
+
+    # The sink holds every window the watermark closed, each once with all its rows, and no
+    # other: windows from the source's first value on, contiguous, the last one closed by the
+    # watermark of the sink's last batch and the next one still open under it.
+    rows = sorted(spark.read.parquet(f"s3a://{topology}/{sink}")
+                  .selectExpr("lo", "hi", "n", "unix_millis(window.end) AS end_ms").collect())
     assert len(rows) >= 3, rows
+    assert rows[0].lo == 0, f"the first window is missing: {rows}"
     for r in rows:
         assert r.n == r.hi - r.lo + 1, rows
     for a, b in zip(rows, rows[1:]):
         assert b.lo == a.hi + 1, f"lost or duplicated rows between windows: {rows}"
+    sink_last = sink_log_batches(s3, topology, sink)[-1]
+    assert sink_last in (last, last + 1), (sink_last, last)
+    watermark = offsets[sink_last][0]["batchWatermarkMs"]
+    assert rows[-1].end_ms <= watermark < rows[-1].end_ms + 1000, (watermark, rows[-1])
+    # The rows of the still-open windows were read (and stay in the state store).
+    assert sum(r.n for r in rows) < 20 * offsets[sink_last][1], (rows[-1], offsets[sink_last])
 
 
 @pytest.mark.parametrize("bucket", STREAM_TOPOLOGIES)
@@ -125,10 +189,17 @@ def test_foreach_batch_writes_parquet_through_seal_commit_protocol(spark, s3, be
     assert f"{out}/_SUCCESS" in keys
     assert_no_copy(wire)
     assert not s3a_writes(wire), s3a_writes(wire)[:3]
-    values = sorted(r.value for r in spark.read.parquet(f"s3a://{bucket}/{out}").select("value").collect())
-    assert values == list(range(len(values))), "lost or duplicated rows"
-    batches = {r.batch for r in spark.read.parquet(f"s3a://{bucket}/{out}").select("batch").distinct().collect()}
-    assert batches <= set(range(last + 1)) and len(batches) >= 5, batches
+    # Each committed batch wrote exactly the rows the source fed it, and nothing else is there.
+    per_batch = rate_rows(offset_log(s3, bucket, ckpt), 10, last)
+    assert_progress_matches(q, per_batch)
+    assert sum(per_batch) >= 10 * last, per_batch  # each batch after the first: a new second
+    expected, start = [], 0
+    for batch, n in enumerate(per_batch):
+        expected += [(batch, v) for v in range(start, start + n)]
+        start += n
+    got = sorted((r.batch, r.value)
+                 for r in spark.read.parquet(f"s3a://{bucket}/{out}").select("batch", "value").collect())
+    assert got == expected, f"lost or duplicated rows: {len(got)} rows, expected {len(expected)}"
 
 
 # ------------------------------------------------------------------------------------------------
@@ -338,9 +409,18 @@ def test_driver_killed_mid_batch_restarts_exactly_once(spark, s3, bed, prefix, t
         out, _ = second.communicate(timeout=300)
     assert second.returncode == 0, out + (tmp_path / "second.log").read_text()[-3000:]
 
-    values = sink_values(spark, info["sink"])
-    assert values and values == list(range(len(values))), f"lost or duplicated rows: {values[:50]}"
     assert committed_batches(s3, bucket, f"{prefix}/ckpt")[-1] >= killed_in + 2
+    # The second driver re-ran the killed batch from its logged offsets, and reported reading
+    # what the offset log says each of its batches holds.
+    per_batch = rate_rows(offset_log(s3, bucket, f"{prefix}/ckpt"), 2, killed_in + 2)
+    reported = dict(tuple(map(int, line.split()[1::2]))  # BATCH <id> ROWS <n>
+                    for line in out.splitlines() if line.startswith("BATCH "))
+    assert {b: reported.get(b) for b in range(killed_in, killed_in + 3)} == {
+        b: per_batch[b] for b in range(killed_in, killed_in + 3)}, out
+    values = sink_values(spark, info["sink"])
+    expected = expected_sink_values(s3, bucket, f"{prefix}/ckpt", f"{prefix}/sink", 2,
+                                    minimum=2 * (killed_in + 2))
+    assert values == expected, f"lost or duplicated rows: {len(values)} rows, expected {len(expected)}"
     keys = assert_all_encrypted(s3, bucket, prefix)
     assert not [k for k in keys if ".tmp" in k or "_temporary" in k], keys
     assert pending_uploads(s3, bucket, prefix) == [], "the killed batch's upload was not cleaned up"
@@ -381,7 +461,10 @@ def test_second_query_on_the_same_checkpoint_fails_and_the_first_stays_correct(s
     finally:
         stop_between_batches(q)
     values = sink_values(spark, sink)
-    assert values == list(range(len(values))), "the first query's output lost or duplicated rows"
+    expected = expected_sink_values(s3, bucket, f"{prefix}/ckpt", f"{prefix}/sink", 10,
+                                    minimum=10 * (last + 2))
+    assert values == expected, \
+        f"the first query's output lost or duplicated rows: {len(values)} rows, expected {len(expected)}"
     assert pending_uploads(s3, bucket, prefix) == []
     assert_all_encrypted(s3, bucket, prefix)
 
@@ -432,13 +515,20 @@ def test_rocksdb_state_store_on_sealcommit(spark, s3, bed, prefix):
         try:
             run_until(q, 10)
         finally:
-            q.stop()
+            # Between batches: the memory sink then holds the result of the last committed one.
+            stop_between_batches(q)
     finally:
         spark.conf.unset("spark.sql.streaming.stateStore.providerClass")
     keys = assert_all_encrypted(s3, bucket, prefix)
     assert [k for k in keys if k.endswith(".zip")], f"no RocksDB checkpoint zip: {keys[:20]}"
     assert [k for k in keys if k.endswith(".sst")], f"no RocksDB SST file: {keys[:20]}"
     assert_no_copy(wire)
+    last = committed_batches(s3, bucket, f"{prefix}/ckpt")[-1]
+    per_batch = rate_rows(offset_log(s3, bucket, f"{prefix}/ckpt"), 20, last)
+    assert_progress_matches(q, per_batch)
+    total = sum(per_batch)
+    assert total >= 20 * last, per_batch  # each batch after the first: a new second
+    # Complete mode: the state of every key counts every value read so far, no more, no less.
     rows = spark.table(f"rocks_{prefix.split('-')[-1]}").collect()
-    assert sorted(r.k for r in rows) == [0, 1, 2, 3, 4]
-    assert sum(r.n for r in rows) == max(r.hi for r in rows) + 1, "state lost or double-counted rows"
+    assert sorted((r.k, r.n, r.hi) for r in rows) == [
+        (k, len(range(k, total, 5)), max(range(k, total, 5))) for k in range(5)], (total, rows)
