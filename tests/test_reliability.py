@@ -15,12 +15,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.bed.stores import KMS_KEY_1
+from tests.bed.stores import KMS_KEY_1, free_ports
 from tests.conftest import encryption_of, list_keys
 from tests.test_cli import cli
 
 BUCKET = "soak"
-PORT = 18095
+# Free loopback ports for the fault proxies (a second run on the machine picks others).
+_PROXY_PORTS = free_ports(["faulty", "lossy"], paired=set(), offset=0)
+PORT, LOSSY_PORT = _PROXY_PORTS["faulty"], _PROXY_PORTS["lossy"]
 JOBS = 50
 ROWS = 200
 RATE = 0.05
@@ -157,7 +159,7 @@ def test_create_only_put_whose_response_was_lost_is_recognised_as_its_own(spark,
 
     from tests.test_streaming import jpath, manager, read_all
 
-    bucket, port = "lossy", PORT + 1
+    bucket, port = "lossy", LOSSY_PORT
     s3.create_bucket(Bucket=bucket)
     log = tmp_path / "faults.jsonl"
     proxy = subprocess.Popen([sys.executable, str(Path(__file__).parent / "bed" / "faultproxy.py"),

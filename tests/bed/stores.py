@@ -47,7 +47,7 @@ def _port_free(port: int) -> bool:
     return True
 
 
-def _free_ports(names: list[str], paired: set[str], offset: int) -> dict:
+def free_ports(names: list[str], paired: set[str], offset: int) -> dict:
     """Free loopback ports for this run, so the bed starts beside other services (another Ceph on
     6789, a second test run). A port in `paired` also needs port + `offset` free (SeaweedFS puts
     its gRPC listener there)."""
@@ -70,7 +70,7 @@ def _free_ports(names: list[str], paired: set[str], offset: int) -> dict:
 
 SW_GRPC_OFFSET = 10000  # SeaweedFS: gRPC port = HTTP port + 10000
 # Chosen once per process; `SEALCOMMIT_BED_PORTS` (JSON) pins them, e.g. for a bed started apart.
-PORTS = dict(json.loads(os.environ["SEALCOMMIT_BED_PORTS"])) if os.environ.get("SEALCOMMIT_BED_PORTS") else _free_ports(
+PORTS = dict(json.loads(os.environ["SEALCOMMIT_BED_PORTS"])) if os.environ.get("SEALCOMMIT_BED_PORTS") else free_ports(
     ["ceph_mon", "rgw_http", "rgw_https", "proxy_http",  # nginx: http -> https RGW
      "sw_master", "sw_volume", "sw_filer", "sw_s3", "sw_s3_https",
      "sw_proxy_http"],  # nginx: http -> https SeaweedFS
