@@ -21,7 +21,7 @@ const USAGE: &str = "usage:
                     [--no-progress] [--conf key=value]...
   sealcommit uploads list|abort <s3a://bucket/prefix> [--older-than DURATION] [--job ID] [--json]
                     [--no-progress] [--conf key=value]...
-  sealcommit recover <s3a://bucket/prefix> [--abort] [--json] [--conf key=value]...
+  sealcommit recover <s3a://bucket/prefix> [--abort] [--force] [--json] [--conf key=value]...
   sealcommit version
 
 verify lists every object under the prefix, HEADs it and prints its encryption; it exits 1 if any
@@ -40,6 +40,9 @@ recover finishes every job commit whose driver died on that destination (from it
 _sealcommit/): pending uploads are completed and verified, replaced objects deleted, _SUCCESS
 written. With --abort it undoes them instead (nothing of those jobs stays visible), and also
 aborts the uploads of jobs that died before committing: run that only when no job is writing.
+A commit whose driver is alive (it renews the lease in its journal, sealcommit.journal.lease) is
+never touched: recover names the job, its driver and when the lease expires, and exits 3; run it
+again once the lease has expired, or with --force if you know that driver is gone.
 Every job's setup already finishes interrupted commits on its destination by itself.
 
 verify and uploads draw a progress bar on stderr when it is a terminal (--no-progress: never).
@@ -297,13 +300,14 @@ fn uploads(args: &[String]) -> Result<ExitCode, String> {
 
 fn recover(args: &[String]) -> Result<ExitCode, String> {
     let mut conf = ConfArgs::from_env();
-    let (mut uri, mut abort, mut json) = (None, false, false);
+    let (mut uri, mut abort, mut json, mut force) = (None, false, false, false);
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
             "--conf" => conf.set(it.next().ok_or("--conf needs a value")?)?,
             "--conf-file" => conf.read_file(it.next().ok_or("--conf-file needs a value")?)?,
             "--abort" => abort = true,
+            "--force" => force = true,
             "--json" => json = true,
             s if s.starts_with("--") => return Err(format!("unknown option '{s}'\n{USAGE}")),
             s => uri = Some(s.to_string()),
@@ -311,7 +315,9 @@ fn recover(args: &[String]) -> Result<ExitCode, String> {
     }
     let uri = uri.ok_or_else(|| format!("recover needs a path\n{USAGE}"))?;
     let conf = conf.finish(&uri)?;
-    let done = engine(sealcommit_engine::recover::recover(&conf, &uri, abort))?;
+    let done = engine(sealcommit_engine::recover::recover(
+        &conf, &uri, abort, force,
+    ))?;
     if json {
         print_json(&done)?;
     } else {
@@ -323,7 +329,20 @@ fn recover(args: &[String]) -> Result<ExitCode, String> {
         }
         println!("{} interrupted job commits found", done.len());
     }
-    Ok(ExitCode::SUCCESS)
+    let live: Vec<_> = done.iter().filter(|r| r.action == "live").collect();
+    for r in &live {
+        eprintln!(
+            "sealcommit: the commit of {} on {uri} is running: left alone ({}). Wait for it to \
+             finish; if its driver is gone, run this again once the lease has expired, or now with \
+             --force",
+            r.holder, r.journal
+        );
+    }
+    Ok(if live.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(3)
+    })
 }
 
 fn verify(args: &[String]) -> Result<ExitCode, String> {

@@ -29,6 +29,7 @@ use crate::encryption::{completion_proof, CompletionProof, EncryptionSpec, Obser
 use crate::error::{Error, Result};
 use crate::magic::MagicFile;
 use crate::model::*;
+use crate::recover::LeaseGuard;
 use crate::store::{PutOutcome, Store};
 use crate::uri::S3Path;
 
@@ -61,9 +62,11 @@ pub struct Job {
     pub job_id: String,
     pub settings: BucketSettings,
     pub store: Store,
-    /// Set once job commit has published new output: from then on an abort must not remove
-    /// the journal, which records what is left to finish.
+    /// Set once job commit has published new output (or lost its lease): from then on an abort
+    /// must not remove the journal, which records what is left to finish.
     published: std::sync::atomic::AtomicBool,
+    /// When this job was opened (recorded as the journal owner's start time).
+    pub(crate) opened: SystemTime,
 }
 
 /// What a job commit did, returned to the caller (and logged by the Java side).
@@ -81,7 +84,7 @@ fn now_rfc3339() -> String {
     humantime::format_rfc3339_millis(SystemTime::now()).to_string()
 }
 
-fn hostname() -> String {
+pub(crate) fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|s| s.trim().to_string())
         .or_else(|_| std::env::var("HOSTNAME"))
@@ -112,6 +115,7 @@ impl Job {
             settings,
             store,
             published: Default::default(),
+            opened: SystemTime::now(),
         })
     }
 
@@ -124,6 +128,7 @@ impl Job {
             settings,
             store: self.store.with_new_counters(),
             published: Default::default(),
+            opened: SystemTime::now(),
         }
     }
 
@@ -151,6 +156,8 @@ impl Job {
             encryption: self.enc().summary(),
             uploads: Cow::Borrowed(uploads),
             replace_prefixes,
+            owner: Some(self.owner()),
+            lease: None,
         }
     }
 
@@ -506,12 +513,18 @@ impl Job {
         Ok(strays.len())
     }
 
-    /// The `sealcommit.fault.job-commit` test hook: `<point>` fails the commit there,
-    /// `kill:<point>` kills the process there (SIGKILL, as a lost driver).
-    pub(crate) fn fault(&self, point: &str) -> Result<()> {
-        match self.settings.commit.fault_job_commit.as_deref() {
-            Some(f) if f == point => Err(Error::Injected(format!("job commit stopped at {point}"))),
-            Some(f) if f.strip_prefix("kill:") == Some(point) => {
+    /// The `sealcommit.fault.job-commit` test hook, a comma-separated list of: `<point>` fails
+    /// the commit there, `kill:<point>` kills the process there (SIGKILL, as a lost driver),
+    /// `pause:<point>:<seconds>` stalls the commit there (its lease is still renewed).
+    pub(crate) async fn fault(&self, point: &str) -> Result<()> {
+        let Some(hooks) = self.settings.commit.fault_job_commit.as_deref() else {
+            return Ok(());
+        };
+        for f in hooks.split(',').map(str::trim) {
+            if f == point {
+                return Err(Error::Injected(format!("job commit stopped at {point}")));
+            }
+            if f.strip_prefix("kill:") == Some(point) {
                 log::error!(
                     "sealcommit: job {} killing this process at {point} ({f})",
                     self.job_id
@@ -524,8 +537,25 @@ impl Job {
                     std::thread::sleep(std::time::Duration::from_secs(1));
                 }
             }
-            _ => Ok(()),
+            if let Some((p, secs)) = f.strip_prefix("pause:").and_then(|r| r.rsplit_once(':')) {
+                if p != point {
+                    continue;
+                }
+                let secs: u64 = secs.parse().map_err(|_| {
+                    Error::config(
+                        "sealcommit.fault.job-commit",
+                        format!("'{f}' is not pause:<point>:<seconds>"),
+                    )
+                })?;
+                log::warn!(
+                    "sealcommit: job {} pausing at {point} for {secs} s ({f})",
+                    self.job_id
+                );
+                tokio::time::sleep(std::time::Duration::from_secs(secs)).await;
+                log::warn!("sealcommit: job {} resuming after {point}", self.job_id);
+            }
         }
+        Ok(())
     }
 
     /// The uploads of all task pendingsets, checked to belong to this job and not to overlap.
@@ -593,16 +623,56 @@ impl Job {
             replace_prefixes.extend(written_partitions(&self.dest, &uploads));
         }
 
+        // The lease first: a journal in state `committing` always names a lease that was taken.
+        let (lease, terms) = self.take_lease().await?;
+        let result = self
+            .commit_leased(&lease, terms, uploads, replace_prefixes, t0, buffer_peak)
+            .await;
+        lease.release(self).await;
+        result
+    }
+
+    /// Job commit under the lease: journal, complete and verify, replace, `_SUCCESS`. A commit
+    /// that could not renew its lease in time stops where it is and keeps its journal, undoing
+    /// nothing: another job's setup or `sealcommit recover` may be rolling it forward.
+    async fn commit_leased(
+        &self,
+        lease: &LeaseGuard,
+        terms: LeaseTerms,
+        uploads: Vec<PendingUpload>,
+        replace_prefixes: Vec<String>,
+        t0: Instant,
+        buffer_peak: u64,
+    ) -> Result<CommitReport> {
         let journal_path = self.journal_path();
         let mut journal =
             self.journal(JournalState::Committing, &uploads, replace_prefixes.clone());
+        journal.lease = Some(terms);
         self.put_document(&journal_path, "journal", &journal, false)
             .await?;
+        let keep_journal = || {
+            self.published
+                .store(true, std::sync::atomic::Ordering::SeqCst)
+        };
+        let published = |e: Error| Error::Published {
+            destination: self.dest.to_string(),
+            journal: journal_path.to_string(),
+            source: Box::new(e),
+        };
 
         // Phase 1: complete and verify. Nothing old has been touched, so any failure is undone
-        // by deleting what this commit made visible.
+        // by deleting what this commit made visible (unless the lease was lost meanwhile).
         let files = match self.complete_all(&uploads).await {
             Ok(files) => files,
+            Err(e) if !lease.held() => {
+                log::error!(
+                    "sealcommit: job {} commit failed ({e}) after its lease lapsed: not rolling \
+                     back",
+                    self.job_id
+                );
+                keep_journal();
+                return Err(lease.lost(self));
+            }
             Err(e) => {
                 log::error!(
                     "sealcommit: job {} commit failed, rolling back: {e}",
@@ -614,8 +684,10 @@ impl Job {
         };
         // Phase 2: the new output is published; replace the old and write _SUCCESS. A failure
         // here keeps the journal, which records what is left to do.
-        self.published
-            .store(true, std::sync::atomic::Ordering::SeqCst);
+        keep_journal();
+        if !lease.held() {
+            return Err(published(lease.lost(self)));
+        }
         if !replace_prefixes.is_empty() {
             journal.state = JournalState::Publishing;
             self.put_document(&journal_path, "journal", &journal, false)
@@ -624,21 +696,20 @@ impl Job {
         // From here on only the committed files are needed.
         drop(journal);
         drop(uploads);
-        match self
-            .publish(files, &replace_prefixes, t0, buffer_peak)
-            .await
-        {
+        let done = if lease.held() {
+            self.publish(files, &replace_prefixes, t0, buffer_peak)
+                .await
+        } else {
+            Err(lease.lost(self))
+        };
+        match done {
             Ok(report) => {
                 self.store
                     .delete(&journal_path.bucket, &journal_path.key)
                     .await?;
                 Ok(report)
             }
-            Err(e) => Err(Error::Published {
-                destination: self.dest.to_string(),
-                journal: journal_path.to_string(),
-                source: Box::new(e),
-            }),
+            Err(e) => Err(published(e)),
         }
     }
 
@@ -646,20 +717,20 @@ impl Job {
         &self,
         uploads: &[PendingUpload],
     ) -> Result<Vec<CommittedFile>> {
-        self.fault("after-journal")?;
+        self.fault("after-journal").await?;
         let done = std::sync::atomic::AtomicUsize::new(0);
         let mut files: Vec<CommittedFile> = stream::iter(uploads)
             .map(|u| async {
                 let f = self.complete_one(u, false).await?;
                 let n = done.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
-                self.fault(&format!("after-completes:{n}"))?;
+                self.fault(&format!("after-completes:{n}")).await?;
                 Ok::<_, Error>(f)
             })
             .buffer_unordered(self.settings.commit.commit_parallelism)
             .try_collect()
             .await?;
         files.sort_by(|a, b| a.key.cmp(&b.key));
-        self.fault("before-replace")?;
+        self.fault("before-replace").await?;
         Ok(files)
     }
 
@@ -685,7 +756,7 @@ impl Job {
             self.store.delete_many(&self.dest.bucket, &old).await?;
             replaced += old.len() as u64;
         }
-        self.fault("before-success")?;
+        self.fault("before-success").await?;
 
         let strays = self.abort_strays().await?;
         if strays > 0 {

@@ -67,6 +67,7 @@ pub const SEALCOMMIT_KEYS: &[&str] = &[
     "magic.parts-in-flight",
     "fault.task-commit",
     "fault.job-commit",
+    "journal.lease",
     "checkpoint.memory-buffer",
     "checkpoint.multipart-threshold",
 ];
@@ -541,7 +542,15 @@ pub struct CommitConfig {
     pub verify: VerifyMode,
     pub fault_task_commit: Option<String>,
     pub fault_job_commit: Option<String>,
+    /// How long a committing driver's lease on its journal lasts unless renewed
+    /// (`sealcommit.journal.lease`); renewed every third of it.
+    pub lease: Duration,
 }
+
+/// The default of `sealcommit.journal.lease`.
+pub const DEFAULT_LEASE: Duration = Duration::from_secs(60);
+/// The shortest lease accepted: the store's clock has one-second resolution.
+pub const MIN_LEASE: Duration = Duration::from_secs(3);
 
 /// How task output reaches the store (`sealcommit.mode`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -623,6 +632,24 @@ impl CommitConfig {
             verify,
             fault_task_commit: conf.own(bucket, "fault.task-commit").map(|v| v.value),
             fault_job_commit: conf.own(bucket, "fault.job-commit").map(|v| v.value),
+            lease: match conf.own(bucket, "journal.lease") {
+                None => DEFAULT_LEASE,
+                Some(v) => {
+                    let d = parse_duration(&v.value).map_err(|m| Error::config(&v.key, m))?;
+                    if d < MIN_LEASE {
+                        return Err(Error::config(
+                            &v.key,
+                            format!(
+                                "a lease of {} is too short; use at least {}s (the store's \
+                                 clock counts whole seconds)",
+                                humantime::format_duration(d),
+                                MIN_LEASE.as_secs()
+                            ),
+                        ));
+                    }
+                    d
+                }
+            },
         })
     }
 }

@@ -144,6 +144,44 @@ pub struct Journal<'a> {
     /// Key prefixes whose old objects the commit replaces (static overwrite).
     #[serde(default)]
     pub replace_prefixes: Vec<String>,
+    /// The driver that wrote the journal (absent in journals of earlier releases).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<Owner>,
+    /// The lease the committing driver holds on this commit (from state `committing` on).
+    /// A journal without one (earlier releases, state `started`) is treated as expired.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease: Option<LeaseTerms>,
+}
+
+/// Who wrote a journal: enough for an operator to find the driver.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Owner {
+    pub host: String,
+    pub pid: u32,
+    /// Random per driver process: tells two drivers with the same host and pid apart.
+    pub driver_id: String,
+    /// When the driver opened the job (its own clock, RFC 3339).
+    pub started: String,
+}
+
+/// The lease of a committing driver: it re-PUTs the small object `key` (next to the journal)
+/// every `renew_ms`; the commit is live while the store's clock is before that object's
+/// Last-Modified plus `lease_ms`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaseTerms {
+    pub key: String,
+    pub lease_ms: u64,
+    pub renew_ms: u64,
+}
+
+/// The body of a lease object: informational (the decision uses the store's Last-Modified of
+/// the object, not these times, which are the driver's clock).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LeaseBody {
+    pub job_id: String,
+    pub owner: Owner,
+    pub renewed: String,
+    pub lease_ms: u64,
 }
 
 /// One committed file as recorded in `_SUCCESS`.
@@ -294,6 +332,8 @@ mod tests {
             encryption: (*ups[0].encryption).clone(),
             uploads: Cow::Borrowed(&ups),
             replace_prefixes: vec!["t/p=1/".into()],
+            owner: None,
+            lease: None,
         };
         let body = serde_json::to_vec(&j).unwrap();
         let back = Journal::from_slice(&body).unwrap();
@@ -303,6 +343,29 @@ mod tests {
             &back.uploads[0].encryption,
             &back.uploads[1].encryption
         ));
+    }
+
+    #[test]
+    fn journals_without_owner_or_lease_still_read_and_new_ones_round_trip() {
+        let old = r#"{"version":1,"job_id":"j","destination":"s3a://b/t","state":"committing",
+            "created":"2026-11-24T00:00:00Z","encryption":{"algorithm":"none"},"uploads":[]}"#;
+        let j = Journal::from_slice(old.as_bytes()).unwrap();
+        assert!(j.owner.is_none() && j.lease.is_none());
+        let mut j = j;
+        j.owner = Some(Owner {
+            host: "h".into(),
+            pid: 7,
+            driver_id: "d".into(),
+            started: "2026-11-24T00:00:00Z".into(),
+        });
+        j.lease = Some(LeaseTerms {
+            key: "t/_sealcommit/j.lease".into(),
+            lease_ms: 60_000,
+            renew_ms: 20_000,
+        });
+        let back = Journal::from_slice(&serde_json::to_vec(&j).unwrap()).unwrap();
+        assert_eq!(back.owner, j.owner);
+        assert_eq!(back.lease, j.lease);
     }
 
     #[test]

@@ -383,6 +383,49 @@ pub enum PutOutcome {
     Exists,
 }
 
+/// The store's own clock, read from the `Date` header of a response (an interceptor on the
+/// request): lease decisions compare the store's times with each other, not with a local clock
+/// that may be skewed.
+#[derive(Debug, Clone, Default)]
+pub struct StoreClock(Arc<Mutex<Option<std::time::SystemTime>>>);
+
+impl StoreClock {
+    /// The `Date` of the last response seen, if any.
+    pub fn get(&self) -> Option<std::time::SystemTime> {
+        self.0.lock().ok().and_then(|t| *t)
+    }
+}
+
+impl aws_smithy_runtime_api::client::interceptors::Intercept for StoreClock {
+    fn name(&self) -> &'static str {
+        "sealcommit-store-clock"
+    }
+
+    fn read_before_deserialization(
+        &self,
+        context: &aws_smithy_runtime_api::client::interceptors::context::BeforeDeserializationInterceptorContextRef<'_>,
+        _: &aws_smithy_runtime_api::client::runtime_components::RuntimeComponents,
+        _: &mut aws_smithy_types::config_bag::ConfigBag,
+    ) -> std::result::Result<(), aws_smithy_runtime_api::box_error::BoxError> {
+        let date = context
+            .response()
+            .headers()
+            .get("date")
+            .and_then(|d| {
+                aws_smithy_types::DateTime::from_str(
+                    d,
+                    aws_smithy_types::date_time::Format::HttpDate,
+                )
+                .ok()
+            })
+            .and_then(|d| std::time::SystemTime::try_from(d).ok());
+        if let (Some(d), Ok(mut slot)) = (date, self.0.lock()) {
+            *slot = Some(d);
+        }
+        Ok(())
+    }
+}
+
 /// The client plus the request counters of one job (or one CLI command).
 #[derive(Clone)]
 pub struct Store {
@@ -815,7 +858,10 @@ impl Store {
 
     /// Lists every object under `prefix` (recursively).
     pub async fn list(&self, bucket: &str, prefix: &str) -> Result<Vec<Listed>> {
-        Ok(self.list_pages(bucket, prefix, None, None).await?.objects)
+        Ok(self
+            .list_pages(bucket, prefix, None, None, None)
+            .await?
+            .objects)
     }
 
     /// Lists one level under `prefix` (which ends in `/` or is empty): objects and
@@ -826,7 +872,22 @@ impl Store {
         prefix: &str,
         max_keys: Option<i32>,
     ) -> Result<DirListing> {
-        self.list_pages(bucket, prefix, Some("/"), max_keys).await
+        self.list_pages(bucket, prefix, Some("/"), max_keys, None)
+            .await
+    }
+
+    /// [`list_dir`](Self::list_dir) of a whole level, with the store's clock at the time of
+    /// the listing (the `Date` header of its last page; `None` if the store sent none).
+    pub async fn list_dir_dated(
+        &self,
+        bucket: &str,
+        prefix: &str,
+    ) -> Result<(DirListing, Option<std::time::SystemTime>)> {
+        let clock = StoreClock::default();
+        let listing = self
+            .list_pages(bucket, prefix, Some("/"), None, Some(&clock))
+            .await?;
+        Ok((listing, clock.get()))
     }
 
     /// ListObjectsV2 page by page (only the first page when `max_keys` is given).
@@ -836,32 +897,35 @@ impl Store {
         prefix: &str,
         delimiter: Option<&str>,
         max_keys: Option<i32>,
+        clock: Option<&StoreClock>,
     ) -> Result<DirListing> {
         let mut out = DirListing::default();
         let mut token: Option<String> = None;
         loop {
             self.note("ListObjectsV2", bucket, prefix);
-            let page = self
+            let req = self
                 .client
                 .list_objects_v2()
                 .bucket(bucket)
                 .prefix(prefix)
                 .set_delimiter(delimiter.map(str::to_string))
                 .set_max_keys(max_keys)
-                .set_continuation_token(token.take())
-                .send()
-                .await
-                .map_err(|e| {
-                    map_sdk_err(
-                        &Ctx {
-                            op: "ListObjectsV2",
-                            bucket,
-                            key: prefix,
-                            enc: None,
-                        },
-                        e,
-                    )
-                })?;
+                .set_continuation_token(token.take());
+            let sent = match clock {
+                Some(c) => req.customize().interceptor(c.clone()).send().await,
+                None => req.send().await,
+            };
+            let page = sent.map_err(|e| {
+                map_sdk_err(
+                    &Ctx {
+                        op: "ListObjectsV2",
+                        bucket,
+                        key: prefix,
+                        enc: None,
+                    },
+                    e,
+                )
+            })?;
             for o in page.contents() {
                 if let Some(k) = o.key() {
                     out.objects.push(Listed {
