@@ -14,7 +14,7 @@
 //! No object is ever copied or renamed.
 
 use std::borrow::Cow;
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -413,7 +413,15 @@ impl Job {
         let shown = local.display().to_string();
         let size = tokio::fs::metadata(&local)
             .await
-            .map_err(|e| Error::io("read task output", &shown, e))?
+            .map_err(|e| match e.kind() {
+                // Never skipped: a file the task was asked to write is committed or the task fails.
+                std::io::ErrorKind::NotFound => Error::io(
+                    "read task output",
+                    format!("{shown} (the staged file for {dest}, which the task was asked to write and did not; the task fails rather than commit without it)"),
+                    e,
+                ),
+                _ => Error::io("read task output", &shown, e),
+            })?
             .len();
         let enc = self.enc();
         let (upload_id, created) = self
@@ -480,17 +488,18 @@ impl Job {
         results.into_iter().collect()
     }
 
-    /// Aborts every pending upload under the destination whose key carries this job's id: the
-    /// leftovers of attempts whose pendingsets never reached the driver.
+    /// Aborts every pending upload under the destination whose file name is one this job gave
+    /// (`naming::is_job_output`, an exact parse, not a substring): the leftovers of attempts
+    /// whose pendingsets never reached the driver.
     async fn abort_strays(&self) -> Result<usize> {
-        self.abort_uploads_where(|key| key.contains(&self.job_id))
+        self.abort_uploads_where(|key, _| crate::naming::is_job_output(key, &self.job_id))
             .await
     }
 
-    /// Aborts every pending upload under the destination whose key `matches`.
+    /// Aborts every pending upload under the destination whose key and upload id `matches`.
     pub(crate) async fn abort_uploads_where(
         &self,
-        matches: impl Fn(&str) -> bool,
+        matches: impl Fn(&str, &str) -> bool,
     ) -> Result<usize> {
         let shared = Arc::new(self.enc().summary());
         let strays: Vec<PendingUpload> = self
@@ -498,7 +507,7 @@ impl Job {
             .list_uploads(&self.dest.bucket, &self.dest.dir_prefix())
             .await?
             .into_iter()
-            .filter(|u| matches(&u.key))
+            .filter(|u| matches(&u.key, &u.upload_id))
             .map(|u| PendingUpload {
                 bucket: self.dest.bucket.clone(),
                 key: u.key,
@@ -921,42 +930,140 @@ impl Job {
     /// Saves a task's pendingset on the store, written and verified like the data (it names
     /// the job's keys). A retried task of the same id replaces it.
     pub async fn save_pendingset(&self, task: &str, set: &PendingSet) -> Result<()> {
+        let path = self.saved_path(task, "pendingset")?;
+        self.put_verified(&path, set.to_json()?.into_bytes())
+            .await
+            .map(|_| ())
+    }
+
+    /// Task commit for committers without a channel to the driver (Hadoop MapReduce): first
+    /// saves the task's *intent* (`<task>.intent`, the keys it is about to upload — MapReduce
+    /// names its files `part-m-00000`, which carry no job id), then uploads, then saves the
+    /// pendingset. Job commit and abort find a dead attempt's uploads through the intents.
+    pub async fn commit_task_saved(
+        &self,
+        task: &str,
+        attempt: &str,
+        attempt_number: u32,
+        files: Vec<(PathBuf, String)>,
+    ) -> Result<PendingSet> {
+        let mut keys = Vec::with_capacity(files.len());
+        for (_, uri) in &files {
+            keys.push(S3Path::parse(uri)?.key);
+        }
+        let intent = TaskIntent {
+            version: 1,
+            job_id: self.job_id.clone(),
+            task: task.to_string(),
+            keys,
+        };
+        let body = serde_json::to_vec(&intent)
+            .map_err(|e| Error::document(format!("task intent of {task}"), e))?;
+        self.put_verified(&self.saved_path(task, "intent")?, body)
+            .await?;
+        let set = self.commit_task(attempt, attempt_number, files).await?;
+        self.fault_task_saved(attempt_number)?;
+        if let Err(e) = self.save_pendingset(task, &set).await {
+            if let Err(abort_err) = self.abort_uploads(&set.uploads).await {
+                log::warn!("sealcommit: could not abort the uploads of {attempt}: {abort_err}");
+            }
+            return Err(e);
+        }
+        Ok(set)
+    }
+
+    /// The `sealcommit.fault.task-commit=crash-after-upload:<n>` test hook: attempt `n` fails
+    /// after uploading without aborting anything, as a task process that died there would.
+    fn fault_task_saved(&self, attempt_number: u32) -> Result<()> {
+        match &self.settings.commit.fault_task_commit {
+            Some(f)
+                if f.strip_prefix("crash-after-upload:")
+                    .and_then(|n| n.parse::<u32>().ok())
+                    == Some(attempt_number) =>
+            {
+                Err(Error::Injected(format!(
+                    "task commit crashed after uploading ({f}); its uploads are left pending"
+                )))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn saved_path(&self, task: &str, kind: &str) -> Result<S3Path> {
         if task.is_empty() || task.contains('/') {
             return Err(Error::config(
                 "task id",
                 format!("'{task}' is not a usable task id"),
             ));
         }
-        let path = self.saved_dir().child(&format!("{task}.pendingset"));
-        self.put_verified(&path, set.to_json()?.into_bytes())
-            .await
-            .map(|_| ())
+        Ok(self.saved_dir().child(&format!("{task}.{kind}")))
     }
 
-    /// The saved pendingsets of this job and their keys.
-    async fn load_saved(&self) -> Result<(Vec<PendingSet>, Vec<String>)> {
+    /// The saved pendingsets of this job, the keys its task intents name, and the objects
+    /// holding both (to delete once the job is done).
+    async fn load_saved(&self) -> Result<(Vec<PendingSet>, BTreeSet<String>, Vec<String>)> {
         let dir = self.saved_dir().dir_prefix();
         let mut sets = Vec::new();
-        let mut keys = Vec::new();
+        let mut intended = BTreeSet::new();
+        let mut objects = Vec::new();
         for o in self.store.list(&self.dest.bucket, &dir).await? {
-            if !o.key.ends_with(".pendingset") {
+            let pendingset = o.key.ends_with(".pendingset");
+            if !pendingset && !o.key.ends_with(".intent") {
                 continue;
             }
             let body = self
                 .store
                 .get(&self.dest.bucket, &o.key, self.enc())
                 .await?;
-            sets.push(PendingSet::from_slice(&body)?);
-            keys.push(o.key);
+            if pendingset {
+                sets.push(PendingSet::from_slice(&body)?);
+            } else {
+                let intent: TaskIntent = serde_json::from_slice(&body).map_err(|e| {
+                    Error::document(format!("s3a://{}/{}", self.dest.bucket, o.key), e)
+                })?;
+                intended.extend(intent.keys);
+            }
+            objects.push(o.key);
         }
-        Ok((sets, keys))
+        Ok((sets, intended, objects))
     }
 
-    /// Job commit of the saved pendingsets; they are deleted once the output is committed.
+    /// Aborts the pending uploads of `keys` except those in `keep` (upload ids): what attempts
+    /// that died between their intent and their pendingset left behind.
+    async fn abort_intended(
+        &self,
+        keys: &BTreeSet<String>,
+        keep: &BTreeSet<&str>,
+    ) -> Result<usize> {
+        if keys.is_empty() {
+            return Ok(0);
+        }
+        self.abort_uploads_where(|key, id| keys.contains(key) && !keep.contains(id))
+            .await
+    }
+
+    /// Job commit of the saved pendingsets; then the uploads of attempts that died after their
+    /// intent are aborted, and the saved documents deleted.
     pub async fn commit_saved(&self) -> Result<CommitReport> {
-        let (sets, keys) = self.load_saved().await?;
+        let (sets, intended, objects) = self.load_saved().await?;
+        let committed: Vec<String> = sets
+            .iter()
+            .flat_map(|s| s.uploads.iter().map(|u| u.upload_id.clone()))
+            .collect();
         let report = self.commit_job(sets, vec![], false).await?;
-        if let Err(e) = self.store.delete_many(&self.dest.bucket, &keys).await {
+        let keep: BTreeSet<&str> = committed.iter().map(String::as_str).collect();
+        match self.abort_intended(&intended, &keep).await {
+            Ok(0) => {}
+            Ok(n) => log::info!(
+                "sealcommit: job {} aborted {n} upload(s) of failed task attempts",
+                self.job_id
+            ),
+            Err(e) => log::warn!(
+                "sealcommit: job {} committed; could not abort the uploads of failed task attempts: {e}",
+                self.job_id
+            ),
+        }
+        if let Err(e) = self.store.delete_many(&self.dest.bucket, &objects).await {
             log::warn!(
                 "sealcommit: job {} committed; could not delete its saved pendingsets: {e}",
                 self.job_id
@@ -965,21 +1072,22 @@ impl Job {
         Ok(report)
     }
 
-    /// Job abort with saved pendingsets: their uploads and any stray upload of the job are
-    /// aborted, then the pendingsets deleted.
+    /// Job abort with saved pendingsets: their uploads, every upload of a key a task intended
+    /// and any stray upload of the job are aborted, then the saved documents deleted.
     pub async fn abort_saved(&self) -> Result<()> {
-        let (sets, keys) = match self.load_saved().await {
+        let (sets, intended, objects) = match self.load_saved().await {
             Ok(found) => found,
             Err(e) => {
                 log::warn!(
                     "sealcommit: could not read the saved pendingsets of job {}: {e}",
                     self.job_id
                 );
-                (Vec::new(), Vec::new())
+                (Vec::new(), BTreeSet::new(), Vec::new())
             }
         };
         self.abort_job(sets).await?;
-        self.store.delete_many(&self.dest.bucket, &keys).await
+        self.abort_intended(&intended, &BTreeSet::new()).await?;
+        self.store.delete_many(&self.dest.bucket, &objects).await
     }
 
     /// Commits one micro-batch of a streaming file sink: completes and verifies every upload
@@ -1021,7 +1129,7 @@ impl Job {
     /// a driver that died in the middle of a batch, which Spark then ran again.
     pub async fn abort_stream_strays(&self, batch: u64) -> Result<usize> {
         let aborted = self
-            .abort_uploads_where(|key| stream_file_batch(key).is_some_and(|b| b <= batch))
+            .abort_uploads_where(|key, _| stream_file_batch(key).is_some_and(|b| b <= batch))
             .await?;
         if aborted > 0 {
             log::info!(
@@ -1147,6 +1255,15 @@ impl Drop for Spooled {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.path);
     }
+}
+
+/// What a MapReduce task attempt is about to upload, saved before its first upload starts.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct TaskIntent {
+    version: u32,
+    job_id: String,
+    task: String,
+    keys: Vec<String>,
 }
 
 /// The micro-batch a streaming sink file belongs to. `SealStreamingCommitProtocol` names files

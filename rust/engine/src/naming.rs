@@ -35,7 +35,8 @@ pub fn is_job_output(key: &str, job_id: &str) -> bool {
 }
 
 fn suffix_starts(s: &str) -> bool {
-    let second_is_digit = |skip: usize| s[skip..].bytes().next().is_some_and(|b| b.is_ascii_digit());
+    let second_is_digit =
+        |skip: usize| s[skip..].bytes().next().is_some_and(|b| b.is_ascii_digit());
     s.is_empty()
         || s.starts_with('.')
         || (s.starts_with('_') && second_is_digit(1))
@@ -96,6 +97,9 @@ mod tests {
             "t/part-00000-run-sc4.c000.parquet",
             "run-sc4"
         ));
-        assert!(!is_job_output("t/part-00000-run-sc41.c000.parquet", "run-sc4"));
+        assert!(!is_job_output(
+            "t/part-00000-run-sc41.c000.parquet",
+            "run-sc4"
+        ));
     }
 }

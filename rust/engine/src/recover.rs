@@ -476,7 +476,7 @@ impl Job {
         let keys: Vec<String> = journal.uploads.iter().map(|u| u.key.clone()).collect();
         self.store.delete_many(&self.dest.bucket, &keys).await?;
         // Uploads of failed attempts that never reached the journal.
-        self.abort_uploads_where(|key| key.contains(&self.job_id))
+        self.abort_uploads_where(|key, _| crate::naming::is_job_output(key, &self.job_id))
             .await?;
         let j = self.journal_path();
         self.store.delete(&j.bucket, &j.key).await?;

@@ -94,7 +94,10 @@ mod tests {
             ("s3a://b/t/p=50%25/part-0", "t/p=50%25/part-0"),
             ("s3a://b/t/p=N%2FA/part-0", "t/p=N%2FA/part-0"),
             ("s3a://b/t/city=New York/part-0", "t/city=New York/part-0"),
-            ("s3a://b/t/p=x%3Ay/q=%23tag/part-0", "t/p=x%3Ay/q=%23tag/part-0"),
+            (
+                "s3a://b/t/p=x%3Ay/q=%23tag/part-0",
+                "t/p=x%3Ay/q=%23tag/part-0",
+            ),
             ("s3a://b/t/p=日本語 ü😀/part-0", "t/p=日本語 ü😀/part-0"),
             ("s3a://b/t/p=a&b+c d/part-0", "t/p=a&b+c d/part-0"),
             (
