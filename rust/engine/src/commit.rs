@@ -504,7 +504,7 @@ impl Job {
         let shared = Arc::new(self.enc().summary());
         let strays: Vec<PendingUpload> = self
             .store
-            .list_uploads(&self.dest.bucket, &self.dest.dir_prefix())
+            .list_uploads_under(&self.dest.bucket, &self.dest.dir_prefix())
             .await?
             .into_iter()
             .filter(|u| matches(&u.key, &u.upload_id))

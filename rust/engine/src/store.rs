@@ -426,6 +426,47 @@ impl aws_smithy_runtime_api::client::interceptors::Intercept for StoreClock {
     }
 }
 
+/// Whether a ListMultipartUploads answer for `prefix` may be MinIO's partial one: MinIO lists
+/// only an upload whose key equals the prefix, so an answer with nothing else in it says
+/// nothing about the uploads under the prefix.
+pub fn minio_listing_may_hide(prefix: &str, listed: &[ListedUpload]) -> bool {
+    !prefix.is_empty() && listed.iter().all(|u| u.key == prefix)
+}
+
+/// Whether the store that answered is MinIO, from the `Server` header of a response (an
+/// interceptor on the request; MinIO and AIStor answer `MinIO`).
+#[derive(Debug, Clone, Default)]
+pub struct ServerHeader(Arc<std::sync::atomic::AtomicBool>);
+
+impl ServerHeader {
+    pub fn is_minio(&self) -> bool {
+        self.0.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+impl aws_smithy_runtime_api::client::interceptors::Intercept for ServerHeader {
+    fn name(&self) -> &'static str {
+        "sealcommit-server-header"
+    }
+
+    fn read_before_deserialization(
+        &self,
+        context: &aws_smithy_runtime_api::client::interceptors::context::BeforeDeserializationInterceptorContextRef<'_>,
+        _: &aws_smithy_runtime_api::client::runtime_components::RuntimeComponents,
+        _: &mut aws_smithy_types::config_bag::ConfigBag,
+    ) -> std::result::Result<(), aws_smithy_runtime_api::box_error::BoxError> {
+        if server_is_minio(context.response().headers().get("server")) {
+            self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+        Ok(())
+    }
+}
+
+/// `Server: MinIO` (community MinIO and AIStor); any other answer, or none, is not MinIO.
+pub fn server_is_minio(server: Option<&str>) -> bool {
+    server.is_some_and(|s| s.trim().to_ascii_lowercase().starts_with("minio"))
+}
+
 /// The client plus the request counters of one job (or one CLI command).
 #[derive(Clone)]
 pub struct Store {
@@ -1046,30 +1087,67 @@ impl Store {
     }
 
     pub async fn list_uploads(&self, bucket: &str, prefix: &str) -> Result<Vec<ListedUpload>> {
+        self.list_uploads_seen(bucket, prefix, None).await
+    }
+
+    /// The pending uploads under `prefix`, also on MinIO, whose ListMultipartUploads with a
+    /// prefix lists only an upload whose key equals the prefix: when the answer came from MinIO
+    /// (its `Server` header) and could be that, the bucket is listed without a prefix and
+    /// filtered here. Other stores are asked once, as before.
+    pub async fn list_uploads_under(
+        &self,
+        bucket: &str,
+        prefix: &str,
+    ) -> Result<Vec<ListedUpload>> {
+        let server = ServerHeader::default();
+        let listed = self
+            .list_uploads_seen(bucket, prefix, Some(&server))
+            .await?;
+        if !(server.is_minio() && minio_listing_may_hide(prefix, &listed)) {
+            return Ok(listed);
+        }
+        log::debug!(
+            "sealcommit: MinIO listed no upload under s3a://{bucket}/{prefix}; listing the bucket's uploads"
+        );
+        let all = self.list_uploads(bucket, "").await?;
+        Ok(all
+            .into_iter()
+            .filter(|u| u.key.starts_with(prefix))
+            .collect())
+    }
+
+    async fn list_uploads_seen(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        server: Option<&ServerHeader>,
+    ) -> Result<Vec<ListedUpload>> {
         let mut out = Vec::new();
         let (mut key_marker, mut id_marker): (Option<String>, Option<String>) = (None, None);
         loop {
             self.note("ListMultipartUploads", bucket, prefix);
-            let page = self
+            let req = self
                 .client
                 .list_multipart_uploads()
                 .bucket(bucket)
                 .prefix(prefix)
                 .set_key_marker(key_marker.take())
-                .set_upload_id_marker(id_marker.take())
-                .send()
-                .await
-                .map_err(|e| {
-                    map_sdk_err(
-                        &Ctx {
-                            op: "ListMultipartUploads",
-                            bucket,
-                            key: prefix,
-                            enc: None,
-                        },
-                        e,
-                    )
-                })?;
+                .set_upload_id_marker(id_marker.take());
+            let sent = match server {
+                Some(s) => req.customize().interceptor(s.clone()).send().await,
+                None => req.send().await,
+            };
+            let page = sent.map_err(|e| {
+                map_sdk_err(
+                    &Ctx {
+                        op: "ListMultipartUploads",
+                        bucket,
+                        key: prefix,
+                        enc: None,
+                    },
+                    e,
+                )
+            })?;
             for u in page.uploads() {
                 if let (Some(k), Some(id)) = (u.key(), u.upload_id()) {
                     out.push(ListedUpload {
@@ -1098,6 +1176,36 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn listed(key: &str) -> ListedUpload {
+        ListedUpload {
+            key: key.into(),
+            upload_id: "u".into(),
+            initiated: None,
+        }
+    }
+
+    #[test]
+    fn minio_is_told_by_its_server_header() {
+        assert!(server_is_minio(Some("MinIO")));
+        assert!(server_is_minio(Some("minio ")));
+        for other in [
+            None,
+            Some(""),
+            Some("AmazonS3"),
+            Some("Ceph Object Gateway (pacific)"),
+        ] {
+            assert!(!server_is_minio(other), "{other:?}");
+        }
+    }
+
+    #[test]
+    fn a_minio_prefix_listing_may_hide_uploads_only_when_it_holds_no_other_key() {
+        assert!(minio_listing_may_hide("d/t/", &[]));
+        assert!(minio_listing_may_hide("d/t/", &[listed("d/t/")]));
+        assert!(!minio_listing_may_hide("d/t/", &[listed("d/t/part-0")]));
+        assert!(!minio_listing_may_hide("", &[]));
+    }
     use crate::config::Conf;
 
     #[test]

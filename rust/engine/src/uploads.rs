@@ -54,13 +54,9 @@ pub const UNPREFIXED_LISTING_NOTE: &str =
      MinIO that listing covers only the uploads started through the node that answered since its \
      last restart: older ones, or others' through other nodes, may be missing";
 
-/// Whether a ListMultipartUploads answer for `prefix` may be MinIO's, which holds only an
-/// upload whose key equals the prefix: then the bucket is listed without a prefix. Every
-/// answer MinIO can give qualifies (none, or uploads of that one key); an answer holding any
-/// other key shows the store matches prefixes.
-fn listing_needs_no_prefix(prefix: &str, listed: &[ListedUpload]) -> bool {
-    !prefix.is_empty() && listed.iter().all(|u| u.key == prefix)
-}
+// Whether a prefix listing may be MinIO's partial one: `store::minio_listing_may_hide`. The CLI
+// asks again without a prefix on any store (one request more, and it says so).
+use crate::store::minio_listing_may_hide as listing_needs_no_prefix;
 
 /// The uploads of `listed` under `path` (the path itself, or anything in it as a directory),
 /// except those already `known` (by upload id).
