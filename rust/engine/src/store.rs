@@ -392,7 +392,8 @@ pub struct StoreClock(Arc<Mutex<Option<std::time::SystemTime>>>);
 impl StoreClock {
     /// The `Date` of the last response seen, if any.
     pub fn get(&self) -> Option<std::time::SystemTime> {
-        self.0.lock().ok().and_then(|t| *t)
+        // One assignment per update: a lock poisoned by a panic elsewhere still holds a whole value.
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
@@ -419,8 +420,8 @@ impl aws_smithy_runtime_api::client::interceptors::Intercept for StoreClock {
                 .ok()
             })
             .and_then(|d| std::time::SystemTime::try_from(d).ok());
-        if let (Some(d), Ok(mut slot)) = (date, self.0.lock()) {
-            *slot = Some(d);
+        if let Some(d) = date {
+            *self.0.lock().unwrap_or_else(PoisonError::into_inner) = Some(d);
         }
         Ok(())
     }
