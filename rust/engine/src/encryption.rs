@@ -260,11 +260,21 @@ impl EncryptionSpec {
                          'arn:<partition>:kms:<region>:<account>:key/{want}' (AWS)"
                     )
                 };
-                return format!(
+                let mismatch = format!(
                     "The object is under KMS key '{got}', which is not the key '{want}' set by \
-                     {setting} ({forms}). Set {setting} to the key this data must be under, or \
-                     make the store use that key"
+                     {setting} ({forms})"
                 );
+                return match (&self.algorithm, &self.bucket_default) {
+                    (Algorithm::None, Some(_)) => format!(
+                        "No encryption header was sent, so the bucket's default encryption \
+                         applied. {mismatch}. Fix the bucket's default encryption configuration, \
+                         or the expectation (sealcommit.bucket-default.algorithm and {setting})"
+                    ),
+                    _ => format!(
+                        "{mismatch}. Set {setting} to the key this data must be under, or make \
+                         the store use that key"
+                    ),
+                };
             }
         }
         match (&self.algorithm, &self.bucket_default) {
@@ -755,12 +765,15 @@ mod tests {
         // Create and Complete say nothing on MinIO: that is no proof of the default.
         assert!(spec.verify(&Observed::default()).is_err());
         let hint = spec.mismatch_hint(&kms("arn:aws:kms:other-key"));
-        assert!(
-            hint.contains("sealcommit.bucket-default.key")
-                && hint.contains("'arn:aws:kms:other-key'")
-                && hint.contains("'spark-encryption-key'"),
-            "{hint}"
-        );
+        for part in [
+            "sealcommit.bucket-default.key",
+            "sealcommit.bucket-default.algorithm",
+            "bucket's default encryption",
+            "'arn:aws:kms:other-key'",
+            "'spark-encryption-key'",
+        ] {
+            assert!(hint.contains(part), "{part}: {hint}");
+        }
     }
 
     #[test]
