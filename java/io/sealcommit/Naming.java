@@ -17,4 +17,9 @@ public final class Naming {
       throws IOException {
     return SealJob.call(() -> Native.outputName(prefix, split, jobId, suffix));
   }
+
+  /** The engine job id of micro-batch {@code batch} of a file sink run {@code run}. */
+  public static String streamJobId(String run, long batch) throws IOException {
+    return SealJob.call(() -> Native.streamJobId(run, batch));
+  }
 }

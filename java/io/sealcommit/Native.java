@@ -14,6 +14,8 @@ final class Native {
   static native String outputName(String prefix, int split, String jobId, String suffix)
       throws Exception;
 
+  static native String streamJobId(String run, long batch) throws Exception;
+
   static native long jobOpen(String[] conf, String dest, String jobId) throws Exception;
 
   static native void jobClose(long job) throws Exception;

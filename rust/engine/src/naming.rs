@@ -10,6 +10,12 @@ pub fn output_name(prefix: &str, split: u32, job_id: &str, suffix: &str) -> Stri
     format!("{prefix}part-{split:05}-{job_id}{suffix}")
 }
 
+/// The engine job id of micro-batch `batch` of a streaming file sink run: `<run>-sc<batch>`.
+/// Its output files carry it, so `commit::stream_file_batch` reads the batch back from a key.
+pub fn stream_job_id(run: &str, batch: u64) -> String {
+    format!("{run}-sc{batch}")
+}
+
 /// Whether the file named by `key` (its last segment) is an output of job `job_id`, as
 /// [`output_name`] names them: `part-<digits>-<job id>` followed by the end of the name or by
 /// the start of a suffix (`.`, `_<digit>`, `-c<digit>`), with nothing but a prefix before.
@@ -74,6 +80,17 @@ mod tests {
             assert!(is_job_output(&key, SPARK_JOB), "{key}");
             let key = format!("t/{}", output_name("pre-", 0, "job_17_1000", suffix));
             assert!(is_job_output(&key, "job_17_1000"), "{key}");
+        }
+    }
+
+    #[test]
+    fn a_streaming_batch_is_read_back_from_its_files_names() {
+        let job = stream_job_id(SPARK_JOB, 12);
+        for suffix in [".c000.snappy.parquet", "-c000.snappy.parquet"] {
+            let key = format!("t/p=1/{}", output_name("", 3, &job, suffix));
+            assert_eq!(crate::commit::stream_file_batch(&key), Some(12), "{key}");
+            assert!(is_job_output(&key, &job));
+            assert!(!is_job_output(&key, &stream_job_id(SPARK_JOB, 1)));
         }
     }
 

@@ -413,6 +413,22 @@ pub extern "system" fn Java_io_sealcommit_Native_version(
     })
 }
 
+/// `String streamJobId(String run, long batch)`: the engine job id of a file sink micro-batch.
+#[no_mangle]
+pub extern "system" fn Java_io_sealcommit_Native_streamJobId(
+    mut env: JNIEnv,
+    _class: JClass,
+    run: JString,
+    batch: jlong,
+) -> jstring {
+    guard(&mut env, std::ptr::null_mut(), |env| {
+        let run = string(env, &run)?;
+        let batch = u64::try_from(batch)
+            .map_err(|_| Error::config("batch", format!("batch id {batch} is negative")))?;
+        jstr(env, &sealcommit_engine::naming::stream_job_id(&run, batch))
+    })
+}
+
 /// `String outputName(String prefix, int split, String jobId, String suffix)`: the name of a
 /// task's output file; the engine names files so it can recognise its own (`naming`).
 #[no_mangle]

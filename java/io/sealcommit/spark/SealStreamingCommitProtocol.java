@@ -40,15 +40,31 @@ public class SealStreamingCommitProtocol extends ManifestFileCommitProtocol {
   private final String path;
   private final long batch;
   /** Task-side work, and the engine job id {@code <run>-sc<batch>} that names the files. */
-  private final SealCommitProtocol tasks;
-  private final String engineJobId;
+  private SealCommitProtocol tasks;
+  private String engineJobId;
 
   public SealStreamingCommitProtocol(String jobId, String path) {
     super(jobId, path);
     this.path = path;
     this.batch = Long.parseLong(jobId);
-    this.engineJobId = UUID.randomUUID() + "-sc" + batch;
-    this.tasks = new SealCommitProtocol(engineJobId, path, false);
+  }
+
+  /**
+   * On the driver, before any task: the engine names this batch's job (its files carry the
+   * batch, which the engine reads back to sweep a dead run's leftovers). Tasks get it with this
+   * protocol, which Spark serializes after setupJob.
+   */
+  @Override
+  public void setupJob(JobContext jobContext) {
+    super.setupJob(jobContext);
+    try {
+      io.sealcommit.NativeLoader.load(
+          jobContext.getConfiguration().get(io.sealcommit.NativeLoader.PATH_KEY));
+      engineJobId = io.sealcommit.Naming.streamJobId(UUID.randomUUID().toString(), batch);
+    } catch (IOException e) {
+      throw new UncheckedIOException(e);
+    }
+    tasks = new SealCommitProtocol(engineJobId, path, false);
   }
 
   @Override
@@ -180,6 +196,9 @@ public class SealStreamingCommitProtocol extends ManifestFileCommitProtocol {
 
   @Override
   public void abortJob(JobContext jobContext) {
+    if (engineJobId == null) {
+      return;  // setupJob did not get as far as naming the job: nothing was started
+    }
     try (SealJob job = SealJob.open(jobContext.getConfiguration(), path, engineJobId)) {
       job.abort(new String[0]);
     } catch (IOException e) {
