@@ -296,6 +296,28 @@ pub extern "system" fn Java_io_sealcommit_Native_jobSetup(
     guard(&mut env, (), |_| Ok(block_on(job(handle)?.setup())??))
 }
 
+/// A task's `(local file, destination uri)` pairs from the two parallel arrays Java passes.
+fn task_files(
+    env: &mut JNIEnv,
+    locals: &JObjectArray,
+    dests: &JObjectArray,
+) -> BResult<Vec<(PathBuf, String)>> {
+    let locals = strings(env, locals)?;
+    let dests = strings(env, dests)?;
+    if locals.len() != dests.len() {
+        return Err(Error::config(
+            "task files",
+            format!(
+                "{} local files but {} destinations",
+                locals.len(),
+                dests.len()
+            ),
+        )
+        .into());
+    }
+    Ok(locals.into_iter().map(PathBuf::from).zip(dests).collect())
+}
+
 /// `String taskCommit(long job, String attempt, int attemptNumber, String[] localFiles,
 /// String[] destUris)`:
 /// returns the pendingset JSON.
@@ -312,9 +334,7 @@ pub extern "system" fn Java_io_sealcommit_Native_taskCommit(
     guard(&mut env, std::ptr::null_mut(), |env| {
         let job = job(handle)?;
         let attempt = string(env, &attempt)?;
-        let locals = strings(env, &locals)?;
-        let dests = strings(env, &dests)?;
-        let files = locals.into_iter().map(PathBuf::from).zip(dests).collect();
+        let files = task_files(env, &locals, &dests)?;
         let set = block_on(job.commit_task(&attempt, attempt_number.max(0) as u32, files))??;
         jstr(env, &set.to_json()?)
     })
@@ -338,9 +358,7 @@ pub extern "system" fn Java_io_sealcommit_Native_taskCommitSaved(
         let job = job(handle)?;
         let task = string(env, &task)?;
         let attempt = string(env, &attempt)?;
-        let locals = strings(env, &locals)?;
-        let dests = strings(env, &dests)?;
-        let files = locals.into_iter().map(PathBuf::from).zip(dests).collect();
+        let files = task_files(env, &locals, &dests)?;
         let set =
             block_on(job.commit_task_saved(&task, &attempt, attempt_number.max(0) as u32, files))??;
         jstr(env, &set.to_json()?)
