@@ -4,17 +4,20 @@ with an independent client (boto3) and on the wire (RGW's op log, nginx's access
 
 from __future__ import annotations
 
+import subprocess
 import urllib.parse
 
 import pytest
 from pyspark.sql.utils import AnalysisException
 
 from tests.conftest import (
-    TOPOLOGIES, Wire, assert_all_encrypted, assert_no_copy, list_keys, pending_uploads,
+    ROOT, TOPOLOGIES, Wire, assert_all_encrypted, assert_no_copy, list_keys, pending_uploads,
     success_json,
 )
 from tests.bed.stores import KMS_KEY_1
 
+HEAD_REVISION = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=ROOT, capture_output=True,
+                               text=True, check=True).stdout.strip()
 SCHEMA = "id INT, name STRING, amount INT, country STRING"
 A = [(1, "Alice", 100, "fr"), (2, "Bob", 200, "de"), (3, "Charlie", 150, "fr")]
 B = [(4, "Dora", 50, "de"), (5, "Eve", 300, "it")]
@@ -51,6 +54,9 @@ def check_committed(s3, bucket, prefix, wire, expect_files_min=1, owns_all=True)
     assert not s3a_writes, f"S3A wrote during the job: {s3a_writes[:3]}"
     success = success_json(s3, bucket, prefix)
     assert success["committer"] == "sealcommit"
+    # What committed it: the engine's version and the revision it was built from.
+    assert success["sealcommit"]["version"] == "0.1.0"
+    assert success["sealcommit"]["revision"] == HEAD_REVISION
     assert success["sealcommit"]["verified"] is True
     files = success["sealcommit"]["files"]
     assert len(files) >= expect_files_min

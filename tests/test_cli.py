@@ -177,3 +177,10 @@ def test_secrets_come_from_the_environment_or_a_file_never_the_command_line(bed,
                                 "--expect-algorithm", "SSE-KMS", "--expect-key", KMS_KEY_1],
                                env=env, capture_output=True, text=True, timeout=120)
     assert from_file.returncode == 0 and "1 objects, 0 mismatches" in from_file.stdout, from_file.stdout + from_file.stderr
+
+
+def test_version_names_the_revision():
+    from tests.test_batch import HEAD_REVISION
+
+    out = subprocess.run([str(CLI), "--version"], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == f"sealcommit 0.1.0 (revision {HEAD_REVISION})"

@@ -40,6 +40,7 @@ public final class NativeProbe {
     try {
       NativeLoader.load(null);
       System.out.println("VERSION " + Native.version());
+      System.out.println("REVISION " + Native.revision());
     } catch (SealCommitException e) {
       System.out.println("ERROR " + e.getMessage());
     }
@@ -107,6 +108,14 @@ def test_jar_library_loads_in_a_fresh_jvm(probe):
     assert "ERROR" not in out, out["ERROR"]
     # The library's own version: the same as the jar's (build.gradle's version).
     assert out["VERSION"] == re.search(r"sealcommit-(.+)\.jar$", JAR.name).group(1)
+    # Know what runs: the library and the jar's manifest name the revision they were built from.
+    rev = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=JAR.parent.parent.parent,
+                         capture_output=True, text=True, check=True).stdout.strip()
+    assert out["REVISION"] == rev
+    with zipfile.ZipFile(JAR) as z:
+        manifest = z.read("META-INF/MANIFEST.MF").decode()
+    assert f"Implementation-Version: {out['VERSION']}" in manifest, manifest
+    assert f"Implementation-Revision: {rev}" in manifest, manifest
 
 
 def test_missing_platform_lists_carried_platforms(probe, tmp_path):

@@ -11,6 +11,8 @@ final class Native {
 
   static native String version() throws Exception;
 
+  static native String revision() throws Exception;
+
   static native String outputName(String prefix, int split, String jobId, String suffix)
       throws Exception;
 

@@ -94,6 +94,7 @@ public final class NativeLoader {
           Files.copy(in, tmp.toPath(), StandardCopyOption.REPLACE_EXISTING);
           System.load(tmp.getAbsolutePath());
           loaded = true;
+          announce("the jar (" + resource + ")");
           return;  // built together with this jar
         } finally {
           // The mapping stays valid after the file is gone; nothing is left in /tmp.
@@ -238,6 +239,23 @@ public final class NativeLoader {
       throw new SealCommitException(failure);
     }
     loaded = true;
+    announce(where);
+  }
+
+  /** One INFO line per JVM: what runs (version, revision, platform) and where it came from. */
+  private static void announce(String where) {
+    String version;
+    String revision;
+    try {
+      version = Native.version();
+      revision = Native.revision();
+    } catch (Exception | UnsatisfiedLinkError e) {
+      version = "?";
+      revision = "unknown";
+    }
+    org.slf4j.LoggerFactory.getLogger(NativeLoader.class).info(
+        "sealcommit {} (revision {}) loaded its native library for {} from {}", version,
+        revision, platform(), where);
   }
 
   /** {@code <os>-<arch>}, the jar's {@code native/} directory names: linux-x86_64, darwin-aarch64. */

@@ -202,7 +202,11 @@ fn run(args: Vec<String>) -> Result<ExitCode, String> {
     };
     match cmd.as_str() {
         "version" | "--version" => {
-            println!("sealcommit {}", env!("CARGO_PKG_VERSION"));
+            println!(
+                "sealcommit {} (revision {})",
+                sealcommit_engine::VERSION,
+                sealcommit_engine::REVISION
+            );
             Ok(ExitCode::SUCCESS)
         }
         "verify" => verify(&args[1..]),

@@ -1197,7 +1197,8 @@ impl Job {
                 ..Default::default()
             },
             sealcommit: SealSection {
-                version: env!("CARGO_PKG_VERSION").to_string(),
+                version: crate::VERSION.to_string(),
+                revision: crate::REVISION.to_string(),
                 destination: self.dest.to_string(),
                 requested_encryption: self.enc().summary(),
                 verified: self.settings.commit.verify != VerifyMode::Off,

@@ -28,3 +28,8 @@ pub use config::Conf;
 pub use error::{Error, ErrorKind, Result};
 pub use magic::{MagicFile, MagicWriter};
 pub use model::PendingSet;
+
+/// The engine's version.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+/// The git revision the engine was built from (`build.rs`; "unknown" outside a checkout).
+pub const REVISION: &str = env!("SEALCOMMIT_REVISION");

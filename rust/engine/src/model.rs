@@ -198,6 +198,8 @@ pub struct CommittedFile {
 #[derive(Debug, Clone, Serialize)]
 pub struct SealSection<'a> {
     pub version: String,
+    /// The git revision the committing engine was built from.
+    pub revision: String,
     pub destination: String,
     pub requested_encryption: EncryptionSummary,
     /// Whether every file's encryption was checked against the store.

@@ -431,6 +431,17 @@ pub extern "system" fn Java_io_sealcommit_Native_version(
     })
 }
 
+/// `String revision()`: the git revision the engine was built from.
+#[no_mangle]
+pub extern "system" fn Java_io_sealcommit_Native_revision(
+    mut env: JNIEnv,
+    _class: JClass,
+) -> jstring {
+    guard(&mut env, std::ptr::null_mut(), |env| {
+        jstr(env, sealcommit_engine::REVISION)
+    })
+}
+
 /// `String streamJobId(String run, long batch)`: the engine job id of a file sink micro-batch.
 #[no_mangle]
 pub extern "system" fn Java_io_sealcommit_Native_streamJobId(

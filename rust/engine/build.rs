@@ -1,0 +1,38 @@
+//! Records the git revision the engine is built from (`SEALCOMMIT_REVISION`, "unknown" outside a
+//! git checkout), so the CLI, the JNI library's load line and `_SUCCESS` can say what runs.
+//! A release build from a source archive may set `SEALCOMMIT_REVISION` itself.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn main() {
+    println!("cargo:rerun-if-env-changed=SEALCOMMIT_REVISION");
+    let root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap_or_default()).join("../..");
+    let rev = std::env::var("SEALCOMMIT_REVISION")
+        .ok()
+        .filter(|r| !r.is_empty())
+        .or_else(|| git_revision(&root))
+        .unwrap_or_else(|| "unknown".to_string());
+    println!("cargo:rustc-env=SEALCOMMIT_REVISION={rev}");
+    // Build again when HEAD moves: HEAD itself, the branch it names, packed refs.
+    let git = root.join(".git");
+    let mut watch = vec![git.join("HEAD"), git.join("packed-refs")];
+    if let Ok(head) = std::fs::read_to_string(git.join("HEAD")) {
+        if let Some(r) = head.trim().strip_prefix("ref: ") {
+            watch.push(git.join(r));
+        }
+    }
+    for f in watch.iter().filter(|f| f.exists()) {
+        println!("cargo:rerun-if-changed={}", f.display());
+    }
+}
+
+fn git_revision(root: &Path) -> Option<String> {
+    let out = Command::new("git")
+        .args(["rev-parse", "--short=12", "HEAD"])
+        .current_dir(root)
+        .output()
+        .ok()?;
+    let rev = String::from_utf8(out.stdout).ok()?.trim().to_string();
+    (out.status.success() && !rev.is_empty()).then_some(rev)
+}
