@@ -102,7 +102,8 @@ def test_bundled_library_needs_glibc_217_at_most(tmp_path):
 
 
 def test_jar_library_loads_in_a_fresh_jvm(probe):
-    out = probe(JAR)
+    # log4j2 (Spark's SLF4J binding) at INFO without a configuration file: the load line shows.
+    out = probe(JAR, "-Dorg.apache.logging.log4j.level=INFO")
     assert out["PLATFORM"] == "linux-x86_64"
     assert "linux-x86_64" in out["CARRIED"].split(",")
     assert "ERROR" not in out, out["ERROR"]
@@ -116,6 +117,9 @@ def test_jar_library_loads_in_a_fresh_jvm(probe):
         manifest = z.read("META-INF/MANIFEST.MF").decode()
     assert f"Implementation-Version: {out['VERSION']}" in manifest, manifest
     assert f"Implementation-Revision: {rev}" in manifest, manifest
+    loaded = [v for v in out.values() if "io.sealcommit.NativeLoader" in v]
+    assert len(loaded) == 1 and (f"sealcommit {out['VERSION']} (revision {rev}) loaded its native library "
+                                 "for linux-x86_64 from the jar") in loaded[0], out
 
 
 def test_missing_platform_lists_carried_platforms(probe, tmp_path):
