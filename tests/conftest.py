@@ -125,8 +125,32 @@ def s3a_conf(bed) -> dict:
     return conf
 
 
-def spark_builder(bed, app: str, master: str = "local[2,2]", extra: dict | None = None):
+def log4j_config(path: Path, levels: dict, target: str = "SYSTEM_ERR") -> Path:
+    """A log4j2 properties file as operators write them for Spark: everything at warn through one
+    appender (`target` SYSTEM_ERR, or a file path), plus a level per logger name in `levels`
+    (e.g. {"io.sealcommit": "debug"}). Lines read `LEVEL logger.name: message`."""
+    lines = ["rootLogger.level = warn", "rootLogger.appenderRef.main.ref = main"]
+    if target == "SYSTEM_ERR":
+        lines += ["appender.main.type = Console", "appender.main.target = SYSTEM_ERR"]
+    else:
+        lines += ["appender.main.type = File", f"appender.main.fileName = {target}"]
+    lines += ["appender.main.name = main", "appender.main.layout.type = PatternLayout",
+              "appender.main.layout.pattern = %p %c: %m%n"]
+    for i, (name, level) in enumerate(levels.items()):
+        lines += [f"logger.l{i}.name = {name}", f"logger.l{i}.level = {level}"]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def spark_builder(bed, app: str, master: str = "local[2,2]", extra: dict | None = None,
+                  log_config: Path | None = None):
+    """A session builder with the jar, S3A and sealcommit's settings; `log_config` a log4j2
+    properties file for the driver (see `log4j_config`)."""
     from pyspark.sql import SparkSession
+
+    java_options = f"-Djavax.net.ssl.trustStore={bed.ca.truststore} -Djavax.net.ssl.trustStorePassword=changeit"
+    if log_config is not None:
+        java_options += f" -Dlog4j2.configurationFile=file:{log_config}"
 
     jars = ",".join(str(j) for j in [JAR, *S3A_JARS])
     b = (SparkSession.builder.master(master).appName(app)
@@ -137,8 +161,7 @@ def spark_builder(bed, app: str, master: str = "local[2,2]", extra: dict | None 
          .config("spark.sql.streaming.checkpointFileManagerClass", CHECKPOINT_MANAGER)
          .config("spark.sql.streaming.commitProtocolClass", STREAMING_PROTOCOL)
          # S3A (SDK v1) reads https through the JVM trust store; sealcommit uses the PEM file.
-         .config("spark.driver.extraJavaOptions",
-                 f"-Djavax.net.ssl.trustStore={bed.ca.truststore} -Djavax.net.ssl.trustStorePassword=changeit")
+         .config("spark.driver.extraJavaOptions", java_options)
          .config("spark.hadoop.sealcommit.staging.dir", str(bed.base / "staging")))
     for k, v in {**s3a_conf(bed), **(extra or {})}.items():
         b = b.config(f"spark.hadoop.{k}", v)

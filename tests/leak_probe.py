@@ -17,7 +17,9 @@ info = json.loads(os.environ["LEAK_PROBE"])
 bed = conftest.attach_bed(info)
 extra = {"fs.s3a.bucket.tokens.session.token": info["session_token"],
          "fs.s3a.bucket.tokens.endpoint": bed.rgw.http_endpoint}
-spark = conftest.spark_builder(bed, "leak-probe", master="local[2]", extra=extra).getOrCreate()
+# Spark at INFO, the engine at debug (one line per S3 request), all on stderr.
+spark = conftest.spark_builder(bed, "leak-probe", master="local[2]", extra=extra,
+                               log_config=Path(info["log_config"])).getOrCreate()
 spark.sparkContext.setLogLevel("INFO")
 df = spark.createDataFrame([(1, "a"), (2, "b")], "id INT, name STRING")
 p = info["prefix"]

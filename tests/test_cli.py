@@ -6,6 +6,7 @@ import base64
 import json
 import os
 import pty
+import re
 import subprocess
 
 from tests.bed import stores
@@ -118,6 +119,26 @@ def test_uploads_lists_and_aborts_what_crashed_writers_left(bed, s3, prefix):
     assert s3.list_multipart_uploads(Bucket=bucket, Prefix=prefix).get("Uploads", []) == []
     bad = cli(bed, "uploads", "abort", uri, "--older-than", "soon")
     assert bad.returncode == 2 and "--older-than" in bad.stderr, bad.stderr
+
+
+def test_verbosity_flags_and_rust_log(bed, s3, prefix):
+    bucket = "direct-http"
+    s3.put_object(Bucket=bucket, Key=f"{prefix}/v/a", Body=b"x")
+    uri = f"s3a://{bucket}/{prefix}/v"
+    request = f"ListObjectsV2 s3a://{bucket}/{prefix}/v"
+
+    quiet = cli(bed, "verify", uri, "--no-progress")
+    assert quiet.returncode in (0, 1), quiet.stderr  # 1: the object is not encrypted; not the point
+    assert request not in quiet.stderr and "sealcommit_engine" not in quiet.stderr, quiet.stderr
+    debug = cli(bed, "-vv", "verify", uri, "--no-progress")
+    assert debug.stdout == quiet.stdout  # the flag is not taken for an argument; logs stay off stdout
+    assert re.search(rf"DEBUG +sealcommit_engine::store\] {re.escape(request)}", debug.stderr), debug.stderr
+    info = cli(bed, "-v", "verify", uri, "--no-progress")
+    assert request not in info.stderr, info.stderr
+    env = dict(cli_env(bed), RUST_LOG="sealcommit_engine::store=debug")
+    via_env = subprocess.run([str(CLI), "verify", uri, "--no-progress", "--conf", "fs.s3a.path.style.access=true"],
+                             env=env, capture_output=True, text=True, timeout=120)
+    assert request in via_env.stderr, via_env.stderr
 
 
 def test_progress_bar_on_a_terminal_only(bed, s3, prefix):

@@ -11,17 +11,19 @@ import subprocess
 import sys
 
 from tests.bed import stores
-from tests.conftest import ROOT, bed_info, list_keys
+from tests.conftest import ROOT, bed_info, list_keys, log4j_config
 
 PROBES = ["sse-kms", "sse-c-https", "sse-c-http", "token", "bad-kms"]
 
 
-def test_no_secret_in_logs_errors_or_files(bed, s3, prefix):
+def test_no_secret_in_logs_errors_or_files(bed, s3, prefix, tmp_path):
     sse_c_key = base64.b64encode(os.urandom(32)).decode()
     token = "sc-token-" + secrets.token_hex(16)
     s3.create_bucket(Bucket="tokens")
-    env = dict(os.environ, SEALCOMMIT_LOG="debug", LEAK_PROBE=json.dumps({
-        **bed_info(bed), "prefix": prefix, "sse_c_key": sse_c_key, "session_token": token}))
+    config = log4j_config(tmp_path / "log4j2.properties", {"io.sealcommit": "debug"})
+    env = dict(os.environ, LEAK_PROBE=json.dumps({
+        **bed_info(bed), "prefix": prefix, "sse_c_key": sse_c_key, "session_token": token,
+        "log_config": str(config)}))
     out = subprocess.run([sys.executable, str(ROOT / "tests" / "leak_probe.py")], env=env, cwd=ROOT,
                          capture_output=True, text=True, timeout=600)
     text = out.stdout + out.stderr
@@ -33,7 +35,7 @@ def test_no_secret_in_logs_errors_or_files(bed, s3, prefix):
     # still went out signed on every request of the engine.
     assert results["token"].endswith(": ok"), results["token"]
     assert "KMS key 'missing-key'" in results["bad-kms"], results["bad-kms"]
-    assert "[sealcommit" in out.stderr, "the engine's debug log was not captured"
+    assert "DEBUG io.sealcommit.engine.store: " in out.stderr, "the engine's debug log was not captured"
 
     # Everything that was written, on the store and on local disk.
     stored = []

@@ -368,7 +368,7 @@ def test_large_checkpoint_files_stay_create_only_on_both_stores(spark, s3, bed, 
 # ------------------------------------------------------------------------------------------------
 
 def start_driver(bed, info: dict, log) -> subprocess.Popen:
-    env = dict(os.environ, SEALCOMMIT_LOG="info", STREAM_DRIVER=json.dumps({
+    env = dict(os.environ, STREAM_DRIVER=json.dumps({
         **bed_info(bed), **info}))
     return subprocess.Popen([sys.executable, str(ROOT / "tests" / "stream_driver.py")], env=env, cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=log, text=True)

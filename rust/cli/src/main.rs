@@ -24,6 +24,9 @@ const USAGE: &str = "usage:
   sealcommit recover <s3a://bucket/prefix> [--abort] [--force] [--json] [--conf key=value]...
   sealcommit version
 
+Every command takes -v (engine info lines on stderr) or -vv (debug: one line per S3 request);
+RUST_LOG (e.g. RUST_LOG=sealcommit_engine::store=debug) takes precedence.
+
 verify lists every object under the prefix, HEADs it and prints its encryption; it exits 1 if any
 object does not carry the expected encryption (--expect-*, else the configured fs.s3a.encryption.*).
 --deep also opens every Parquet file's footer (two ranged GETs each) and reports its rows; a file
@@ -187,13 +190,35 @@ fn print_json(value: &impl serde::Serialize) -> Result<(), String> {
 }
 
 fn main() -> ExitCode {
-    match run(std::env::args().skip(1).collect()) {
+    let args = init_logging(std::env::args().skip(1).collect());
+    match run(args) {
         Ok(code) => code,
         Err(msg) => {
             eprintln!("sealcommit: {msg}");
             ExitCode::from(2)
         }
     }
+}
+
+/// Engine log records go to stderr: warnings by default, `-v` info, `-vv` debug (one line per S3
+/// request); `RUST_LOG` (e.g. `RUST_LOG=sealcommit_engine::store=debug`) takes precedence, the
+/// usual Rust way. Returns the arguments without the `-v` flags.
+fn init_logging(args: Vec<String>) -> Vec<String> {
+    let (flags, rest): (Vec<String>, Vec<String>) = args
+        .into_iter()
+        .partition(|a| matches!(a.as_str(), "-v" | "-vv" | "--verbose"));
+    let verbosity: usize = flags.iter().map(|f| if f == "-vv" { 2 } else { 1 }).sum();
+    let engine = match verbosity {
+        0 => log::LevelFilter::Warn,
+        1 => log::LevelFilter::Info,
+        _ => log::LevelFilter::Debug,
+    };
+    env_logger::Builder::new()
+        .filter_level(log::LevelFilter::Warn)
+        .filter_module("sealcommit_engine", engine)
+        .parse_env(env_logger::Env::default())
+        .init();
+    rest
 }
 
 fn run(args: Vec<String>) -> Result<ExitCode, String> {

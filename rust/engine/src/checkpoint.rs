@@ -283,7 +283,7 @@ impl CheckpointFs {
             .child(&format!("_sealcommit/probe-{}", unique()));
         let result = self.probe_at(&probe).await;
         if let Err(e) = self.job.store.delete(&probe.bucket, &probe.key).await {
-            log::warn!("sealcommit: could not delete the probe object {probe}: {e}");
+            log::warn!("could not delete the probe object {probe}: {e}");
         }
         let c = result?;
         let store = self
@@ -296,16 +296,16 @@ impl CheckpointFs {
         let bucket = &self.job.dest.bucket;
         match (c.put, c.complete) {
             (true, true) => log::info!(
-                "sealcommit: {store} bucket {bucket} honours If-None-Match on PutObject and \
+                "{store} bucket {bucket} honours If-None-Match on PutObject and \
                  CompleteMultipartUpload: checkpoint files are created atomically"
             ),
             (true, false) => log::info!(
-                "sealcommit: {store} bucket {bucket} honours If-None-Match on PutObject but \
+                "{store} bucket {bucket} honours If-None-Match on PutObject but \
                  ignores it on CompleteMultipartUpload: create-only checkpoint files are \
                  written with one conditional PUT (up to 5 GiB)"
             ),
             (false, _) => log::warn!(
-                "sealcommit: {store} bucket {bucket} ignores If-None-Match: checkpoint files \
+                "{store} bucket {bucket} ignores If-None-Match: checkpoint files \
                  are checked with HEAD before they are written, so two queries writing the same \
                  checkpoint at once are not detected. Run one query per checkpoint"
             ),
@@ -482,7 +482,7 @@ impl AtomicWriter {
                     });
                 };
                 log::info!(
-                    "sealcommit: {} was created by this write already (a retried PUT whose first \
+                    "{} was created by this write already (a retried PUT whose first \
                      response was lost)",
                     self.path
                 );
@@ -517,9 +517,7 @@ impl AtomicWriter {
         if failed {
             for (bucket, key, id) in crate::commit::started_uploads(&started) {
                 if let Err(e) = job.store.abort_upload(&bucket, &key, &id).await {
-                    log::warn!(
-                        "sealcommit: could not abort upload {id} of s3a://{bucket}/{key}: {e}"
-                    );
+                    log::warn!("could not abort upload {id} of s3a://{bucket}/{key}: {e}");
                 }
             }
         }
@@ -604,7 +602,7 @@ impl Reader {
                 match next {
                     Some(Ok(chunk)) => self.pending = chunk,
                     Some(Err(e)) if !retried => {
-                        log::debug!("sealcommit: reading {} failed, resuming: {e}", self.path);
+                        log::debug!("reading {} failed, resuming: {e}", self.path);
                         retried = true;
                         let at = self.pos;
                         self.reopen(at).await?;

@@ -103,7 +103,7 @@ impl Job {
         }
         let settings = BucketSettings::resolve(conf, &dest.bucket)?;
         log::debug!(
-            "sealcommit: job {job_id} on {dest}: endpoint {}, encryption {}, {:?}",
+            "job {job_id} on {dest}: endpoint {}, encryption {}, {:?}",
             settings.store.endpoint.as_deref().unwrap_or("(AWS)"),
             settings.encryption.summary(),
             settings.commit
@@ -182,7 +182,7 @@ impl Job {
         let spooled = match Spooled::write(doc, pretty) {
             Ok(s) => Some(s),
             Err(e) => {
-                log::debug!("sealcommit: {what} built in memory (no temporary file: {e})");
+                log::debug!("{what} built in memory (no temporary file: {e})");
                 None
             }
         };
@@ -310,7 +310,9 @@ impl Job {
             Err(e) => {
                 for (bucket, key, id) in started_uploads(&started) {
                     if let Err(abort_err) = self.store.abort_upload(&bucket, &key, &id).await {
-                        log::warn!("sealcommit: could not abort upload {id} of s3a://{bucket}/{key}: {abort_err}");
+                        log::warn!(
+                            "could not abort upload {id} of s3a://{bucket}/{key}: {abort_err}"
+                        );
                     }
                 }
                 Err(e)
@@ -332,7 +334,7 @@ impl Job {
             Ok(p) => Ok(p),
             Err(e) => {
                 if let Err(abort_err) = self.abort_uploads(&uploads).await {
-                    log::warn!("sealcommit: could not abort the uploads of {attempt}: {abort_err}");
+                    log::warn!("could not abort the uploads of {attempt}: {abort_err}");
                 }
                 Err(e)
             }
@@ -361,7 +363,7 @@ impl Job {
             (r, _) => r?,
         };
         log::info!(
-            "sealcommit: task {attempt} uploaded {} files ({} bytes), pending until job commit",
+            "task {attempt} uploaded {} files ({} bytes), pending until job commit",
             uploads.len(),
             uploads.iter().map(|u| u.size).sum::<u64>()
         );
@@ -534,10 +536,7 @@ impl Job {
                 return Err(Error::Injected(format!("job commit stopped at {point}")));
             }
             if f.strip_prefix("kill:") == Some(point) {
-                log::error!(
-                    "sealcommit: job {} killing this process at {point} ({f})",
-                    self.job_id
-                );
+                log::error!("job {} killing this process at {point} ({f})", self.job_id);
                 // The shell's builtin kill: no dependency on a kill binary being installed.
                 let _ = std::process::Command::new("sh")
                     .args(["-c", &format!("kill -9 {}", std::process::id())])
@@ -556,12 +555,9 @@ impl Job {
                         format!("'{f}' is not pause:<point>:<seconds>"),
                     )
                 })?;
-                log::warn!(
-                    "sealcommit: job {} pausing at {point} for {secs} s ({f})",
-                    self.job_id
-                );
+                log::warn!("job {} pausing at {point} for {secs} s ({f})", self.job_id);
                 tokio::time::sleep(std::time::Duration::from_secs(secs)).await;
-                log::warn!("sealcommit: job {} resuming after {point}", self.job_id);
+                log::warn!("job {} resuming after {point}", self.job_id);
             }
         }
         Ok(())
@@ -675,7 +671,7 @@ impl Job {
             Ok(files) => files,
             Err(e) if !lease.held() => {
                 log::error!(
-                    "sealcommit: job {} commit failed ({e}) after its lease lapsed: not rolling \
+                    "job {} commit failed ({e}) after its lease lapsed: not rolling \
                      back",
                     self.job_id
                 );
@@ -683,10 +679,7 @@ impl Job {
                 return Err(lease.lost(self));
             }
             Err(e) => {
-                log::error!(
-                    "sealcommit: job {} commit failed, rolling back: {e}",
-                    self.job_id
-                );
+                log::error!("job {} commit failed, rolling back: {e}", self.job_id);
                 self.roll_back(&uploads, true).await;
                 return Err(e);
             }
@@ -770,7 +763,7 @@ impl Job {
         let strays = self.abort_strays().await?;
         if strays > 0 {
             log::info!(
-                "sealcommit: job {} aborted {strays} stray uploads of failed attempts",
+                "job {} aborted {strays} stray uploads of failed attempts",
                 self.job_id
             );
         }
@@ -781,14 +774,25 @@ impl Job {
         *requests.entry("PutObject".into()).or_default() += 1;
         let data = self.success_data(&files, requests.clone(), replaced, millis, buffer_peak);
         self.put_document(&success, "_SUCCESS", &data, true).await?;
-        Ok(CommitReport {
+        let report = CommitReport {
             destination: self.dest.to_string(),
             files: files.len(),
             bytes: files.iter().map(|f| f.size).sum(),
             replaced_objects: replaced,
             requests: self.store.counters.snapshot(),
             millis,
-        })
+        };
+        log::info!(
+            "job {} committed {} files ({} bytes) to {} in {} ms, {} objects replaced; requests {:?}",
+            self.job_id,
+            report.files,
+            report.bytes,
+            report.destination,
+            report.millis,
+            report.replaced_objects,
+            report.requests
+        );
+        Ok(report)
     }
 
     /// Completes one upload and checks its size and encryption. A Complete whose response was
@@ -888,18 +892,18 @@ impl Job {
     async fn roll_back(&self, uploads: &[PendingUpload], has_journal: bool) {
         let mut ok = true;
         if let Err(e) = self.abort_uploads(uploads).await {
-            log::warn!("sealcommit: rollback could not abort every upload: {e}");
+            log::warn!("rollback could not abort every upload: {e}");
             ok = false;
         }
         let keys: Vec<String> = uploads.iter().map(|u| u.key.clone()).collect();
         if let Err(e) = self.store.delete_many(&self.dest.bucket, &keys).await {
-            log::warn!("sealcommit: rollback could not delete every new object: {e}");
+            log::warn!("rollback could not delete every new object: {e}");
             ok = false;
         }
         if ok && has_journal {
             let j = self.journal_path();
             if let Err(e) = self.store.delete(&j.bucket, &j.key).await {
-                log::warn!("sealcommit: rollback could not delete the journal {j}: {e}");
+                log::warn!("rollback could not delete the journal {j}: {e}");
             }
         }
     }
@@ -912,7 +916,7 @@ impl Job {
         self.abort_strays().await?;
         if self.published.load(std::sync::atomic::Ordering::SeqCst) {
             log::warn!(
-                "sealcommit: job {} was aborted after publishing its output; keeping its journal",
+                "job {} was aborted after publishing its output; keeping its journal",
                 self.job_id
             );
             return Ok(());
@@ -965,7 +969,7 @@ impl Job {
         self.fault_task_saved(attempt_number)?;
         if let Err(e) = self.save_pendingset(task, &set).await {
             if let Err(abort_err) = self.abort_uploads(&set.uploads).await {
-                log::warn!("sealcommit: could not abort the uploads of {attempt}: {abort_err}");
+                log::warn!("could not abort the uploads of {attempt}: {abort_err}");
             }
             return Err(e);
         }
@@ -1055,17 +1059,17 @@ impl Job {
         match self.abort_intended(&intended, &keep).await {
             Ok(0) => {}
             Ok(n) => log::info!(
-                "sealcommit: job {} aborted {n} upload(s) of failed task attempts",
+                "job {} aborted {n} upload(s) of failed task attempts",
                 self.job_id
             ),
             Err(e) => log::warn!(
-                "sealcommit: job {} committed; could not abort the uploads of failed task attempts: {e}",
+                "job {} committed; could not abort the uploads of failed task attempts: {e}",
                 self.job_id
             ),
         }
         if let Err(e) = self.store.delete_many(&self.dest.bucket, &objects).await {
             log::warn!(
-                "sealcommit: job {} committed; could not delete its saved pendingsets: {e}",
+                "job {} committed; could not delete its saved pendingsets: {e}",
                 self.job_id
             );
         }
@@ -1079,7 +1083,7 @@ impl Job {
             Ok(found) => found,
             Err(e) => {
                 log::warn!(
-                    "sealcommit: could not read the saved pendingsets of job {}: {e}",
+                    "could not read the saved pendingsets of job {}: {e}",
                     self.job_id
                 );
                 (Vec::new(), BTreeSet::new(), Vec::new())
@@ -1108,7 +1112,7 @@ impl Job {
             }
             Err(e) => {
                 log::error!(
-                    "sealcommit: streaming batch {} of {} failed, rolling back: {e}",
+                    "streaming batch {} of {} failed, rolling back: {e}",
                     self.job_id,
                     self.dest
                 );
@@ -1133,7 +1137,7 @@ impl Job {
             .await?;
         if aborted > 0 {
             log::info!(
-                "sealcommit: aborted {aborted} stray uploads of batches up to {batch} under {}",
+                "aborted {aborted} stray uploads of batches up to {batch} under {}",
                 self.dest
             );
         }

@@ -264,7 +264,7 @@ impl MagicWriter {
                     buffer_peak: self.held.peak(),
                 };
                 log::info!(
-                    "sealcommit: magic upload of {} ({} bytes, {} parts) pending until job commit; \
+                    "magic upload of {} ({} bytes, {} parts) pending until job commit; \
                      part buffers peaked at {} bytes",
                     self.dest,
                     self.size,
@@ -301,10 +301,7 @@ impl MagicWriter {
                 .abort_upload(&self.dest.bucket, &self.dest.key, &id)
                 .await
             {
-                log::warn!(
-                    "sealcommit: could not abort upload {id} of {}: {e}",
-                    self.dest
-                );
+                log::warn!("could not abort upload {id} of {}: {e}", self.dest);
             }
         }
     }

@@ -190,7 +190,7 @@ impl LeaseGuard {
         }
         if let Err(e) = job.store.delete(&self.path.bucket, &self.path.key).await {
             log::warn!(
-                "sealcommit: job {} could not delete its lease {} (it expires by itself): {e}",
+                "job {} could not delete its lease {} (it expires by itself): {e}",
                 job.job_id,
                 self.path
             );
@@ -239,7 +239,7 @@ impl Job {
         let (now_ms, clock) = decision_clock(date);
         if date.is_none() {
             log::info!(
-                "sealcommit: the store sent no Date with its listing of {dir}; leases are judged \
+                "the store sent no Date with its listing of {dir}; leases are judged \
                  by this machine's clock"
             );
         }
@@ -341,7 +341,7 @@ impl Job {
                 match result {
                     Ok(()) => last.store(sent.as_millis() as u64, Ordering::SeqCst),
                     Err(e) => log::warn!(
-                        "sealcommit: job {job_id} could not renew its lease {shown} (tried again \
+                        "job {job_id} could not renew its lease {shown} (tried again \
                          in {}): {e}",
                         humantime::format_duration(renew)
                     ),
@@ -371,7 +371,7 @@ impl Job {
         if let Some(t) = &journal.lease {
             if let Err(e) = self.store.delete(&self.dest.bucket, &t.key).await {
                 log::warn!(
-                    "sealcommit: could not delete the lease s3a://{}/{} of job {}: {e}",
+                    "could not delete the lease s3a://{}/{} of job {}: {e}",
                     self.dest.bucket,
                     t.key,
                     journal.job_id
@@ -407,7 +407,7 @@ impl Job {
             }
             if lease.is_live() {
                 log::warn!(
-                    "sealcommit: the commit of {} on {} is running ({path}); left alone, job {} \
+                    "the commit of {} on {} is running ({path}); left alone, job {} \
                      proceeds. If that driver dies, the first job after its lease \
                      (sealcommit.journal.lease) expires, or `sealcommit recover {}`, finishes it",
                     holder(&journal, lease, clock),
@@ -418,7 +418,7 @@ impl Job {
                 continue;
             }
             log::warn!(
-                "sealcommit: the commit of job {} on {} was interrupted ({:?}); finishing it before \
+                "the commit of job {} on {} was interrupted ({:?}); finishing it before \
                  job {} starts",
                 journal.job_id,
                 self.dest,
@@ -453,7 +453,7 @@ impl Job {
         self.store.delete(&j.bucket, &j.key).await?;
         self.drop_lease_of(journal).await;
         log::info!(
-            "sealcommit: rolled job {} on {} forward: {n} files",
+            "rolled job {} on {} forward: {n} files",
             self.job_id,
             self.dest
         );
@@ -530,7 +530,7 @@ pub async fn recover(conf: &Conf, uri: &str, abort: bool, force: bool) -> Result
         let live = lease.is_live() && journal.state != JournalState::Started;
         if live && force {
             log::warn!(
-                "sealcommit: --force: acting on the live commit of {}",
+                "--force: acting on the live commit of {}",
                 holder(&journal, lease, clock)
             );
         }

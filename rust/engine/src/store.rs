@@ -511,7 +511,7 @@ impl Store {
     /// Counts a request and logs it (debug level): operation and object only.
     fn note(&self, op: &str, bucket: &str, key: &str) {
         self.counters.add(op, 1);
-        log::debug!("sealcommit: {op} s3a://{bucket}/{key}");
+        log::debug!("{op} s3a://{bucket}/{key}");
     }
 
     pub async fn put(
@@ -1108,7 +1108,7 @@ impl Store {
             return Ok(listed);
         }
         log::debug!(
-            "sealcommit: MinIO listed no upload under s3a://{bucket}/{prefix}; listing the bucket's uploads"
+            "MinIO listed no upload under s3a://{bucket}/{prefix}; listing the bucket's uploads"
         );
         let all = self.list_uploads(bucket, "").await?;
         Ok(all

@@ -119,7 +119,7 @@ fn strings(env: &mut JNIEnv, arr: &JObjectArray) -> BResult<Vec<String>> {
 
 /// `conf` is key, value, key, value… (the `fs.s3a.*` and `sealcommit.*` entries).
 fn conf_of(env: &mut JNIEnv, conf: &JObjectArray) -> BResult<Conf> {
-    logger::init();
+    logger::refresh(env);
     let kv = strings(env, conf)?;
     Ok(kv
         .chunks(2)

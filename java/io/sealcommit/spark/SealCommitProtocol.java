@@ -195,9 +195,9 @@ public class SealCommitProtocol extends FileCommitProtocol implements java.io.Se
       }
     }
     try {
-      String report = driverJob.commit(sets.toArray(new String[0]),
-          replacePaths.toArray(new String[0]), dynamicPartitionOverwrite);
-      LOG.info("sealcommit: committed {}: {}", path, report);
+      // The engine logs the commit's report (io.sealcommit.engine.commit, INFO).
+      driverJob.commit(sets.toArray(new String[0]), replacePaths.toArray(new String[0]),
+          dynamicPartitionOverwrite);
       closeDriverJob();
     } catch (IOException e) {
       // Spark calls abortJob next, which uses and then closes the same engine job.
