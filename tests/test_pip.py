@@ -87,6 +87,7 @@ def sc_spark(installed, monkeypatch):
     for name in [m for m in sys.modules if m == "sealcommit" or m.startswith("sealcommit.")]:
         monkeypatch.delitem(sys.modules, name)
     monkeypatch.delenv("SPARK_HOME", raising=False)
+    monkeypatch.delenv("SPARK_CONF_DIR", raising=False)
     monkeypatch.delenv("PYSPARK_GATEWAY_PORT", raising=False)
     import sealcommit
     import sealcommit.spark
@@ -202,6 +203,28 @@ def test_configure_fills_in_and_never_overrides(sc_spark):
     assert b._options["spark.sql.streaming.commitProtocolClass"] == "com.example.P"
     with pytest.raises(TypeError, match="SparkSession.Builder"):
         sc_spark.configure({"spark.jars": "x.jar"})
+
+
+def test_configure_keeps_what_spark_defaults_conf_sets(sc_spark, tmp_path, monkeypatch):
+    # A builder setting replaces spark-defaults.conf's for the same key: the file's spark.jars
+    # (the user's hadoop-aws) must stay, and its classes count as the user's.
+    from pyspark.sql import SparkSession
+
+    (tmp_path / "spark-defaults.conf").write_text(
+        "# operators' defaults\n"
+        "spark.jars   /opt/jars/hadoop-aws-3.3.4.jar,/opt/jars/sdk.jar\n"
+        "spark.sql.streaming.checkpointFileManagerClass=com.example.Manager\n")
+    monkeypatch.setenv("SPARK_CONF_DIR", str(tmp_path))
+    assert sc_spark.spark_defaults()["spark.jars"] == "/opt/jars/hadoop-aws-3.3.4.jar,/opt/jars/sdk.jar"
+    b = sc_spark.configure(SparkSession.builder, streaming=True, spark_version="3.5.7")
+    assert b._options == {
+        "spark.jars": f"/opt/jars/hadoop-aws-3.3.4.jar,/opt/jars/sdk.jar,{sc_spark.jar_path()}",
+        "spark.sql.sources.commitProtocolClass": PROTOCOL,
+        "spark.sql.streaming.commitProtocolClass": STREAMING_PROTOCOL,
+    }
+    # The builder's own value still wins over the file's.
+    b = sc_spark.configure(SparkSession.builder.config("spark.jars", "a.jar"), streaming=False)
+    assert b._options["spark.jars"] == f"a.jar,{sc_spark.jar_path()}"
 
 
 def test_configure_under_spark_submit_leaves_spark_jars_alone(sc_spark, monkeypatch):

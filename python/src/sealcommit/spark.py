@@ -43,6 +43,7 @@ __all__ = [
     "checkpoint_manager_class",
     "configure",
     "settings",
+    "spark_defaults",
     "spark_version",
 ]
 
@@ -136,6 +137,40 @@ def _options(builder: Any) -> MutableMapping[str, Any]:
     return options
 
 
+def _spark_home() -> Optional[Path]:
+    home = os.environ.get("SPARK_HOME")
+    if home:
+        return Path(home)
+    try:
+        import pyspark
+    except ImportError:
+        return None
+    return Path(pyspark.__file__).parent  # pip's pyspark is its own SPARK_HOME
+
+
+def spark_defaults() -> Dict[str, str]:
+    """The settings of the ``spark-defaults.conf`` that the launched Spark will read
+    (``$SPARK_CONF_DIR``, else ``$SPARK_HOME/conf``); empty when there is none.
+
+    A builder setting replaces the file's value for the same key, so :func:`configure` treats the
+    file's settings as the user's too (and keeps its ``spark.jars``).
+    """
+    conf_dir = os.environ.get("SPARK_CONF_DIR")
+    home = _spark_home()
+    path = Path(conf_dir) if conf_dir else (home / "conf" if home else None)
+    if path is None or not (path / "spark-defaults.conf").is_file():
+        return {}
+    out: Dict[str, str] = {}
+    for raw in (path / "spark-defaults.conf").read_text(encoding="utf-8", errors="replace").splitlines():
+        line = raw.strip()
+        if not line or line[0] in "#!":
+            continue
+        m = re.match(r"([^\s=:]+)\s*[\s=:]\s*(.*)$", line)
+        if m:
+            out[m.group(1)] = m.group(2).strip()
+    return out
+
+
 def _has_sealcommit_jar(jars: str) -> bool:
     names = (e.strip().rstrip("/").rsplit("/", 1)[-1] for e in jars.split(","))
     return any(n.startswith("sealcommit-") and n.endswith(".jar") for n in names)
@@ -152,7 +187,8 @@ def configure(builder: BuilderT, streaming: bool = True, spark_version: Optional
       Spark line (:func:`checkpoint_manager_class`) and
       ``spark.sql.streaming.commitProtocolClass`` = :data:`STREAMING_COMMIT_PROTOCOL`.
 
-    A setting already on the builder is never changed. Storage settings (``fs.s3a.*``, the
+    A setting already on the builder or in ``spark-defaults.conf`` (:func:`spark_defaults`) is
+    never changed; a ``spark.jars`` from that file is kept ahead of the jar. Storage settings (``fs.s3a.*``, the
     encryption keys, ``hadoop-aws`` in ``spark.jars``) stay the user's. With ``streaming`` every
     streaming query of the session writes its checkpoint through sealcommit.
 
@@ -176,6 +212,7 @@ def configure(builder: BuilderT, streaming: bool = True, spark_version: Optional
     """
     options = _options(builder)
     wanted = settings(streaming, spark_version)
+    defaults = spark_defaults()
     if os.environ.get("PYSPARK_GATEWAY_PORT"):
         _log.info("sealcommit: the JVM is already running; spark.jars left alone (give spark-submit "
                   "--jars %s)", jar_path())
@@ -183,16 +220,16 @@ def configure(builder: BuilderT, streaming: bool = True, spark_version: Optional
         jar = str(jar_path())
         if "," in jar:
             raise ValueError(f"the sealcommit jar's path contains a comma, which spark.jars cannot hold: {jar}")
-        current = options.get(_JARS)
+        current = options.get(_JARS, defaults.get(_JARS))
         current = "" if current is None else str(current).strip().strip(",")
         if not current:
             builder.config(_JARS, jar)
         elif not _has_sealcommit_jar(current):
             builder.config(_JARS, f"{current},{jar}")
     for key, value in wanted.items():
-        if key in options:
-            if options[key] != value:
-                _log.info("sealcommit: %s is already set to %s; left as it is", key, options[key])
-        else:
+        current = options.get(key, defaults.get(key))
+        if current is None:
             builder.config(key, value)
+        elif current != value:
+            _log.info("sealcommit: %s is already set to %s; left as it is", key, current)
     return builder
