@@ -11,7 +11,10 @@ version=$(sed -n "s/^version = '\([^']*\)'.*/\1/p" build.gradle)
 [ -n "$version" ] || { echo "python/build.sh: no \"version = '...'\" line in build.gradle" >&2; exit 1; }
 jar=build/libs/sealcommit-$version.jar
 [ -s "$jar" ] || { echo "python/build.sh: $jar missing: build the jar first (bash tests/bed/build.sh)" >&2; exit 1; }
-unzip -l "$jar" | grep -q ' native/[a-z0-9_-]*/libsealcommit\.' \
+# The listing first: `grep -q` in a pipe would stop reading early, and with pipefail unzip's
+# SIGPIPE would fail the check at random.
+listing=$(unzip -Z1 "$jar")
+grep -q '^native/[a-z0-9_-]*/libsealcommit\.' <<<"$listing" \
   || { echo "python/build.sh: $jar carries no native library under native/" >&2; exit 1; }
 
 pkg=python/src/sealcommit
