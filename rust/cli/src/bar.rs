@@ -1,25 +1,20 @@
-//! A progress bar on stderr for long `verify` and `uploads` runs, drawn only when stderr is a
-//! terminal (so `--json` output and logs stay clean) and at most ten times a second.
+//! A progress bar on stderr (`indicatif`) for long `verify` and `uploads` runs, drawn only when
+//! stderr is a terminal (so `--json` output, pipes and logs stay clean): one line, redrawn in
+//! place, the first and the last state of every phase always shown, cleared before the command
+//! prints its result.
 
-use std::io::{IsTerminal, Write};
+use std::io::IsTerminal;
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
 
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use sealcommit_engine::progress::Progress;
 
-const WIDTH: usize = 30;
-const EVERY: Duration = Duration::from_millis(100);
-
-struct State {
-    what: String,
-    total: u64,
-    done: u64,
-    started: Instant,
-    drawn: Option<Instant>,
-}
+/// `  1234/5000 objects verified [#######.......]  24%  812/s`
+const TEMPLATE: &str = "{pos}/{len} {msg} [{bar:30}] {percent:>3}%  {rate}";
 
 pub struct Bar {
-    state: Option<Mutex<State>>,
+    /// `None`: nothing is drawn. The bar itself is made at the first phase.
+    on: Option<Mutex<Option<ProgressBar>>>,
 }
 
 impl Bar {
@@ -27,83 +22,56 @@ impl Bar {
     pub fn stderr(wanted: bool) -> Self {
         let on = wanted && std::io::stderr().is_terminal();
         Bar {
-            state: on.then(|| {
-                Mutex::new(State {
-                    what: String::new(),
-                    total: 0,
-                    done: 0,
-                    started: Instant::now(),
-                    drawn: None,
-                })
-            }),
+            on: on.then(|| Mutex::new(None)),
         }
     }
 
     /// Removes the bar, leaving the line clean for what the command prints next.
     pub fn clear(&self) {
-        if let Some(s) = &self.state {
-            if let Ok(s) = s.lock() {
-                if s.drawn.is_some() {
-                    eprint!("\r\x1b[2K");
-                    let _ = std::io::stderr().flush();
-                }
+        if let Some(Ok(bar)) = self.on.as_ref().map(Mutex::lock) {
+            if let Some(b) = bar.as_ref() {
+                b.finish_and_clear();
             }
         }
     }
 }
 
-/// One line: `  1234/5000 objects verified [#######.......]  24%  812/s`.
-fn line(s: &State) -> String {
-    let frac = if s.total == 0 {
-        1.0
-    } else {
-        s.done as f64 / s.total as f64
-    };
-    let filled = ((frac * WIDTH as f64) as usize).min(WIDTH);
-    let secs = s.started.elapsed().as_secs_f64();
-    let rate = if secs > 0.0 {
-        s.done as f64 / secs
-    } else {
-        0.0
-    };
-    format!(
-        "{}/{} {} [{}{}] {:3.0}%  {:.0}/s",
-        s.done,
-        s.total,
-        s.what,
-        "#".repeat(filled),
-        ".".repeat(WIDTH - filled),
-        frac * 100.0,
-        rate
-    )
-}
-
-fn draw(s: &mut State, force: bool) {
-    let now = Instant::now();
-    if !force && s.drawn.is_some_and(|t| now.duration_since(t) < EVERY) {
-        return;
-    }
-    s.drawn = Some(now);
-    eprint!("\r\x1b[2K{}", line(s));
-    let _ = std::io::stderr().flush();
+fn style() -> ProgressStyle {
+    ProgressStyle::with_template(TEMPLATE)
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("#.")
+        .with_key(
+            "rate",
+            |s: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+                let _ = write!(w, "{:.0}/s", s.per_sec());
+            },
+        )
 }
 
 impl Progress for Bar {
     fn phase(&self, what: &str, total: u64) {
-        if let Some(Ok(mut s)) = self.state.as_ref().map(Mutex::lock) {
-            s.what = what.to_string();
-            s.total = total;
-            s.done = 0;
-            s.started = Instant::now();
-            draw(&mut s, true);
-        }
+        let Some(Ok(mut bar)) = self.on.as_ref().map(Mutex::lock) else {
+            return;
+        };
+        let b = bar.get_or_insert_with(|| {
+            ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr())
+                .with_style(style())
+        });
+        b.set_message(what.to_string());
+        b.set_length(total);
+        b.reset();
+        b.force_draw();
     }
 
     fn advance(&self, n: u64) {
-        if let Some(Ok(mut s)) = self.state.as_ref().map(Mutex::lock) {
-            s.done += n;
-            let last = s.done >= s.total;
-            draw(&mut s, last);
+        let Some(Ok(bar)) = self.on.as_ref().map(Mutex::lock) else {
+            return;
+        };
+        if let Some(b) = bar.as_ref() {
+            b.inc(n);
+            if b.length().is_some_and(|len| b.position() >= len) {
+                b.force_draw();
+            }
         }
     }
 }
@@ -112,21 +80,43 @@ impl Progress for Bar {
 mod tests {
     use super::*;
 
+    /// The line a bar at `pos` of `len` draws, rendered in memory.
+    fn rendered(pos: u64, len: u64) -> String {
+        let target = indicatif::InMemoryTerm::new(2, 100);
+        let b = ProgressBar::with_draw_target(
+            Some(len),
+            ProgressDrawTarget::term_like(Box::new(target.clone())),
+        )
+        .with_style(style())
+        .with_message("objects verified");
+        b.set_position(pos);
+        b.force_draw();
+        target.contents()
+    }
+
     #[test]
-    fn line_shows_count_share_and_unit() {
-        let s = State {
-            what: "objects verified".into(),
-            total: 8,
-            done: 2,
-            started: Instant::now(),
-            drawn: None,
-        };
-        let l = line(&s);
+    fn the_line_shows_count_share_and_unit() {
+        let l = rendered(2, 8);
         assert!(l.starts_with("2/8 objects verified ["), "{l}");
         assert!(
             l.contains(&format!("{}{}]", "#".repeat(7), ".".repeat(23))),
             "{l}"
         );
         assert!(l.contains(" 25%"), "{l}");
+        let l = rendered(8, 8);
+        assert!(
+            l.starts_with("8/8 objects verified [") && l.contains("100%"),
+            "{l}"
+        );
+    }
+
+    #[test]
+    fn no_terminal_no_bar() {
+        // Under `cargo test` stderr is captured or piped, never the bar's business: a bar that
+        // is off takes every call and draws nothing.
+        let b = Bar { on: None };
+        b.phase("objects verified", 3);
+        b.advance(3);
+        b.clear();
     }
 }

@@ -92,74 +92,83 @@ fn parquet_file(seed: u64, rows: usize) -> R<Vec<u8>> {
     w.into_inner().map_err(err)
 }
 
-struct Args {
+/// What `bench` measures.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum What {
+    /// Many small Parquet files through the task path, then the job commit in a fresh process
+    Commit,
+    /// The commit's driver process (started by `bench commit`)
+    #[value(hide = true)]
+    DriverCommit,
+    /// One large upload three ways: raw aws-sdk-s3, magic writer, staging upload
+    Upload,
+}
+
+/// `sealcommit bench`: measurements for docs/BENCHMARKS.md (tests/bench/run.sh).
+#[derive(clap::Args, Debug, Clone)]
+pub struct Args {
+    what: What,
+    /// The destination
+    #[arg(value_name = "s3a://bucket/prefix")]
     uri: String,
+    /// Small files to commit
+    #[arg(long, default_value_t = 1000)]
     files: usize,
+    /// Files per task (pendingset)
+    #[arg(long, default_value_t = 100)]
     per_task: usize,
+    /// Rows per file
+    #[arg(long, default_value_t = 100)]
     rows: usize,
+    /// MiB to upload
+    #[arg(long, default_value_t = 256)]
     mib: usize,
+    #[arg(long, hide = true)]
     pendingsets: Option<String>,
+    #[arg(long, hide = true)]
     job: Option<String>,
+    /// Which of the three upload paths goes first (0, 1, 2)
+    #[arg(long, default_value_t = 0)]
     rotate: usize,
+    #[command(flatten)]
+    conf: crate::conf::ConfOpts,
 }
 
-fn parse(args: &[String], conf: &mut crate::ConfArgs) -> R<Args> {
-    let mut a = Args {
-        uri: String::new(),
-        files: 1000,
-        per_task: 100,
-        rows: 100,
-        mib: 256,
-        pendingsets: None,
-        job: None,
-        rotate: 0,
-    };
-    let mut it = args.iter();
-    while let Some(x) = it.next() {
-        let mut value = || it.next().cloned().ok_or(format!("{x} needs a value"));
-        let number = |v: String| {
-            v.parse::<usize>()
-                .map_err(|_| format!("{x}: '{v}' is not a number"))
-        };
-        match x.as_str() {
-            "--conf" => conf.set(&value()?)?,
-            "--conf-file" => conf.read_file(&value()?)?,
-            "--files" => a.files = number(value()?)?,
-            "--per-task" => a.per_task = number(value()?)?.max(1),
-            "--rows" => a.rows = number(value()?)?.max(1),
-            "--mib" => a.mib = number(value()?)?.max(1),
-            "--pendingsets" => a.pendingsets = Some(value()?),
-            "--job" => a.job = Some(value()?),
-            "--rotate" => a.rotate = number(value()?)?,
-            s if s.starts_with("--") => return Err(format!("bench: unknown option '{s}'")),
-            s => a.uri = s.to_string(),
+impl Args {
+    /// The arguments of the driver process: the same destination, sizes and settings.
+    fn driver_args(&self) -> Vec<std::ffi::OsString> {
+        let mut out: Vec<std::ffi::OsString> = vec![self.uri.clone().into()];
+        for (name, n) in [
+            ("--files", self.files),
+            ("--per-task", self.per_task),
+            ("--rows", self.rows),
+            ("--mib", self.mib),
+            ("--rotate", self.rotate),
+        ] {
+            out.push(name.into());
+            out.push(n.to_string().into());
         }
+        out.extend(self.conf.to_args());
+        out
     }
-    if a.uri.is_empty() {
-        return Err("bench needs a destination s3a://bucket/prefix".into());
-    }
-    Ok(a)
 }
 
-pub fn run(args: &[String], mut conf: crate::ConfArgs) -> R<()> {
-    let Some(what) = args.first() else {
-        return Err("bench commit|upload <s3a://bucket/prefix> [options]".into());
+pub fn run(mut a: Args, out: &mut crate::out::Out) -> R<()> {
+    a.per_task = a.per_task.max(1);
+    a.rows = a.rows.max(1);
+    a.mib = a.mib.max(1);
+    let conf = a.conf.load(&a.uri)?;
+    let result = match a.what {
+        What::Commit => block_on(prepare_and_commit(&conf, &a)).map_err(err)??,
+        What::DriverCommit => block_on(driver_commit(&conf, &a)).map_err(err)??,
+        What::Upload => block_on(upload(&conf, &a)).map_err(err)??,
     };
-    let a = parse(&args[1..], &mut conf)?;
-    let conf = conf.finish(&a.uri)?;
-    let out = match what.as_str() {
-        "commit" => block_on(prepare_and_commit(&conf, &a, &args[1..])).map_err(err)??,
-        "driver-commit" => block_on(driver_commit(&conf, &a)).map_err(err)??,
-        "upload" => block_on(upload(&conf, &a)).map_err(err)??,
-        other => return Err(format!("bench: '{other}' is not commit or upload")),
-    };
-    println!("{out}");
-    Ok(())
+    out.line(result)
 }
 
 /// The task side: `files` pending uploads, written to a local pendingsets file; then the driver
 /// side in a fresh process.
-async fn prepare_and_commit(conf: &Conf, a: &Args, raw_args: &[String]) -> R<serde_json::Value> {
+async fn prepare_and_commit(conf: &Conf, a: &Args) -> R<serde_json::Value> {
     let job_id = format!(
         "bench-{}",
         std::time::SystemTime::now()
@@ -215,7 +224,7 @@ async fn prepare_and_commit(conf: &Conf, a: &Args, raw_args: &[String]) -> R<ser
     let mut cmd = std::process::Command::new(exe);
     cmd.arg("bench")
         .arg("driver-commit")
-        .args(raw_args)
+        .args(a.driver_args())
         .arg("--job")
         .arg(&job_id)
         .arg("--pendingsets")

@@ -1,174 +1,259 @@
-//! `sealcommit`: the operator CLI.
+//! `sealcommit`: the operator CLI (arguments with `clap`; see `sealcommit --help`).
 //!
-//! The store is found the way AWS tools find it (`AWS_ENDPOINT_URL`, `AWS_ACCESS_KEY_ID`,
-//! `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`, `AWS_REGION`, `AWS_CA_BUNDLE`, else the AWS
-//! default chain), overridable with the keys the committer reads: `--conf key=value` and
-//! `--conf-file FILE` (both repeatable). Secrets are refused with `--conf` (see [`ConfArgs`]).
+//! The store is found the way AWS tools find it (`AWS_ENDPOINT_URL`, `AWS_ACCESS_KEY_ID`, ...),
+//! then `$HADOOP_CONF_DIR/core-site.xml`, `--conf-file FILE` and `--conf key=value`, each
+//! overriding the one before ([`conf`]). Secrets are refused with `--conf`.
 
 mod bar;
 #[cfg(feature = "bench")]
 mod bench;
+mod conf;
+mod out;
 
 use std::process::ExitCode;
+use std::sync::OnceLock;
+use std::time::Duration;
 
+use clap::{ArgAction, Args, Parser, Subcommand};
 use sealcommit_engine::config::Sourced;
 use sealcommit_engine::encryption::{Algorithm, EncryptionSpec};
 use sealcommit_engine::runtime::block_on;
-use sealcommit_engine::Conf;
 
-const USAGE: &str = "usage:
-  sealcommit verify <s3a://bucket/prefix> [--expect-algorithm ALG] [--expect-key KEY] [--deep] [--json]
-                    [--no-progress] [--conf key=value]...
-  sealcommit uploads list|abort <s3a://bucket/prefix> [--older-than DURATION] [--job ID] [--json]
-                    [--no-progress] [--conf key=value]...
-  sealcommit recover <s3a://bucket/prefix> [--abort] [--force] [--json] [--conf key=value]...
-  sealcommit version
+use crate::conf::ConfOpts;
+use crate::out::{note, Out};
 
-Every command takes -v (engine info lines on stderr) or -vv (debug: one line per S3 request);
-RUST_LOG (e.g. RUST_LOG=sealcommit_engine::store=debug) takes precedence.
+/// Exit codes, as `--help` and docs/CONFIGURATION.md list them.
+mod code {
+    /// Done; `verify`: every object carries the expected encryption.
+    pub const OK: u8 = 0;
+    /// `verify`: a mismatch, or no object under the prefix.
+    pub const MISMATCH: u8 = 1;
+    /// A usage or configuration error, or the command failed (the message says why).
+    pub const ERROR: u8 = 2;
+    /// `recover`: a commit's driver is alive (it renews its lease): that commit was left alone.
+    pub const LIVE: u8 = 3;
+}
 
-verify lists every object under the prefix, HEADs it and prints its encryption; it exits 1 if any
-object does not carry the expected encryption (--expect-*, else the configured fs.s3a.encryption.*).
---deep also opens every Parquet file's footer (two ranged GETs each) and reports its rows; a file
-that is not readable Parquet is a mismatch.
-uploads lists (or aborts) the pending multipart uploads under the prefix — what failed tasks and
-crashed drivers left: first those named by journals of interrupted commits and by saved
-pendingsets (found even where the store's listing misses them), then ListMultipartUploads (where
-it lists nothing under the prefix, as MinIO does, the bucket's whole listing filtered here, and the
-output says how far that reaches; --json prints an object: uploads, left, note) —
-optionally only those started DURATION ago (30m, 2h, 1d) or whose key carries a job id. Uploads
-of an interrupted commit are never aborted here: use recover. Aborting an upload of a job that is still running fails that job: use
---older-than.
-recover finishes every job commit whose driver died on that destination (from its journal under
-_sealcommit/): pending uploads are completed and verified, replaced objects deleted, _SUCCESS
-written. With --abort it undoes them instead (nothing of those jobs stays visible), and also
-aborts the uploads of jobs that died before committing: run that only when no job is writing.
-A commit whose driver is alive (it renews the lease in its journal, sealcommit.journal.lease) is
-never touched: recover names the job, its driver and when the lease expires, and exits 3; run it
-again once the lease has expired, or with --force if you know that driver is gone.
-Every job's setup already finishes interrupted commits on its destination by itself.
+const AFTER_HELP: &str = "\
+Settings, each source overriding the one before, key by key:
+  1. the environment: AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,
+     AWS_SESSION_TOKEN, AWS_REGION, AWS_CA_BUNDLE
+  2. $HADOOP_CONF_DIR/core-site.xml, when it exists
+  3. --conf-file FILE, in the order given: Hadoop XML (core-site.xml) or key=value lines
+  4. --conf key=value, in the order given
+Any fs.s3a.* key (per bucket too: fs.s3a.bucket.<bucket>.endpoint) and sealcommit.* key is read.
+Secrets (access and secret key, session token, an SSE-C key) are refused with --conf, where
+other users see them: use the variables above or a file only you can read.
 
-verify and uploads draw a progress bar on stderr when it is a terminal (--no-progress: never).
+Logging: warnings on stderr; -v info, -vv debug (one line per S3 request); RUST_LOG (e.g.
+RUST_LOG=sealcommit_engine::store=debug) takes precedence.
 
-The store: AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN,
-AWS_REGION, AWS_CA_BUNDLE; any fs.s3a.* / sealcommit.* key with --conf (e.g.
---conf fs.s3a.path.style.access=true) or from --conf-file FILE (key=value lines, # comments),
-both in the order given. Secrets (access and secret key, session token, an SSE-C key) are refused
-with --conf, where other users see them: use the variables above or a file only you can read.";
+Exit codes:
+  0  done (verify: every object as expected)
+  1  verify: an object does not carry the expected encryption, a --deep footer check failed,
+     or nothing is under the prefix
+  2  usage or configuration error, or the command failed (the message says why)
+  3  recover: a commit whose driver is alive was left alone
+A reader that stops early (| head) ends the output quietly; the exit code stays the command's.";
+
+/// The version line: `sealcommit 0.1.0 (revision <git>)`.
+fn version_line() -> &'static str {
+    static LINE: OnceLock<String> = OnceLock::new();
+    LINE.get_or_init(|| {
+        format!(
+            "{} (revision {})",
+            sealcommit_engine::VERSION,
+            sealcommit_engine::REVISION
+        )
+    })
+}
+
+/// Operator commands for sealcommit destinations: check encryption, find and abort left-over
+/// uploads, finish or undo interrupted job commits.
+#[derive(Parser, Debug)]
+#[command(name = "sealcommit", version = version_line(), after_help = AFTER_HELP)]
+struct Cli {
+    /// Log more on stderr: -v info, -vv debug (one line per S3 request); RUST_LOG wins
+    #[arg(short = 'v', long = "verbose", action = ArgAction::Count, global = true, display_order = 900)]
+    verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Lists every object under a prefix with its encryption; exits 1 on a mismatch
+    ///
+    /// verify lists every object under the prefix, HEADs it and prints its encryption; it exits 1
+    /// if any object does not carry the expected encryption (--expect-*, else the configured
+    /// fs.s3a.encryption.*), or if nothing is under the prefix. --deep also opens every Parquet
+    /// file's footer (two ranged GETs each) and reports its rows; a file that is not readable
+    /// Parquet is a mismatch, one whose footer is encrypted (Parquet modular encryption) is
+    /// reported as such.
+    #[command(verbatim_doc_comment)]
+    Verify(VerifyArgs),
+    /// Lists or aborts the pending multipart uploads under a prefix
+    ///
+    /// What failed tasks and crashed drivers left: first those named by journals of interrupted
+    /// commits and by saved pendingsets (found even where the store's listing misses them), then
+    /// ListMultipartUploads (where it lists nothing under the prefix, as MinIO does, the bucket's
+    /// whole listing filtered here, and the output says how far that reaches). Uploads of an
+    /// interrupted commit are never aborted here: use recover. Aborting an upload of a job that is
+    /// still running fails that job: use --older-than.
+    #[command(subcommand, verbatim_doc_comment)]
+    Uploads(Uploads),
+    /// Finishes (or with --abort undoes) job commits whose driver died
+    ///
+    /// recover finishes every job commit whose driver died on that destination (from its journal
+    /// under _sealcommit/): pending uploads are completed and verified, replaced objects deleted,
+    /// _SUCCESS written. With --abort it undoes them instead (nothing of those jobs stays
+    /// visible), and also aborts the uploads of jobs that died before committing: run that only
+    /// when no job is writing. A commit whose driver is alive (it renews the lease in its journal,
+    /// sealcommit.journal.lease) is never touched: recover names the job, its driver and when the
+    /// lease expires, and exits 3; run it again once the lease has expired, or with --force if
+    /// you know that driver is gone. Every job's setup already finishes interrupted commits on its
+    /// destination by itself.
+    #[command(verbatim_doc_comment)]
+    Recover(RecoverArgs),
+    /// Prints the version and git revision (as --version does)
+    Version,
+    /// Measurements for docs/BENCHMARKS.md (tests/bench/run.sh)
+    #[cfg(feature = "bench")]
+    #[command(hide = true)]
+    Bench(bench::Args),
+}
+
+/// `--json` and `--no-progress`.
+#[derive(Args, Debug)]
+struct Output {
+    /// Print the result as JSON
+    #[arg(long)]
+    json: bool,
+    /// Never draw the progress bar (drawn on stderr only when it is a terminal)
+    #[arg(long)]
+    no_progress: bool,
+}
+
+#[derive(Args, Debug)]
+struct VerifyArgs {
+    /// The prefix to check
+    #[arg(value_name = "s3a://bucket/prefix")]
+    uri: String,
+    /// The encryption every object must carry (SSE-KMS, DSSE-KMS, SSE-S3, SSE-C, none)
+    #[arg(long, value_name = "ALG")]
+    expect_algorithm: Option<String>,
+    /// The KMS key id every object must carry (with --expect-algorithm SSE-KMS or DSSE-KMS)
+    #[arg(long, value_name = "KEY")]
+    expect_key: Option<String>,
+    /// Also open every .parquet object's footer and count its rows
+    #[arg(long)]
+    deep: bool,
+    #[command(flatten)]
+    output: Output,
+    #[command(flatten)]
+    conf: ConfOpts,
+}
+
+#[derive(Subcommand, Debug)]
+enum Uploads {
+    /// Lists them
+    List(UploadsArgs),
+    /// Aborts them (never those of an interrupted commit: use recover)
+    Abort(UploadsArgs),
+}
+
+#[derive(Args, Debug)]
+struct UploadsArgs {
+    /// The prefix whose uploads to list or abort
+    #[arg(value_name = "s3a://bucket/prefix")]
+    uri: String,
+    /// Only uploads started at least this long ago (30m, 2h, 1d)
+    #[arg(long, value_name = "DURATION", value_parser = sealcommit_engine::config::parse_duration)]
+    older_than: Option<Duration>,
+    /// Only uploads whose key carries this job id
+    #[arg(long, value_name = "ID")]
+    job: Option<String>,
+    #[command(flatten)]
+    output: Output,
+    #[command(flatten)]
+    conf: ConfOpts,
+}
+
+#[derive(Args, Debug)]
+struct RecoverArgs {
+    /// The destination whose interrupted commits to finish or undo
+    #[arg(value_name = "s3a://bucket/prefix")]
+    uri: String,
+    /// Undo the interrupted commits instead of finishing them
+    #[arg(long)]
+    abort: bool,
+    /// Also take over commits whose lease has not expired (only if you know their driver is gone)
+    #[arg(long)]
+    force: bool,
+    /// Print the result as JSON
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    conf: ConfOpts,
+}
 
 const SSE_C_EXPECTATION: &str = "--expect-algorithm SSE-C expects the configured SSE-C key, and \
     the command line takes no SSE-C key (a secret): put fs.s3a.encryption.algorithm=SSE-C and \
     fs.s3a.encryption.key=... in a file only you can read and pass --conf-file FILE, without \
     --expect-key";
 
-fn conf_from_env() -> Conf {
-    let mut conf = Conf::default();
-    for (env, key) in [
-        ("AWS_ENDPOINT_URL", "fs.s3a.endpoint"),
-        ("AWS_ACCESS_KEY_ID", "fs.s3a.access.key"),
-        ("AWS_SECRET_ACCESS_KEY", "fs.s3a.secret.key"),
-        ("AWS_SESSION_TOKEN", "fs.s3a.session.token"),
-        ("AWS_REGION", "fs.s3a.endpoint.region"),
-        ("AWS_CA_BUNDLE", "sealcommit.tls.ca-file"),
-    ] {
-        if let Ok(v) = std::env::var(env) {
-            conf.set(key, v);
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            // Help and version go to stdout (exit 0), usage errors to stderr (exit 2); a closed
+            // stream is no reason to panic.
+            let _ = e.print();
+            return ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(code::ERROR));
+        }
+    };
+    init_logging(cli.verbose);
+    let mut out = Out::stdout();
+    let result = run(cli.command, &mut out);
+    let flushed = out.flush();
+    match result.and_then(|code| flushed.map(|()| code)) {
+        Ok(code) => ExitCode::from(code),
+        Err(msg) => {
+            note(format_args!("sealcommit: {msg}"));
+            ExitCode::from(code::ERROR)
         }
     }
-    conf
 }
 
-/// Settings that are secrets whatever their value, and the variable that carries each instead.
-const SECRETS: &[(&str, &str)] = &[
-    ("access.key", "AWS_ACCESS_KEY_ID"),
-    ("secret.key", "AWS_SECRET_ACCESS_KEY"),
-    ("session.token", "AWS_SESSION_TOKEN"),
-];
-
-/// The configuration of one command: the environment, then `--conf-file` and `--conf` in the
-/// order given. No secret is taken from the command line, where other users see it in the
-/// process list and shells keep it in their history: secrets come from the environment or a
-/// file. Error messages name keys, never values.
-struct ConfArgs {
-    conf: Conf,
-    /// Encryption keys set with `--conf`: accepted only as KMS key ids ([`ConfArgs::finish`]).
-    typed_keys: Vec<String>,
+/// Engine log records go to stderr: warnings by default, `-v` info, `-vv` debug (one line per S3
+/// request); `RUST_LOG` (e.g. `RUST_LOG=sealcommit_engine::store=debug`) takes precedence, the
+/// usual Rust way.
+fn init_logging(verbosity: u8) {
+    let level = match verbosity {
+        0 => log::LevelFilter::Warn,
+        1 => log::LevelFilter::Info,
+        _ => log::LevelFilter::Debug,
+    };
+    env_logger::Builder::new()
+        .filter_level(log::LevelFilter::Warn)
+        .filter_module("sealcommit_engine", level)
+        .filter_module("sealcommit", level)
+        .parse_env(env_logger::Env::default())
+        .init();
 }
 
-impl ConfArgs {
-    fn from_env() -> ConfArgs {
-        ConfArgs {
-            conf: conf_from_env(),
-            typed_keys: Vec::new(),
+fn run(command: Command, out: &mut Out) -> Result<u8, String> {
+    match command {
+        Command::Version => {
+            out.line(format_args!("sealcommit {}", version_line()))?;
+            Ok(code::OK)
         }
-    }
-
-    /// Applies one `--conf key=value`, unless it is a secret.
-    fn set(&mut self, kv: &str) -> Result<(), String> {
-        let (k, v) = kv
-            .split_once('=')
-            .ok_or("--conf needs key=value (this argument has no '=')")?;
-        let (k, v) = (k.trim(), v.trim());
-        if let Some((_, var)) = SECRETS.iter().find(|(s, _)| k.ends_with(s)) {
-            return Err(format!(
-                "--conf {k}: secrets are not accepted on the command line (other users see them \
-                 in the process list, shells keep them in their history); set {var}, or put the \
-                 line {k}=... in a file only you can read and pass --conf-file FILE"
-            ));
-        }
-        if k.ends_with("encryption.key") && !v.is_empty() {
-            self.typed_keys.push(k.to_string());
-        }
-        self.conf.set(k, v);
-        Ok(())
-    }
-
-    /// Applies `--conf-file FILE`: `key=value` lines (blank lines and `#` comments skipped),
-    /// secrets included.
-    fn read_file(&mut self, path: &str) -> Result<(), String> {
-        let text = std::fs::read_to_string(path).map_err(|e| format!("--conf-file {path}: {e}"))?;
-        for (n, line) in text.lines().enumerate() {
-            let line = line.trim();
-            if line.is_empty() || line.starts_with('#') {
-                continue;
-            }
-            let (k, v) = line
-                .split_once('=')
-                .ok_or_else(|| format!("--conf-file {path}: line {} is not key=value", n + 1))?;
-            self.typed_keys.retain(|t| t != k.trim());
-            self.conf.set(k.trim(), v.trim());
-        }
-        Ok(())
-    }
-
-    /// The configuration, once every encryption key typed with `--conf` names a KMS key for the
-    /// bucket it applies to (`uri`'s bucket unless the key names one): an SSE-C key is a secret.
-    fn finish(self, uri: &str) -> Result<Conf, String> {
-        let bucket = sealcommit_engine::uri::S3Path::parse(uri)
-            .map(|p| p.bucket)
-            .unwrap_or_default();
-        for k in &self.typed_keys {
-            let scope = ["fs.s3a.bucket.", "sealcommit.bucket."]
-                .iter()
-                .find_map(|p| k.strip_prefix(p))
-                .and_then(|rest| {
-                    rest.strip_suffix(".server-side-encryption.key")
-                        .or_else(|| rest.strip_suffix(".encryption.key"))
-                })
-                .unwrap_or(&bucket);
-            let kms = self
-                .conf
-                .encryption(scope)
-                .is_ok_and(|e| e.kms_key_id().is_some());
-            if !kms {
-                return Err(format!(
-                    "--conf {k}: on the command line an encryption key may only name a KMS key \
-                     (with SSE-KMS or DSSE-KMS); an SSE-C key is a secret: put the line {k}=... \
-                     in a file only you can read and pass --conf-file FILE"
-                ));
-            }
-        }
-        Ok(self.conf)
+        Command::Verify(a) => verify(a, out),
+        Command::Uploads(Uploads::List(a)) => uploads(a, false, out),
+        Command::Uploads(Uploads::Abort(a)) => uploads(a, true, out),
+        Command::Recover(a) => recover(a, out),
+        #[cfg(feature = "bench")]
+        Command::Bench(a) => bench::run(a, out).map(|()| code::OK),
     }
 }
 
@@ -181,258 +266,130 @@ fn engine<T>(
         .map_err(|e| e.to_string())
 }
 
-fn print_json(value: &impl serde::Serialize) -> Result<(), String> {
-    println!(
-        "{}",
-        serde_json::to_string_pretty(value).map_err(|e| e.to_string())?
-    );
-    Ok(())
-}
-
-fn main() -> ExitCode {
-    let args = init_logging(std::env::args().skip(1).collect());
-    match run(args) {
-        Ok(code) => code,
-        Err(msg) => {
-            eprintln!("sealcommit: {msg}");
-            ExitCode::from(2)
-        }
-    }
-}
-
-/// Engine log records go to stderr: warnings by default, `-v` info, `-vv` debug (one line per S3
-/// request); `RUST_LOG` (e.g. `RUST_LOG=sealcommit_engine::store=debug`) takes precedence, the
-/// usual Rust way. Returns the arguments without the `-v` flags.
-fn init_logging(args: Vec<String>) -> Vec<String> {
-    let (flags, rest): (Vec<String>, Vec<String>) = args
-        .into_iter()
-        .partition(|a| matches!(a.as_str(), "-v" | "-vv" | "--verbose"));
-    let verbosity: usize = flags.iter().map(|f| if f == "-vv" { 2 } else { 1 }).sum();
-    let engine = match verbosity {
-        0 => log::LevelFilter::Warn,
-        1 => log::LevelFilter::Info,
-        _ => log::LevelFilter::Debug,
+fn uploads(a: UploadsArgs, abort: bool, out: &mut Out) -> Result<u8, String> {
+    let conf = a.conf.load(&a.uri)?;
+    let filter = sealcommit_engine::uploads::Filter {
+        older_than: a.older_than,
+        job: a.job,
     };
-    env_logger::Builder::new()
-        .filter_level(log::LevelFilter::Warn)
-        .filter_module("sealcommit_engine", engine)
-        .parse_env(env_logger::Env::default())
-        .init();
-    rest
-}
-
-fn run(args: Vec<String>) -> Result<ExitCode, String> {
-    let Some(cmd) = args.first() else {
-        return Err(USAGE.to_string());
-    };
-    match cmd.as_str() {
-        "version" | "--version" => {
-            println!(
-                "sealcommit {} (revision {})",
-                sealcommit_engine::VERSION,
-                sealcommit_engine::REVISION
-            );
-            Ok(ExitCode::SUCCESS)
-        }
-        "verify" => verify(&args[1..]),
-        "uploads" => uploads(&args[1..]),
-        "recover" => recover(&args[1..]),
-        #[cfg(feature = "bench")]
-        "bench" => bench::run(&args[1..], ConfArgs::from_env()).map(|()| ExitCode::SUCCESS),
-        "help" | "--help" | "-h" => {
-            println!("{USAGE}");
-            Ok(ExitCode::SUCCESS)
-        }
-        other => Err(format!("unknown command '{other}'\n{USAGE}")),
-    }
-}
-
-fn uploads(args: &[String]) -> Result<ExitCode, String> {
-    let mut conf = ConfArgs::from_env();
-    let (mut action, mut uri, mut json) = (None, None, false);
-    let mut filter = sealcommit_engine::uploads::Filter::default();
-    let mut progress = true;
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        let mut value = |name: &str| {
-            it.next()
-                .cloned()
-                .ok_or_else(|| format!("{name} needs a value"))
-        };
-        match a.as_str() {
-            "--conf" => conf.set(&value("--conf")?)?,
-            "--conf-file" => conf.read_file(&value("--conf-file")?)?,
-            "--older-than" => {
-                let d = value("--older-than")?;
-                filter.older_than = Some(
-                    sealcommit_engine::config::parse_duration(&d)
-                        .map_err(|e| format!("--older-than: {e}"))?,
-                );
-            }
-            "--job" => filter.job = Some(value("--job")?),
-            "--json" => json = true,
-            "--no-progress" => progress = false,
-            s if s.starts_with("--") => return Err(format!("unknown option '{s}'\n{USAGE}")),
-            s if action.is_none() => action = Some(s.to_string()),
-            s => uri = Some(s.to_string()),
-        }
-    }
-    let uri = uri.ok_or_else(|| format!("uploads needs list or abort and a path\n{USAGE}"))?;
-    let conf = conf.finish(&uri)?;
-    let bar = bar::Bar::stderr(progress);
-    let result = match action.as_deref() {
-        Some("list") => engine(sealcommit_engine::uploads::list(&conf, &uri, &filter, &bar)),
-        Some("abort") => engine(sealcommit_engine::uploads::abort(
-            &conf, &uri, &filter, &bar,
-        )),
-        other => {
-            return Err(format!(
-                "uploads: '{}' is not list or abort\n{USAGE}",
-                other.unwrap_or("")
-            ))
-        }
+    let bar = bar::Bar::stderr(!a.output.no_progress);
+    let result = if abort {
+        engine(sealcommit_engine::uploads::abort(
+            &conf, &a.uri, &filter, &bar,
+        ))
+    } else {
+        engine(sealcommit_engine::uploads::list(
+            &conf, &a.uri, &filter, &bar,
+        ))
     };
     bar.clear();
     let answer = result?;
-    let (found, left) = (&answer.uploads, &answer.left);
-    if json {
-        print_json(&answer)?;
+    if a.output.json {
+        out.json(&answer)?;
     } else {
-        for u in found {
-            println!(
+        for u in &answer.uploads {
+            out.line(format_args!(
                 "{}  {}  {}  ({})",
                 u.initiated.as_deref().unwrap_or("-"),
                 u.uri,
                 u.upload_id,
                 u.found_in
-            );
+            ))?;
         }
-        let verb = if action.as_deref() == Some("abort") {
-            "aborted"
-        } else {
-            "pending"
-        };
-        if let Some(note) = answer.note {
-            println!("note: {note}");
+        if let Some(note) = &answer.note {
+            out.line(format_args!("note: {note}"))?;
         }
-        println!("{} uploads {verb}", found.len());
+        let verb = if abort { "aborted" } else { "pending" };
+        out.line(format_args!("{} uploads {verb}", answer.uploads.len()))?;
     }
-    if !left.is_empty() {
-        eprintln!(
+    if !answer.left.is_empty() {
+        out.flush()?;
+        note(format_args!(
             "{} uploads belong to interrupted job commits and were left: run `sealcommit recover \
-             {uri}` (or with --abort)",
-            left.len()
-        );
+             {}` (or with --abort)",
+            answer.left.len(),
+            a.uri
+        ));
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(code::OK)
 }
 
-fn recover(args: &[String]) -> Result<ExitCode, String> {
-    let mut conf = ConfArgs::from_env();
-    let (mut uri, mut abort, mut json, mut force) = (None, false, false, false);
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        match a.as_str() {
-            "--conf" => conf.set(it.next().ok_or("--conf needs a value")?)?,
-            "--conf-file" => conf.read_file(it.next().ok_or("--conf-file needs a value")?)?,
-            "--abort" => abort = true,
-            "--force" => force = true,
-            "--json" => json = true,
-            s if s.starts_with("--") => return Err(format!("unknown option '{s}'\n{USAGE}")),
-            s => uri = Some(s.to_string()),
-        }
-    }
-    let uri = uri.ok_or_else(|| format!("recover needs a path\n{USAGE}"))?;
-    let conf = conf.finish(&uri)?;
+fn recover(a: RecoverArgs, out: &mut Out) -> Result<u8, String> {
+    let conf = a.conf.load(&a.uri)?;
     let done = engine(sealcommit_engine::recover::recover(
-        &conf, &uri, abort, force,
+        &conf, &a.uri, a.abort, a.force,
     ))?;
-    if json {
-        print_json(&done)?;
+    if a.json {
+        out.json(&done)?;
     } else {
         for r in &done {
-            println!(
+            out.line(format_args!(
                 "job {}  {:?}  {}  {} files  ({})",
                 r.job_id, r.state, r.action, r.files, r.journal
-            );
+            ))?;
         }
-        println!("{} interrupted job commits found", done.len());
+        out.line(format_args!("{} interrupted job commits found", done.len()))?;
     }
+    out.flush()?;
     let live: Vec<_> = done.iter().filter(|r| r.action == "live").collect();
     for r in &live {
-        eprintln!(
-            "sealcommit: the commit of {} on {uri} is running: left alone ({}). Wait for it to \
+        note(format_args!(
+            "sealcommit: the commit of {} on {} is running: left alone ({}). Wait for it to \
              finish; if its driver is gone, run this again once the lease has expired, or now with \
              --force",
-            r.holder, r.journal
-        );
+            r.holder, a.uri, r.journal
+        ));
     }
     Ok(if live.is_empty() {
-        ExitCode::SUCCESS
+        code::OK
     } else {
-        ExitCode::from(3)
+        code::LIVE
     })
 }
 
-fn verify(args: &[String]) -> Result<ExitCode, String> {
-    let mut conf = ConfArgs::from_env();
-    let (mut uri, mut alg, mut key, mut json, mut deep) = (None, None, None, false, false);
-    let mut progress = true;
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        let mut value = |name: &str| {
-            it.next()
-                .cloned()
-                .ok_or_else(|| format!("{name} needs a value"))
-        };
-        match a.as_str() {
-            "--conf" => conf.set(&value("--conf")?)?,
-            "--conf-file" => conf.read_file(&value("--conf-file")?)?,
-            "--expect-algorithm" => alg = Some(value("--expect-algorithm")?),
-            "--expect-key" => key = Some(value("--expect-key")?),
-            "--json" => json = true,
-            "--deep" => deep = true,
-            "--no-progress" => progress = false,
-            s if s.starts_with("--") => return Err(format!("unknown option '{s}'\n{USAGE}")),
-            s => uri = Some(s.to_string()),
-        }
-    }
-    let uri = uri.ok_or_else(|| format!("verify needs a path\n{USAGE}"))?;
-    let conf = conf.finish(&uri)?;
-    let expect = match alg {
-        Some(a) if Algorithm::parse(&a) == Ok(Algorithm::SseC) => {
-            if key.is_some() {
+/// What `verify` expects: `--expect-*`, else (`None`) the configured encryption.
+fn expectation(
+    a: &VerifyArgs,
+    conf: &sealcommit_engine::Conf,
+) -> Result<Option<EncryptionSpec>, String> {
+    match &a.expect_algorithm {
+        Some(alg) if Algorithm::parse(alg) == Ok(Algorithm::SseC) => {
+            if a.expect_key.is_some() {
                 return Err(SSE_C_EXPECTATION.into());
             }
             // The configured SSE-C key is what verify expects when nothing else is.
-            let bucket = sealcommit_engine::uri::S3Path::parse(&uri).map_err(|e| e.to_string())?;
-            match conf.encryption(&bucket.bucket) {
-                Ok(e) if e.algorithm == Algorithm::SseC => None,
-                _ => return Err(SSE_C_EXPECTATION.into()),
+            let path = sealcommit_engine::uri::S3Path::parse(&a.uri).map_err(|e| e.to_string())?;
+            match conf.encryption(&path.bucket) {
+                Ok(e) if e.algorithm == Algorithm::SseC => Ok(None),
+                _ => Err(SSE_C_EXPECTATION.into()),
             }
         }
-        Some(a) => {
-            let algo = Algorithm::parse(&a).map_err(|e| format!("--expect-algorithm: {e}"))?;
-            let key = key.map(|k| Sourced {
+        Some(alg) => {
+            let algo = Algorithm::parse(alg).map_err(|e| format!("--expect-algorithm: {e}"))?;
+            let key = a.expect_key.clone().map(|k| Sourced {
                 value: k,
                 key: "--expect-key".into(),
             });
-            Some(
-                EncryptionSpec::new(algo, Some("--expect-algorithm".into()), key, None)
-                    .map_err(|e| e.to_string())?,
-            )
+            EncryptionSpec::new(algo, Some("--expect-algorithm".into()), key, None)
+                .map(Some)
+                .map_err(|e| e.to_string())
         }
-        None if key.is_some() => return Err("--expect-key needs --expect-algorithm".into()),
-        None => None,
-    };
-    let bar = bar::Bar::stderr(progress);
+        None if a.expect_key.is_some() => Err("--expect-key needs --expect-algorithm".into()),
+        None => Ok(None),
+    }
+}
+
+fn verify(a: VerifyArgs, out: &mut Out) -> Result<u8, String> {
+    let conf = a.conf.load(&a.uri)?;
+    let expect = expectation(&a, &conf)?;
+    let bar = bar::Bar::stderr(!a.output.no_progress);
     let report = engine(sealcommit_engine::verify::verify(
-        &conf, &uri, expect, deep, &bar,
+        &conf, &a.uri, expect, a.deep, &bar,
     ));
     bar.clear();
     let report = report?;
-    if json {
-        print_json(&report)?;
+    if a.output.json {
+        out.json(&report)?;
     } else {
         let width = report
             .objects
@@ -441,21 +398,25 @@ fn verify(args: &[String]) -> Result<ExitCode, String> {
             .max()
             .unwrap_or(6)
             .max(6);
-        println!(
+        out.line(format_args!(
             "{:width$}  {:>10}  {:<9}  {:<40}  CHECK",
             "OBJECT", "BYTES", "ENCRYPTION", "KMS KEY ID"
-        );
+        ))?;
         for o in &report.objects {
-            println!(
-                "{:width$}  {:>10}  {:<9}  {:<40}  {}",
+            let check = match (&o.problem, &o.note) {
+                (Some(problem), _) => problem.clone(),
+                (None, Some(note)) => format!("ok ({note})"),
+                (None, None) => "ok".into(),
+            };
+            out.line(format_args!(
+                "{:width$}  {:>10}  {:<9}  {:<40}  {check}",
                 o.uri,
                 o.size,
                 o.encryption.algorithm,
                 o.encryption.kms_key_id.as_deref().unwrap_or("-"),
-                o.problem.as_deref().unwrap_or("ok")
-            );
+            ))?;
         }
-        println!(
+        out.line(format_args!(
             "{} objects, {} mismatches{}",
             report.objects.len(),
             report.mismatches,
@@ -464,132 +425,170 @@ fn verify(args: &[String]) -> Result<ExitCode, String> {
                 .as_ref()
                 .map(|e| format!(" (expected {e})"))
                 .unwrap_or_default()
-        );
+        ))?;
         if let (Some(files), Some(rows)) = (report.parquet_files, report.parquet_rows) {
-            println!("{files} Parquet files opened, {rows} rows");
+            let encrypted = match report.parquet_encrypted_footers {
+                Some(n) if n > 0 => format!(
+                    " ({n} with an encrypted footer (Parquet modular encryption): rows not counted)"
+                ),
+                _ => String::new(),
+            };
+            out.line(format_args!(
+                "{files} Parquet files opened, {rows} rows{encrypted}"
+            ))?;
         }
     }
     Ok(if report.mismatches == 0 && !report.objects.is_empty() {
-        ExitCode::SUCCESS
+        code::OK
     } else {
-        ExitCode::from(1)
+        code::MISMATCH
     })
 }
 
 #[cfg(test)]
 mod tests {
+    use clap::CommandFactory;
+
     use super::*;
 
-    const SSE_C_KEY: &str = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
-
-    fn typed(args: &[&str]) -> Result<Conf, String> {
-        let mut c = ConfArgs {
-            conf: Conf::default(),
-            typed_keys: Vec::new(),
-        };
-        for a in args {
-            c.set(a)?;
-        }
-        c.finish("s3a://b/t")
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("sealcommit").chain(args.iter().copied()))
     }
 
     #[test]
-    fn secrets_are_refused_on_the_command_line_without_echoing_them() {
-        for (key, var) in [
-            ("fs.s3a.secret.key", "AWS_SECRET_ACCESS_KEY"),
-            ("fs.s3a.bucket.b.secret.key", "AWS_SECRET_ACCESS_KEY"),
-            ("fs.s3a.access.key", "AWS_ACCESS_KEY_ID"),
-            ("fs.s3a.session.token", "AWS_SESSION_TOKEN"),
-        ] {
-            let e = typed(&[&format!("{key}=TOPSECRET")]).unwrap_err();
-            assert!(
-                e.contains(key) && e.contains(var) && e.contains("--conf-file"),
-                "{e}"
-            );
-            assert!(!e.contains("TOPSECRET"), "{e}");
-        }
-        let e = typed(&["fs.s3a.secret.key"]).unwrap_err();
-        assert!(!e.contains("secret.key"), "{e}");
+    fn the_command_definition_is_consistent() {
+        Cli::command().debug_assert();
     }
 
     #[test]
-    fn an_encryption_key_on_the_command_line_must_name_a_kms_key() {
-        let kms = [
-            "fs.s3a.encryption.algorithm=SSE-KMS",
-            "fs.s3a.encryption.key=spark-encryption-key",
-        ];
-        assert!(typed(&kms).is_ok());
-        // Order does not matter; the algorithm may come last.
-        assert!(typed(&[kms[1], kms[0]]).is_ok());
+    fn an_extra_positional_argument_is_an_error() {
         for args in [
-            vec!["fs.s3a.encryption.algorithm=SSE-C".to_string()],
-            vec![],
+            &["verify", "s3a://b/one", "s3a://b/two"][..],
+            &["uploads", "list", "s3a://b/t", "s3a://b/u"],
+            &["recover", "s3a://b/t", "extra"],
+            &["version", "extra"],
         ] {
-            for key in ["fs.s3a.encryption.key", "fs.s3a.server-side-encryption.key"] {
-                let mut args = args.clone();
-                args.push(format!("{key}={SSE_C_KEY}"));
-                let args: Vec<&str> = args.iter().map(String::as_str).collect();
-                let e = typed(&args).unwrap_err();
-                assert!(e.contains(key) && e.contains("--conf-file"), "{e}");
-                assert!(!e.contains(SSE_C_KEY), "{e}");
-            }
+            let e = parse(args).unwrap_err();
+            assert_eq!(
+                e.kind(),
+                clap::error::ErrorKind::UnknownArgument,
+                "{args:?}"
+            );
+            assert_eq!(e.exit_code(), 2);
+            let last = args[args.len() - 1];
+            assert!(e.to_string().contains(&format!("'{last}'")), "{e}");
         }
-        // A per-bucket key is judged by that bucket's algorithm.
-        let e = typed(&[
-            "fs.s3a.encryption.algorithm=SSE-KMS",
-            "fs.s3a.encryption.key=k",
-            "fs.s3a.bucket.other.bucket.encryption.algorithm=SSE-C",
-            &format!("fs.s3a.bucket.other.bucket.encryption.key={SSE_C_KEY}"),
-        ])
-        .unwrap_err();
-        assert!(
-            e.contains("fs.s3a.bucket.other.bucket.encryption.key"),
-            "{e}"
-        );
-        // An empty value turns a key off; it holds no secret.
-        assert!(typed(&["fs.s3a.bucket.b.encryption.key="]).is_ok());
     }
 
     #[test]
-    fn a_conf_file_carries_secrets() {
-        let dir = std::env::temp_dir().join(format!("sealcommit-cli-test-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("s3.conf");
-        std::fs::write(
-            &path,
-            format!(
-                "# the store\n\nfs.s3a.secret.key = TOPSECRET\r\nfs.s3a.encryption.algorithm=SSE-C\n\
-                 fs.s3a.encryption.key={SSE_C_KEY}\n"
-            ),
-        )
-        .unwrap();
-        let mut c = ConfArgs {
-            conf: Conf::default(),
-            typed_keys: Vec::new(),
-        };
-        c.set("fs.s3a.path.style.access=true").unwrap();
-        c.read_file(path.to_str().unwrap()).unwrap();
-        let conf = c.finish("s3a://b/t").unwrap();
-        assert_eq!(conf.get("fs.s3a.secret.key"), Some("TOPSECRET"));
-        assert_eq!(conf.get("fs.s3a.path.style.access"), Some("true"));
-        assert_eq!(conf.encryption("b").unwrap().algorithm, Algorithm::SseC);
-
-        std::fs::write(&path, "fs.s3a.secret.key TOPSECRET\n").unwrap();
-        let e = c_err(&path);
-        assert!(
-            e.contains("line 1 is not key=value") && !e.contains("TOPSECRET"),
-            "{e}"
-        );
-        std::fs::remove_dir_all(&dir).unwrap();
-        let e = c_err(&path);
-        assert!(e.starts_with("--conf-file "), "{e}");
+    fn verbosity_counts_anywhere() {
+        for (args, want) in [
+            (&["verify", "s3a://b/t"][..], 0),
+            (&["-v", "verify", "s3a://b/t"], 1),
+            (&["verify", "s3a://b/t", "-v"], 1),
+            (&["-vv", "verify", "s3a://b/t"], 2),
+            (&["verify", "-vv", "s3a://b/t", "--json"], 2),
+            (&["uploads", "list", "s3a://b/t", "--verbose"], 1),
+            (&["recover", "-v", "-v", "s3a://b/t"], 2),
+        ] {
+            assert_eq!(parse(args).unwrap().verbose, want, "{args:?}");
+        }
     }
 
-    fn c_err(path: &std::path::Path) -> String {
-        let mut c = ConfArgs {
-            conf: Conf::default(),
-            typed_keys: Vec::new(),
+    #[test]
+    fn every_option_keeps_its_name() {
+        let cli = parse(&[
+            "verify",
+            "s3a://b/t",
+            "--expect-algorithm",
+            "SSE-KMS",
+            "--expect-key",
+            "k",
+            "--deep",
+            "--json",
+            "--no-progress",
+            "--conf",
+            "a=1",
+            "--conf-file",
+            "f1",
+            "--conf",
+            "b=2",
+            "--conf-file",
+            "f2",
+        ])
+        .unwrap();
+        let Command::Verify(v) = cli.command else {
+            panic!("not verify")
         };
-        c.read_file(path.to_str().unwrap()).unwrap_err()
+        assert_eq!(v.uri, "s3a://b/t");
+        assert_eq!(v.expect_algorithm.as_deref(), Some("SSE-KMS"));
+        assert_eq!(v.expect_key.as_deref(), Some("k"));
+        assert!(v.deep && v.output.json && v.output.no_progress);
+        assert_eq!(v.conf.conf, ["a=1", "b=2"]);
+        assert_eq!(
+            v.conf.conf_file,
+            [std::path::Path::new("f1"), "f2".as_ref()]
+        );
+
+        let cli = parse(&[
+            "uploads",
+            "abort",
+            "s3a://b/t",
+            "--older-than",
+            "2h",
+            "--job",
+            "job-7",
+            "--json",
+            "--no-progress",
+        ])
+        .unwrap();
+        let Command::Uploads(Uploads::Abort(u)) = cli.command else {
+            panic!("not uploads abort")
+        };
+        assert_eq!(u.older_than, Some(Duration::from_secs(7200)));
+        assert_eq!(u.job.as_deref(), Some("job-7"));
+
+        let cli = parse(&["recover", "s3a://b/t", "--abort", "--force", "--json"]).unwrap();
+        let Command::Recover(r) = cli.command else {
+            panic!("not recover")
+        };
+        assert!(r.abort && r.force && r.json);
+    }
+
+    #[test]
+    fn bad_arguments_say_what_is_wrong() {
+        let e = parse(&["verify", "s3a://b/t", "--jsn"]).unwrap_err();
+        assert_eq!(e.exit_code(), 2);
+        let msg = e.to_string();
+        assert!(msg.contains("unexpected argument '--jsn'"), "{msg}");
+        assert!(msg.contains("--json"), "{msg}"); // the suggestion
+
+        let e = parse(&["uploads", "list", "s3a://b/t", "--older-than", "soon"]).unwrap_err();
+        assert_eq!(e.exit_code(), 2);
+        assert!(e.to_string().contains("--older-than"), "{e}");
+
+        let e = parse(&["verify"]).unwrap_err();
+        assert_eq!(e.kind(), clap::error::ErrorKind::MissingRequiredArgument);
+        let e = parse(&["uploads", "s3a://b/t"]).unwrap_err();
+        assert_eq!(e.exit_code(), 2, "{e}");
+        let e = parse(&["frobnicate"]).unwrap_err();
+        assert!(e.to_string().contains("'frobnicate'"), "{e}");
+    }
+
+    #[test]
+    fn help_and_version_exit_0_and_list_the_exit_codes() {
+        let e = parse(&["--help"]).unwrap_err();
+        assert_eq!(e.exit_code(), 0);
+        let help = e.to_string();
+        assert!(help.contains("Exit codes:"), "{help}");
+        for line in ["  0  done", "  1  verify", "  2  usage", "  3  recover"] {
+            assert!(help.contains(line), "{help}");
+        }
+        let e = parse(&["--version"]).unwrap_err();
+        assert_eq!(e.exit_code(), 0);
+        assert!(
+            e.to_string().starts_with("sealcommit 0.1.0 (revision "),
+            "{e}"
+        );
     }
 }

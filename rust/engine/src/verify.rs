@@ -18,6 +18,9 @@ pub struct ObjectReport {
     /// With `--deep`, the rows a Parquet file's footer reports.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rows: Option<u64>,
+    /// With `--deep`, what is worth knowing but no problem ([`ENCRYPTED_FOOTER`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
     /// `None` when it matches (or nothing was expected), else what is wrong.
     pub problem: Option<String>,
 }
@@ -33,6 +36,10 @@ pub struct VerifyReport {
     pub parquet_files: Option<usize>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub parquet_rows: Option<u64>,
+    /// With `--deep`: Parquet files whose footer is encrypted (counted in `parquet_files`, their
+    /// rows not in `parquet_rows`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parquet_encrypted_footers: Option<usize>,
 }
 
 fn unreadable(uri: String, size: u64, problem: String) -> ObjectReport {
@@ -45,6 +52,7 @@ fn unreadable(uri: String, size: u64, problem: String) -> ObjectReport {
             sse_c_key_md5: None,
         },
         rows: None,
+        note: None,
         problem: Some(problem),
     }
 }
@@ -68,35 +76,52 @@ async fn read_range(
     Ok(bytes.into_bytes().to_vec())
 }
 
-/// Opens a Parquet file's footer (two ranged GETs, decrypted by the store): its row count, or
-/// why it is not a readable Parquet file.
-async fn parquet_rows(
+/// What a Parquet file's footer says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Footer {
+    Rows(u64),
+    /// Parquet modular encryption with an encrypted footer (magic `PARE`): Parquet, but its
+    /// rows cannot be counted without the file's keys.
+    Encrypted,
+}
+
+/// What `verify --deep` notes about a file whose footer is encrypted.
+pub const ENCRYPTED_FOOTER: &str =
+    "encrypted footer (Parquet modular encryption): rows not counted";
+
+/// Opens a Parquet file's footer (two ranged GETs, decrypted by the store; one when the footer is
+/// encrypted): its row count, or why it is not a readable Parquet file.
+async fn parquet_footer(
     store: &Store,
     bucket: &str,
     key: &str,
     enc: &EncryptionSpec,
     size: u64,
-) -> std::result::Result<u64, String> {
-    use crate::parquet::{footer, footer_len, num_rows, TAIL};
-    if size < TAIL + 4 {
-        return Err(format!("{size} bytes is too small for a Parquet file"));
-    }
+) -> std::result::Result<Footer, String> {
+    use crate::parquet::{footer, num_rows, tail, FooterError, TAIL};
     // Problems found in the bytes name the object: a short read is the store's doing, not ours.
-    let named = |e: String| format!("s3a://{bucket}/{key}: {e}");
-    let tail = read_range(store, bucket, key, enc, size - TAIL)
+    let named = |e: FooterError| format!("s3a://{bucket}/{key}: {e}");
+    if size < TAIL {
+        return Err(named(FooterError::TooSmall { size }));
+    }
+    let last = read_range(store, bucket, key, enc, size - TAIL)
         .await
         .map_err(|e| e.to_string())?;
-    let len = footer_len(&tail, size).map_err(named)?;
-    let read = read_range(store, bucket, key, enc, size - TAIL - len)
+    let t = tail(&last, size).map_err(named)?;
+    if t.encrypted {
+        return Ok(Footer::Encrypted);
+    }
+    let read = read_range(store, bucket, key, enc, size - TAIL - t.len)
         .await
         .map_err(|e| e.to_string())?;
-    num_rows(footer(&read, len).map_err(named)?)
-        .map_err(|e| named(format!("unreadable Parquet footer: {e}")))
+    num_rows(footer(&read, t.len).map_err(named)?)
+        .map(Footer::Rows)
+        .map_err(named)
 }
 
 /// Lists every object under `uri` and HEADs it. `expect` overrides the configured encryption
 /// as the expectation; with neither, objects are only reported.
-/// With `deep`, every `.parquet` object's footer is opened as well (see [`parquet_rows`]).
+/// With `deep`, every `.parquet` object's footer is opened as well (see [`parquet_footer`]).
 /// `progress` hears of each object checked.
 pub async fn verify(
     conf: &Conf,
@@ -128,7 +153,7 @@ pub async fn verify(
                 let report = match store.head(bucket, &o.key, head_with).await {
                     Ok(Some(h)) => {
                         let parquet = if deep && o.key.ends_with(".parquet") {
-                            Some(parquet_rows(store, bucket, &o.key, head_with, h.size).await)
+                            Some(parquet_footer(store, bucket, &o.key, head_with, h.size).await)
                         } else {
                             None
                         };
@@ -137,6 +162,7 @@ pub async fn verify(
                             size: h.size,
                             encryption: h.observed.summary(),
                             rows: None,
+                            note: None,
                             problem: expect
                                 .as_ref()
                                 .and_then(|e| e.verify(&h.observed).err())
@@ -151,7 +177,10 @@ pub async fn verify(
                                 }),
                         };
                         match parquet {
-                            Some(Ok(rows)) => report.rows = Some(rows),
+                            Some(Ok(Footer::Rows(rows))) => report.rows = Some(rows),
+                            Some(Ok(Footer::Encrypted)) => {
+                                report.note = Some(ENCRYPTED_FOOTER.into())
+                            }
                             Some(Err(why)) if report.problem.is_none() => {
                                 report.problem = Some(why)
                             }
@@ -172,12 +201,14 @@ pub async fn verify(
     objects.sort_by(|a, b| a.uri.cmp(&b.uri));
     let mismatches = objects.iter().filter(|o| o.problem.is_some()).count();
     let parquet: Vec<u64> = objects.iter().filter_map(|o| o.rows).collect();
+    let encrypted_footers = objects.iter().filter(|o| o.note.is_some()).count();
     Ok(VerifyReport {
         prefix: path.to_string(),
         expected: expect.map(|e| e.summary()),
         objects,
         mismatches,
-        parquet_files: deep.then_some(parquet.len()),
+        parquet_files: deep.then_some(parquet.len() + encrypted_footers),
         parquet_rows: deep.then(|| parquet.iter().sum()),
+        parquet_encrypted_footers: deep.then_some(encrypted_footers),
     })
 }
