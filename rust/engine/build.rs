@@ -14,12 +14,16 @@ fn main() {
         .or_else(|| git_revision(&root))
         .unwrap_or_else(|| "unknown".to_string());
     println!("cargo:rustc-env=SEALCOMMIT_REVISION={rev}");
-    // Build again when HEAD moves: HEAD itself, the branch it names, packed refs.
-    let git = root.join(".git");
-    let mut watch = vec![git.join("HEAD"), git.join("packed-refs")];
-    if let Ok(head) = std::fs::read_to_string(git.join("HEAD")) {
+    // Build again when HEAD moves: HEAD itself, the branch it names, packed refs. In a linked
+    // worktree `.git` is a file: HEAD is in the worktree's git dir, branches in the common one.
+    let dir = |arg: &str| git(&root, &["rev-parse", arg]).map(|d| root.join(d));
+    let (Some(git_dir), Some(common)) = (dir("--git-dir"), dir("--git-common-dir")) else {
+        return;
+    };
+    let mut watch = vec![git_dir.join("HEAD"), common.join("packed-refs")];
+    if let Ok(head) = std::fs::read_to_string(git_dir.join("HEAD")) {
         if let Some(r) = head.trim().strip_prefix("ref: ") {
-            watch.push(git.join(r));
+            watch.push(common.join(r));
         }
     }
     for f in watch.iter().filter(|f| f.exists()) {
@@ -28,11 +32,16 @@ fn main() {
 }
 
 fn git_revision(root: &Path) -> Option<String> {
+    git(root, &["rev-parse", "--short=12", "HEAD"])
+}
+
+/// `git <args>` in `root`: its trimmed output, if it succeeded and printed something.
+fn git(root: &Path, args: &[&str]) -> Option<String> {
     let out = Command::new("git")
-        .args(["rev-parse", "--short=12", "HEAD"])
+        .args(args)
         .current_dir(root)
         .output()
         .ok()?;
-    let rev = String::from_utf8(out.stdout).ok()?.trim().to_string();
-    (out.status.success() && !rev.is_empty()).then_some(rev)
+    let text = String::from_utf8(out.stdout).ok()?.trim().to_string();
+    (out.status.success() && !text.is_empty()).then_some(text)
 }
