@@ -44,7 +44,7 @@ final class Native {
 
   static native void jobAbort(long job, String[] pendingSets) throws Exception;
 
-  static native String[] streamCommit(long job, String[] pendingSets) throws Exception;
+  static native NativeEntry[] streamCommit(long job, String[] pendingSets) throws Exception;
 
   static native void streamDiscard(long job, String[] uris) throws Exception;
 
@@ -75,7 +75,7 @@ final class Native {
 
   static native void cpClose(long fs) throws Exception;
 
-  static native String[] cpList(long fs, String dir) throws Exception;
+  static native NativeEntry[] cpList(long fs, String dir) throws Exception;
 
   static native boolean cpExists(long fs, String path) throws Exception;
 

@@ -41,15 +41,12 @@ public final class SealCheckpointFs extends NativeHandle {
 
   /** The entries directly under {@code dir} accepted by {@code filter}; empty if none. */
   public FileStatus[] list(Path dir, PathFilter filter) throws IOException {
-    String[] lines = call(h -> Native.cpList(h, dir.toString()));
-    List<FileStatus> out = new ArrayList<>(lines.length);
-    for (String line : lines) {
-      // kind:size:modified-millis:uri
-      String[] p = line.split(":", 4);
-      Path path = new Path(p[3]);
+    NativeEntry[] entries = call(h -> Native.cpList(h, dir.toString()));
+    List<FileStatus> out = new ArrayList<>(entries.length);
+    for (NativeEntry e : entries) {
+      Path path = new Path(e.uri());
       if (filter == null || filter.accept(path)) {
-        out.add(new FileStatus(Long.parseLong(p[1]), "d".equals(p[0]), 1, BLOCK_SIZE,
-            Long.parseLong(p[2]), path));
+        out.add(new FileStatus(e.size(), e.isDir(), 1, BLOCK_SIZE, e.modified(), path));
       }
     }
     return out.toArray(new FileStatus[0]);

@@ -105,9 +105,9 @@ public final class SealJob extends NativeHandle {
 
   /**
    * Completes a streaming batch's uploads (no journal, no {@code _SUCCESS}); returns the files
-   * as {@code f:size:modified-millis:uri}.
+   * (their size, the commit time, their URI).
    */
-  public String[] commitStream(String[] pendingSets) throws IOException {
+  public NativeEntry[] commitStream(String[] pendingSets) throws IOException {
     return call(h -> Native.streamCommit(h, pendingSets));
   }
 

@@ -139,32 +139,121 @@ impl Error {
         }
     }
 
-    /// Whether the same request may succeed if tried again later.
+    /// Whether the same request may succeed if tried again later: a store failure the store
+    /// module marked so (5xx, 429, a timeout, a connection error), or one whose S3 code says
+    /// throttling or timeout whatever its status; not one whose code says a retry cannot help
+    /// (credentials, a missing bucket or key, a lost precondition), nor anything but a store
+    /// failure (configuration, documents, local I/O, a failure after publishing).
     pub fn is_retryable(&self) -> bool {
-        matches!(
-            self,
+        match self {
             Error::Store {
-                retryable: true,
-                ..
-            }
-        )
+                retryable, code, ..
+            } => match code.as_deref() {
+                Some(c) if TRANSIENT_CODES.contains(&c) => true,
+                Some(c) if PERMANENT_CODES.contains(&c) => false,
+                _ => *retryable,
+            },
+            _ => false,
+        }
     }
 
-    /// The HTTP status of a failed store request, if any.
-    pub fn status(&self) -> Option<u16> {
+    /// The failure a `Published` error wraps (recursively), else this error: the one that names
+    /// the request that failed.
+    fn failed(&self) -> &Error {
         match self {
+            Error::Published { source, .. } => source.failed(),
+            e => e,
+        }
+    }
+
+    /// The HTTP status of a failed store request, if any (also through `Published`).
+    pub fn status(&self) -> Option<u16> {
+        match self.failed() {
             Error::Store { status, .. } => *status,
             _ => None,
         }
     }
 
-    /// The S3 error code of a failed store request, if any.
+    /// The S3 error code of a failed store request, if any (also through `Published`).
     pub fn code(&self) -> Option<&str> {
-        match self {
+        match self.failed() {
             Error::Store { code, .. } => code.as_deref(),
             _ => None,
         }
     }
+
+    /// The operation that failed, if the error names one: the S3 request (`PutObject`,
+    /// `HeadBucket`, …) or the local step (`read task output`).
+    pub fn operation(&self) -> Option<&str> {
+        match self.failed() {
+            Error::Store { op, .. }
+            | Error::EncryptionNotApplied { op, .. }
+            | Error::Io { op, .. } => Some(op),
+            _ => None,
+        }
+    }
+
+    /// The object or bucket the error is about, as `s3a://bucket[/key]`, if any.
+    pub fn uri(&self) -> Option<&str> {
+        match self.failed() {
+            Error::Store { uri, .. }
+            | Error::EncryptionNotApplied { uri, .. }
+            | Error::AlreadyExists { uri }
+            | Error::NotFound { uri } => Some(uri),
+            _ => None,
+        }
+    }
+
+    /// The bucket of `uri()`.
+    pub fn bucket(&self) -> Option<&str> {
+        let (bucket, _) = split_uri(self.uri()?)?;
+        Some(bucket)
+    }
+
+    /// The object key of `uri()`, exactly as sent (none for a bucket-level failure).
+    pub fn key(&self) -> Option<&str> {
+        split_uri(self.uri()?)?.1
+    }
+}
+
+/// S3 error codes of failures a later retry can get past, whatever the HTTP status (S3 sends
+/// `RequestTimeout` as 400, some stores throttle with 400 or 403).
+const TRANSIENT_CODES: &[&str] = &[
+    "SlowDown",
+    "Throttling",
+    "ThrottlingException",
+    "RequestThrottled",
+    "RequestLimitExceeded",
+    "TooManyRequests",
+    "TooManyRequestsException",
+    "RequestTimeout",
+    "RequestTimeoutException",
+    "InternalError",
+    "ServiceUnavailable",
+];
+
+/// S3 error codes a retry of the same request cannot get past (also when reported without a
+/// status, as in a DeleteObjects response's per-key errors).
+const PERMANENT_CODES: &[&str] = &[
+    "AccessDenied",
+    "InvalidAccessKeyId",
+    "SignatureDoesNotMatch",
+    "NoSuchBucket",
+    "NoSuchKey",
+    "NoSuchUpload",
+    "PreconditionFailed",
+    "InvalidArgument",
+    "InvalidRequest",
+];
+
+/// `scheme://bucket[/key]` → (bucket, key); the key as written, `None` if empty.
+fn split_uri(uri: &str) -> Option<(&str, Option<&str>)> {
+    let (_, rest) = uri.split_once("://")?;
+    let (bucket, key) = rest.split_once('/').unwrap_or((rest, ""));
+    if bucket.is_empty() {
+        return None;
+    }
+    Some((bucket, (!key.is_empty()).then_some(key)))
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -190,6 +279,73 @@ mod tests {
         );
         assert_eq!(e.kind(), ErrorKind::Other);
         assert_eq!(e.status(), Some(403));
+    }
+
+    fn store(status: Option<u16>, code: Option<&str>, retryable: bool) -> Error {
+        Error::Store {
+            op: "PutObject",
+            uri: "s3a://bucket/dir/a b%3D=é.txt".into(),
+            status,
+            code: code.map(str::to_string),
+            detail: String::new(),
+            hint: String::new(),
+            retryable,
+        }
+    }
+
+    #[test]
+    fn store_error_names_operation_bucket_and_exact_key() {
+        let e = store(Some(404), Some("NoSuchKey"), false);
+        assert_eq!(e.operation(), Some("PutObject"));
+        assert_eq!(e.bucket(), Some("bucket"));
+        assert_eq!(e.key(), Some("dir/a b%3D=é.txt"));
+        let bucket_only = Error::Store {
+            op: "HeadBucket",
+            uri: "s3a://bucket".into(),
+            status: Some(404),
+            code: None,
+            detail: String::new(),
+            hint: String::new(),
+            retryable: false,
+        };
+        assert_eq!(
+            (bucket_only.bucket(), bucket_only.key()),
+            (Some("bucket"), None)
+        );
+        let c = Error::config("fs.s3a.endpoint", "bad");
+        assert_eq!(
+            (c.operation(), c.uri(), c.status(), c.code()),
+            (None, None, None, None)
+        );
+    }
+
+    #[test]
+    fn retryable_follows_the_store_and_the_s3_code() {
+        assert!(store(Some(503), Some("SlowDown"), true).is_retryable());
+        assert!(store(Some(500), None, true).is_retryable());
+        assert!(
+            store(None, None, true).is_retryable(),
+            "timeout / connection error"
+        );
+        assert!(store(Some(400), Some("RequestTimeout"), false).is_retryable());
+        assert!(!store(Some(403), Some("AccessDenied"), false).is_retryable());
+        assert!(!store(Some(412), None, false).is_retryable());
+        // A DeleteObjects per-key error has no status; its code decides.
+        assert!(!store(None, Some("AccessDenied"), true).is_retryable());
+        assert!(!Error::config("k", "v").is_retryable());
+    }
+
+    #[test]
+    fn published_reports_the_failure_it_wraps_but_is_not_retryable() {
+        let e = Error::Published {
+            destination: "s3a://bucket/out".into(),
+            journal: "s3a://bucket/out/_sealcommit/j".into(),
+            source: Box::new(store(Some(503), Some("SlowDown"), true)),
+        };
+        assert_eq!((e.status(), e.code()), (Some(503), Some("SlowDown")));
+        assert_eq!(e.operation(), Some("PutObject"));
+        assert_eq!(e.key(), Some("dir/a b%3D=é.txt"));
+        assert!(!e.is_retryable());
     }
 
     #[test]

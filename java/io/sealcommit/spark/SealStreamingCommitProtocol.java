@@ -1,5 +1,6 @@
 package io.sealcommit.spark;
 
+import io.sealcommit.NativeEntry;
 import io.sealcommit.SealJob;
 import java.io.IOException;
 import java.io.UncheckedIOException;
@@ -119,7 +120,7 @@ public class SealStreamingCommitProtocol extends ManifestFileCommitProtocol {
       }
     }
     try (SealJob job = SealJob.open(jobContext.getConfiguration(), path, engineJobId)) {
-      String[] files = job.commitStream(sets.toArray(new String[0]));
+      NativeEntry[] files = job.commitStream(sets.toArray(new String[0]));
       boolean recorded = false;
       try {
         recorded = record(files);
@@ -127,7 +128,7 @@ public class SealStreamingCommitProtocol extends ManifestFileCommitProtocol {
         if (!recorded) {
           String[] uris = new String[files.length];
           for (int i = 0; i < files.length; i++) {
-            uris[i] = files[i].split(":", 4)[3];
+            uris[i] = files[i].uri();
           }
           job.discard(uris);
         }
@@ -146,7 +147,7 @@ public class SealStreamingCommitProtocol extends ManifestFileCommitProtocol {
   }
 
   /** Adds the batch to the sink log; false if the log has this batch already. */
-  private boolean record(String[] files) throws IOException {
+  private boolean record(NativeEntry[] files) throws IOException {
     try {
       Field logField = ManifestFileCommitProtocol.class.getDeclaredField("fileLog");
       logField.setAccessible(true);
@@ -159,12 +160,11 @@ public class SealStreamingCommitProtocol extends ManifestFileCommitProtocol {
           long.class, int.class, long.class, String.class);
       Object statuses = java.lang.reflect.Array.newInstance(statusClass, files.length);
       for (int i = 0; i < files.length; i++) {
-        String[] p = files[i].split(":", 4);  // f:size:modified-millis:uri
         // The sink log holds URI strings (what Spark's own protocol records: the path's URI,
         // `%`-encoded); the engine's are Hadoop path strings, literal.
-        String uri = new org.apache.hadoop.fs.Path(p[3]).toUri().toString();
-        java.lang.reflect.Array.set(statuses, i, make.newInstance(uri, Long.parseLong(p[1]),
-            false, Long.parseLong(p[2]), 1, BLOCK_SIZE, "add"));
+        String uri = new org.apache.hadoop.fs.Path(files[i].uri()).toUri().toString();
+        java.lang.reflect.Array.set(statuses, i, make.newInstance(uri, files[i].size(),
+            false, files[i].modified(), 1, BLOCK_SIZE, "add"));
       }
       Method add = fileLog.getClass().getMethod("add", long.class, Object.class);
       return (Boolean) add.invoke(fileLog, batch, statuses);
