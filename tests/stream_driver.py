@@ -20,7 +20,8 @@ from tests.test_streaming import stop_between_batches  # noqa: E402
 info = json.loads(os.environ["STREAM_DRIVER"])
 
 bed = conftest.attach_bed(info)
-spark = conftest.spark_builder(bed, "stream-driver", master="local[2]").getOrCreate()
+log_config = Path(info["log_config"]) if info.get("log_config") else None
+spark = conftest.spark_builder(bed, "stream-driver", master="local[2]", log_config=log_config).getOrCreate()
 spark.sparkContext.setLogLevel("ERROR")
 
 from pyspark.sql import functions as F  # noqa: E402

@@ -19,7 +19,7 @@ from pyspark.sql import functions as F
 
 from tests.conftest import (
     CHECKPOINT_MANAGER, ROOT, STREAMING_PROTOCOL, Wire, assert_all_encrypted, assert_no_copy, bed_info,
-    list_keys, pending_uploads,
+    list_keys, log4j_config, pending_uploads,
 )
 
 STREAM_TOPOLOGIES = ["direct-http", "via-proxy"]
@@ -368,8 +368,10 @@ def test_large_checkpoint_files_stay_create_only_on_both_stores(spark, s3, bed, 
 # ------------------------------------------------------------------------------------------------
 
 def start_driver(bed, info: dict, log) -> subprocess.Popen:
+    # The checkpoint module's INFO lines (its conditional-write probe) on the driver's stderr.
+    config = log4j_config(bed.base / "stream-driver-log4j2.properties", {"io.sealcommit.engine.checkpoint": "info"})
     env = dict(os.environ, STREAM_DRIVER=json.dumps({
-        **bed_info(bed), **info}))
+        **bed_info(bed), **info, "log_config": str(config)}))
     return subprocess.Popen([sys.executable, str(ROOT / "tests" / "stream_driver.py")], env=env, cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=log, text=True)
 
