@@ -17,8 +17,8 @@ import time
 
 import pytest
 
-from tests.conftest import (ROOT, assert_all_encrypted, bed_info, list_keys, pending_uploads, run_batch_driver,
-                            success_json)
+from tests.conftest import (ROOT, assert_all_encrypted, bed_info, list_keys, log4j_config, pending_uploads,
+                            run_batch_driver, success_json)
 from tests.test_cli import cli
 
 BUCKET = "direct-http"
@@ -131,6 +131,9 @@ class Driver:
     as it comes so a test can wait for a line."""
 
     def __init__(self, bed, **info):
+        # The engine's WARN lines (e.g. "pausing at …") on stderr, through log4j like Spark's own.
+        info.setdefault("log_config", str(log4j_config(bed.base / "driver-log4j2.properties",
+                                                       {"io.sealcommit": "info"})))
         self.p = subprocess.Popen([sys.executable, str(ROOT / "tests" / "batch_driver.py")],
                                   env={**os.environ, "BATCH_DRIVER": json.dumps({**bed_info(bed), **info})},
                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
