@@ -58,6 +58,26 @@ S3A_ON_HADOOP_35 = {
 }
 
 
+def field_s3a_conf(bed, spark_major: int, secrets: bool = True) -> dict:
+    """The field's S3A settings, unchanged: Spark -> http nginx -> https RGW, SSE-KMS with
+    KMS_KEY_1 (the `spark.hadoop.` prefix left off). `secrets`: with the access and secret key
+    (without, for a caller that passes them in a file). On Spark 4 with hadoop-aws 3.3.4, the
+    Hadoop 3.5 work-arounds."""
+    conf = {
+        "fs.s3a.endpoint": bed.proxy.endpoint(PORTS["proxy_http"]),
+        "fs.s3a.path.style.access": "true",
+        "fs.s3a.impl": "org.apache.hadoop.fs.s3a.S3AFileSystem",
+        "fs.s3a.aws.credentials.provider": "org.apache.hadoop.fs.s3a.SimpleAWSCredentialsProvider",
+        "fs.s3a.encryption.algorithm": "SSE-KMS",
+        "fs.s3a.encryption.key": KMS_KEY_1,
+    }
+    if secrets:
+        conf.update({"fs.s3a.access.key": ACCESS_KEY, "fs.s3a.secret.key": stores.SECRET_KEY})
+    if spark_major >= 4:
+        conf.update(S3A_ON_HADOOP_35)
+    return conf
+
+
 def bed_info(bed) -> dict:
     """What a driver in another process needs to attach to the running bed (`attach_bed`)."""
     return {"base": str(bed.base), "ca_dir": str(bed.ca.dir), "secret_key": stores.SECRET_KEY,

@@ -25,7 +25,7 @@ sys.path.insert(0, str(ROOT))
 
 from tests.bed import stores  # noqa: E402
 from tests.bed.stores import ACCESS_KEY, KMS_KEY_1, PORTS  # noqa: E402
-from tests.conftest import JAR, S3A_JARS  # noqa: E402
+from tests.conftest import JAR, S3A_JARS, field_s3a_conf  # noqa: E402
 
 USERS = [(1, "Alice", 100), (2, "Bob", 200), (3, "Charlie", 150)]
 
@@ -48,16 +48,7 @@ def main() -> int:
         from pyspark.sql import SparkSession
 
         # The field's S3A settings, unchanged, plus the two sealcommit lines.
-        hadoop = {
-            "fs.s3a.endpoint": proxy,
-            "fs.s3a.access.key": ACCESS_KEY,
-            "fs.s3a.secret.key": stores.SECRET_KEY,
-            "fs.s3a.path.style.access": "true",
-            "fs.s3a.impl": "org.apache.hadoop.fs.s3a.S3AFileSystem",
-            "fs.s3a.aws.credentials.provider": "org.apache.hadoop.fs.s3a.SimpleAWSCredentialsProvider",
-            "fs.s3a.encryption.algorithm": "SSE-KMS",
-            "fs.s3a.encryption.key": KMS_KEY_1,
-        }
+        hadoop = field_s3a_conf(bed, 3)
         builder = (SparkSession.builder.master("local[2]").appName("field-scenario")
                    .config("spark.jars", ",".join(str(j) for j in [JAR, *S3A_JARS]))
                    .config("spark.ui.enabled", "false")

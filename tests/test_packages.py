@@ -29,8 +29,8 @@ from pathlib import Path
 import pytest
 
 from tests.bed import stores
-from tests.bed.stores import ACCESS_KEY, KMS_KEY_1, PORTS
-from tests.conftest import (CACHE, JAR, ROOT, S3A_JARS, S3A_ON_HADOOP_35, Wire, assert_all_encrypted,
+from tests.bed.stores import ACCESS_KEY, KMS_KEY_1
+from tests.conftest import (CACHE, JAR, ROOT, S3A_JARS, Wire, field_s3a_conf, assert_all_encrypted,
                             assert_no_copy, list_keys, pending_uploads, success_json)
 
 VERSION = re.search(r"sealcommit-(.+)\.jar$", JAR.name).group(1)
@@ -126,17 +126,7 @@ def submit(bed, venv: Path, line: str, base: str, tmp: Path) -> tuple[subprocess
     props.write_text(f"spark.hadoop.fs.s3a.access.key={ACCESS_KEY}\n"
                      f"spark.hadoop.fs.s3a.secret.key={stores.SECRET_KEY}\n")
     assert props.stat().st_mode & 0o077 == 0
-    hadoop = {
-        # The field's S3A settings, against the nginx http -> https proxy in front of RGW.
-        "fs.s3a.endpoint": bed.proxy.endpoint(PORTS["proxy_http"]),
-        "fs.s3a.path.style.access": "true",
-        "fs.s3a.impl": "org.apache.hadoop.fs.s3a.S3AFileSystem",
-        "fs.s3a.aws.credentials.provider": "org.apache.hadoop.fs.s3a.SimpleAWSCredentialsProvider",
-        "fs.s3a.encryption.algorithm": "SSE-KMS",
-        "fs.s3a.encryption.key": KMS_KEY_1,
-    }
-    if line != "3.5":
-        hadoop.update(S3A_ON_HADOOP_35)  # Hadoop 3.5 defaults that hadoop-aws 3.3.4 cannot read
+    hadoop = field_s3a_conf(bed, 3 if line == "3.5" else 4, secrets=False)
     conf = {
         "spark.jars.ivy": str(ivy),
         "spark.sql.sources.commitProtocolClass": "io.sealcommit.spark.SealCommitProtocol",

@@ -26,10 +26,10 @@ from pathlib import Path
 import pytest
 
 from tests.bed import stores
-from tests.bed.stores import ACCESS_KEY, KMS_KEY_1, PORTS
+from tests.bed.stores import ACCESS_KEY, KMS_KEY_1
 from tests.conftest import (
-    JAR, ROOT, S3A_JARS, S3A_ON_HADOOP_35, STREAMING_PROTOCOL, PROTOCOL, Wire, assert_all_encrypted,
-    assert_no_copy, list_keys, pending_uploads, success_json,
+    JAR, ROOT, S3A_JARS, STREAMING_PROTOCOL, PROTOCOL, Wire, assert_all_encrypted,
+    assert_no_copy, field_s3a_conf, list_keys, pending_uploads, success_json,
 )
 
 VERSION = re.fullmatch(r"sealcommit-(.+)\.jar", JAR.name).group(1)
@@ -263,20 +263,9 @@ def test_fresh_venv_runs_the_field_job_batch_and_streaming(line, fresh_venv, bed
     job.parent.mkdir()
     shutil.copy(ROOT / "tests" / "pip_job.py", job)
 
-    bucket, proxy = "spark-data", bed.proxy.endpoint(PORTS["proxy_http"])
-    # The field's S3A settings (tests/field_scenario.py): Spark -> http nginx -> https RGW, SSE-KMS.
-    hadoop = {
-        "fs.s3a.endpoint": proxy,
-        "fs.s3a.access.key": ACCESS_KEY,
-        "fs.s3a.secret.key": stores.SECRET_KEY,
-        "fs.s3a.path.style.access": "true",
-        "fs.s3a.impl": "org.apache.hadoop.fs.s3a.S3AFileSystem",
-        "fs.s3a.aws.credentials.provider": "org.apache.hadoop.fs.s3a.SimpleAWSCredentialsProvider",
-        "fs.s3a.encryption.algorithm": "SSE-KMS",
-        "fs.s3a.encryption.key": KMS_KEY_1,
-    }
-    if int(line.split(".")[0]) >= 4:
-        hadoop.update(S3A_ON_HADOOP_35)  # hadoop-aws 3.3.4 on Spark 4's Hadoop 3.5 defaults
+    bucket = "spark-data"
+    hadoop = field_s3a_conf(bed, int(line.split(".")[0]))  # through the nginx http -> https proxy
+    proxy = hadoop["fs.s3a.endpoint"]
     info = {"base": f"s3a://{bucket}/{prefix}", "hadoop": hadoop, "s3a_jars": [str(j) for j in S3A_JARS],
             "users": USERS, "stream_files": STREAM_FILES}
 
