@@ -130,6 +130,7 @@ def test_verbosity_flags_and_rust_log(bed, s3, prefix):
 
     quiet = cli(bed, "verify", uri, "--no-progress")
     assert quiet.returncode in (0, 1), quiet.stderr  # 1: the object is not encrypted; not the point
+    assert f"s3a://{bucket}/{prefix}/v/a" in quiet.stdout, quiet.stdout  # the one object, reported
     assert request not in quiet.stderr and "sealcommit_engine" not in quiet.stderr, quiet.stderr
     debug = cli(bed, "-vv", "verify", uri, "--no-progress")
     assert debug.stdout == quiet.stdout  # the flag is not taken for an argument; logs stay off stdout

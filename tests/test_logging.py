@@ -5,9 +5,11 @@ sends every log line to a file, so what shows on the driver's stderr did not go 
 
 from __future__ import annotations
 
+import json
 import re
 
 from tests.conftest import list_keys, log4j_config, run_batch_driver
+from tests.test_cli import cli
 
 BUCKET = "direct-http"
 ROWS = 400
@@ -23,6 +25,8 @@ def write_with_logging(bed, s3, prefix, tmp_path, levels: dict) -> tuple[str, st
     assert "DONE" in out.stdout, out.stdout[-2000:] + out.stderr[-3000:]
     data = [k for k in list_keys(s3, BUCKET, f"{prefix}/out/") if k.endswith(".parquet")]
     assert len(data) == 4, data  # one file per task: 4 partitions of ROWS rows
+    deep = cli(bed, "verify", dest, "--deep", "--json")  # every row there, under the session key
+    assert deep.returncode == 0 and json.loads(deep.stdout)["parquet_rows"] == ROWS, deep.stdout[-2000:]
     return log_file.read_text(), out.stderr, data
 
 
