@@ -59,7 +59,9 @@ def wheel() -> Path:
     assert JAR.exists(), f"{JAR} missing: run tests/bed/build.sh"
     if WHEEL.exists():
         WHEEL.unlink()
-    p = _run(["bash", ROOT / "python" / "build.sh"], timeout=600, cwd=ROOT)
+    # The suite's own python (a venv, so pip is there even where the system python has none).
+    p = _run(["bash", ROOT / "python" / "build.sh"], timeout=600, cwd=ROOT,
+             env={**os.environ, "PYTHON": sys.executable})
     assert p.stdout.strip().splitlines()[-1] == str(WHEEL.relative_to(ROOT)), p.stdout
     with zipfile.ZipFile(WHEEL) as z:
         names = z.namelist()
