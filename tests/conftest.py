@@ -26,8 +26,6 @@ from tests.bed.stores import ACCESS_KEY, KMS_KEY_1, PORTS
 ROOT = Path(__file__).resolve().parent.parent
 JAR = ROOT / "build" / "libs" / "sealcommit-0.1.0.jar"
 CACHE = Path(os.environ.get("SEALCOMMIT_CACHE", Path.home() / ".cache" / "sealcommit"))
-S3A_JARS = [CACHE / "jars" / "hadoop-aws-3.3.4.jar", CACHE / "jars" / "aws-java-sdk-bundle-1.12.367.jar",
-            CACHE / "jars" / "commons-collections-3.2.2.jar"]
 
 TOPOLOGIES = {
     "direct-http": "rgw_http",
@@ -45,9 +43,49 @@ SPARK_VERSION = tuple(int(x) for x in pyspark.__version__.split(".")[:2])
 # each side of the move.
 CHECKPOINT_MANAGER = ("io.sealcommit.spark.checkpointing.SealCheckpointFileManager"
                       if SPARK_VERSION >= (4, 1) else "io.sealcommit.spark.SealCheckpointFileManager")
-# Spark 4 ships Hadoop 3.5, whose core-default.xml gives these S3A settings with time units and
-# SDK v2 credential providers; hadoop-aws 3.3.4 (the field's S3A, used here for reads) needs
-# plain numbers and SDK v1 providers.
+
+
+def spark_lines() -> dict[str, dict]:
+    """tests/bed/lines.txt: each Spark line CI runs, with the S3A its users pair with it."""
+    out = {}
+    for row in (ROOT / "tests" / "bed" / "lines.txt").read_text().splitlines():
+        if row.strip() and not row.startswith("#"):
+            line, pyspark_version, hadoop, hadoop_aws, sdk, cloud = row.split()
+            out[line] = {"pyspark": pyspark_version, "hadoop": hadoop, "hadoop_aws": hadoop_aws,
+                         "sdk": sdk, "cloud": None if cloud == "-" else cloud}
+    return out
+
+
+def maven_jar(gav: str) -> Path:
+    """Where tests/bed/install.sh puts group:artifact:version."""
+    _, artifact, version = gav.split(":")
+    return CACHE / "jars" / f"{artifact}-{version}.jar"
+
+
+LINE = f"{SPARK_VERSION[0]}.{SPARK_VERSION[1]}"
+# The S3A beside sealcommit (reads, `exists`, and S3A's own writes where a test makes them): the
+# running line's (tests/bed/lines.txt). SEALCOMMIT_S3A_LINE=3.5 runs another line's S3A instead
+# ("mixing lines" in docs/COMPATIBILITY.md).
+S3A_LINE = os.environ.get("SEALCOMMIT_S3A_LINE") or LINE
+S3A = spark_lines()[S3A_LINE]
+HADOOP_AWS = S3A["hadoop_aws"]
+SDK_V2 = S3A["sdk"].startswith("software.amazon.awssdk:")
+S3A_JARS = [CACHE / "jars" / f"hadoop-aws-{HADOOP_AWS}.jar", maven_jar(S3A["sdk"])]
+if not SDK_V2:
+    # S3A 3.3's uploads (copyFromLocalFile) need commons-collections 3, gone from Hadoop 3.4+.
+    S3A_JARS.append(CACHE / "jars" / "commons-collections-3.2.2.jar")
+# S3A's committers bound into Spark (PathOutputCommitProtocol): the S3A magic committer alone.
+CLOUD_JAR = maven_jar(S3A["cloud"]) if S3A["cloud"] else None
+# Settings the running line's S3A needs against this bed.
+S3A_LINE_CONF = {}
+if SDK_V2:
+    # Over http SDK v2 signs a 0-byte PUT (S3A's directory markers) aws-chunked, and RGW 16 answers
+    # 400 XAmzContentSHA256Mismatch; S3A 3.4+ still takes the SDK's unsigned-payload signer.
+    S3A_LINE_CONF["fs.s3a.signing-algorithm"] = "AWS4UnsignedPayloadSignerType"
+# Mixing lines: Spark 4 ships Hadoop 3.4/3.5, whose core-default.xml gives these S3A settings with
+# time units and SDK v2 credential providers; hadoop-aws 3.3.4 (3.5's S3A) needs plain numbers and
+# SDK v1 providers. Used where Spark 4 runs beside 3.5's S3A (the packaging tests, or
+# SEALCOMMIT_S3A_LINE=3.5 on Spark 4); a line's own S3A needs none of it.
 S3A_ON_HADOOP_35 = {
     "fs.s3a.connection.establish.timeout": "30000",
     "fs.s3a.connection.timeout": "200000",
@@ -56,6 +94,8 @@ S3A_ON_HADOOP_35 = {
     # Hadoop 3.5's default provider list names AWS SDK v2 classes.
     "fs.s3a.aws.credentials.provider": "org.apache.hadoop.fs.s3a.SimpleAWSCredentialsProvider",
 }
+if SPARK_MAJOR >= 4 and not SDK_V2:
+    S3A_LINE_CONF.update(S3A_ON_HADOOP_35)
 
 
 def bed_info(bed) -> dict:
@@ -120,8 +160,7 @@ def s3a_conf(bed) -> dict:
     }
     for bucket in TOPOLOGIES:
         conf[f"fs.s3a.bucket.{bucket}.endpoint"] = endpoint(bed, bucket)
-    if SPARK_MAJOR >= 4:
-        conf.update(S3A_ON_HADOOP_35)
+    conf.update(S3A_LINE_CONF)
     return conf
 
 
@@ -160,7 +199,7 @@ def spark_builder(bed, app: str, master: str = "local[2,2]", extra: dict | None 
          .config("spark.sql.sources.commitProtocolClass", PROTOCOL)
          .config("spark.sql.streaming.checkpointFileManagerClass", CHECKPOINT_MANAGER)
          .config("spark.sql.streaming.commitProtocolClass", STREAMING_PROTOCOL)
-         # S3A (SDK v1) reads https through the JVM trust store; sealcommit uses the PEM file.
+         # S3A reads https through the JVM trust store; sealcommit uses the PEM file.
          .config("spark.driver.extraJavaOptions", java_options)
          .config("spark.hadoop.sealcommit.staging.dir", str(bed.base / "staging")))
     for k, v in {**s3a_conf(bed), **(extra or {})}.items():
