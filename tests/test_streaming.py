@@ -473,6 +473,7 @@ def test_second_query_on_the_same_checkpoint_fails_and_the_first_stays_correct(s
 # The field failure with the stock manager, and RocksDB state on top of sealcommit
 # ------------------------------------------------------------------------------------------------
 
+@pytest.mark.sdk_v1
 def test_stock_checkpoint_manager_fails_like_the_field(spark, s3, bed, prefix):
     """Spark's own checkpoint manager over S3A (SDK v1) with SSE-KMS over http: the query dies
     with the field's assertHttps error."""

@@ -12,7 +12,7 @@ mkdir -p "$CACHE"
 
 log() { printf '[install] %s\n' "$*" >&2; }
 
-read -r _ _ BUNDLED_HADOOP HADOOP_AWS_VERSION AWS_SDK CLOUD < <(
+read -r _ _ BUNDLED_HADOOP HADOOP_AWS_VERSION AWS_SDK MORE CLOUD < <(
   awk -v line="$LINE" '$1 == line' "$(dirname "$0")/lines.txt") || true
 if [ -z "${HADOOP_AWS_VERSION:-}" ]; then
   log "no row for Spark $LINE in tests/bed/lines.txt (lines: $(awk '!/^#/ && NF {printf "%s ", $1}' "$(dirname "$0")/lines.txt"))"
@@ -70,6 +70,7 @@ fetch_jar() { # group artifact version
 fetch_gav() { local g a v; IFS=: read -r g a v <<<"$1"; fetch_jar "$g" "$a" "$v"; }
 fetch_jar org.apache.hadoop hadoop-aws "$HADOOP_AWS_VERSION"
 fetch_gav "$AWS_SDK"
+[ "$MORE" = "-" ] || for gav in ${MORE//,/ }; do fetch_gav "$gav"; done
 # S3A's committers bound into Spark: the tests pin what the S3A magic committer does alone.
 [ "$CLOUD" = "-" ] || fetch_gav "$CLOUD"
 # S3A 3.3.x uploads (copyFromLocalFile, which RocksDB state uses) need commons-collections 3,
