@@ -5,7 +5,8 @@
 # pytest run) on every Spark line of tests/bed/lines.txt, each with the S3A its users pair with it:
 #   3.5 (hadoop-aws 3.3.4, AWS SDK v1)  the whole suite
 #   4.3 (hadoop-aws 3.5.0, SDK v2)      the whole suite but the packaging tests (test_packages,
-#                                       test_pip run both 3.5 and 4.3 from the 3.5 run)
+#                                       test_pip run both 3.5 and 4.3 from the 3.5 run) and the two
+#                                       that run neither Spark nor S3A (test_bed, test_handles)
 #   4.0 (3.4.1), 4.1 (3.4.2)            the field scenario and the stock failures, the line's S3A
 #                                       alone and beside sealcommit (test_lines), streaming
 #                                       (stateful + file sink, RocksDB state), magic mode, dynamic
@@ -51,7 +52,8 @@ run() { # name venv pytest-args...
   echo "[test] Spark $name: $((SECONDS - t0)) s (pytest exit $rc)" >&2
 }
 run "3.5 + hadoop-aws 3.3.4" "$VENV" tests "$@"
-run "4.3 + hadoop-aws 3.5.0" "$VENV43" tests --ignore=tests/test_packages.py --ignore=tests/test_pip.py "$@"
+run "4.3 + hadoop-aws 3.5.0" "$VENV43" tests --ignore=tests/test_packages.py --ignore=tests/test_pip.py \
+  --ignore=tests/test_bed.py --ignore=tests/test_handles.py "$@"
 run "4.1 + hadoop-aws 3.4.2" "$VENV41" "${LINE_TESTS[@]}" "$@"
 run "4.0 + hadoop-aws 3.4.1" "$VENV40" "${LINE_TESTS[@]}" "$@"
 exit $status

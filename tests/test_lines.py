@@ -28,8 +28,8 @@ from pyspark.sql import functions as F
 from tests.bed import stores
 from tests.bed.stores import KMS_KEY_1, KMS_KEY_2
 from tests.conftest import (
-    CLOUD_JAR, HADOOP_AWS, LINE, ROOT, SDK_V2, Wire, assert_all_encrypted, assert_no_copy, bed_info, list_keys,
-    pending_uploads,
+    CLOUD_JAR, HADOOP_AWS, LINE, ROOT, S3A_UPLOADS_KEEP_FRAMING, SDK_V2, Wire, assert_all_encrypted,
+    assert_no_copy, bed_info, list_keys, pending_uploads,
 )
 from tests.test_field_failure import SDK_V1_REFUSAL
 from tests.test_streaming import committed_batches, run_until
@@ -184,3 +184,24 @@ def test_rocksdb_state_over_plain_http(spark, s3, bed, prefix):
     assert_all_encrypted(s3, bucket, f"{prefix}/ckpt")
     assert committed_batches(s3, bucket, f"{prefix}/ckpt") in ([], [0])
     assert_no_copy(wire)
+
+
+@pytest.mark.parametrize("size", [1_246, 100_000])
+def test_s3a_upload_of_a_local_file_over_https(spark, s3, prefix, tmp_path, size):
+    """S3A's own upload of a local file to RGW over https (the way Spark uploads RocksDB's SST
+    files), read back with boto3. hadoop-aws 3.4.1 and 3.4.2 (SDK 2.24.6, 2.29.52) send it
+    aws-chunked with a trailing checksum even over https, and RGW 16 stores the chunk framing as
+    the object's bytes (`4de\r\n<data>\r\n0\r\nx-amz-checksum-crc32:…`); 3.3.4 and 3.5.0
+    (SDK 2.35.4) upload it intact."""
+    data = os.urandom(size)
+    local = tmp_path / "f.bin"
+    local.write_bytes(data)
+    jvm, hconf = spark._jvm, spark.sparkContext._jsc.hadoopConfiguration()
+    dest = jvm.org.apache.hadoop.fs.Path(f"s3a://direct-https/{prefix}/f.bin")
+    dest.getFileSystem(hconf).copyFromLocalFile(False, True, jvm.org.apache.hadoop.fs.Path(local.as_uri()), dest)
+    stored = s3.get_object(Bucket="direct-https", Key=f"{prefix}/f.bin")["Body"].read()
+    if S3A_UPLOADS_KEEP_FRAMING:
+        assert len(stored) > size and data[:100] in stored and b"x-amz-checksum" in stored, \
+            (size, len(stored), stored[:80], stored[-80:])
+    else:
+        assert stored == data, (size, len(stored))

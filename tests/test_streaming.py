@@ -499,6 +499,7 @@ def test_stock_checkpoint_manager_fails_like_the_field(spark, s3, bed, prefix):
     assert "HTTPS must be used when sending customer encryption keys" in err, err[:2000]
 
 
+@pytest.mark.s3a_uploads
 def test_rocksdb_state_store_on_sealcommit(spark, s3, bed, prefix):
     """RocksDB keeps its state in the checkpoint: the zipped metadata goes through
     SealCheckpointFileManager, the SST files through the Hadoop FileSystem (Spark's choice), so
