@@ -33,7 +33,6 @@ LINE_TESTS=(
   tests/test_field_failure.py
   tests/test_lines.py
   tests/test_streaming.py::test_stateful_query_commits_checkpoints_and_sink_without_rename
-  tests/test_streaming.py::test_rocksdb_state_store_on_sealcommit
   tests/test_magic.py::test_magic_partitioned_parquet_retries_overwrite_and_failures
   tests/test_write_path.py::test_dynamic_partition_overwrite_replaces_only_written_partitions
   tests/test_write_path.py::test_failed_dynamic_overwrite_keeps_every_partition
