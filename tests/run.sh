@@ -8,8 +8,9 @@
 #                                       test_pip run both 3.5 and 4.3 from the 3.5 run) and the two
 #                                       that run neither Spark nor S3A (test_bed, test_handles)
 #   4.0 (3.4.1), 4.1 (3.4.2)            the field scenario and the stock failures, the line's S3A
-#                                       alone and beside sealcommit (test_lines), streaming
-#                                       (stateful + file sink, RocksDB state), magic mode, dynamic
+#                                       alone and beside sealcommit, RocksDB's SST uploads
+#                                       (test_lines), streaming
+#                                       (stateful + file sink), magic mode, dynamic
 #                                       partition overwrite, per-write keys
 # Extra arguments go to every pytest run (e.g. `-k sse_c`).
 set -euo pipefail
