@@ -26,8 +26,6 @@ from tests.bed.stores import ACCESS_KEY, KMS_KEY_1, PORTS
 ROOT = Path(__file__).resolve().parent.parent
 JAR = ROOT / "build" / "libs" / "sealcommit-0.1.0.jar"
 CACHE = Path(os.environ.get("SEALCOMMIT_CACHE", Path.home() / ".cache" / "sealcommit"))
-S3A_JARS = [CACHE / "jars" / "hadoop-aws-3.3.4.jar", CACHE / "jars" / "aws-java-sdk-bundle-1.12.367.jar",
-            CACHE / "jars" / "commons-collections-3.2.2.jar"]
 
 TOPOLOGIES = {
     "direct-http": "rgw_http",
@@ -45,9 +43,36 @@ SPARK_VERSION = tuple(int(x) for x in pyspark.__version__.split(".")[:2])
 # each side of the move.
 CHECKPOINT_MANAGER = ("io.sealcommit.spark.checkpointing.SealCheckpointFileManager"
                       if SPARK_VERSION >= (4, 1) else "io.sealcommit.spark.SealCheckpointFileManager")
-# Spark 4 ships Hadoop 3.5, whose core-default.xml gives these S3A settings with time units and
-# SDK v2 credential providers; hadoop-aws 3.3.4 (the field's S3A, used here for reads) needs
-# plain numbers and SDK v1 providers.
+
+
+def spark_lines() -> dict[str, dict]:
+    """tests/bed/lines.txt: each Spark line CI runs, with the S3A its users pair with it."""
+    out = {}
+    for row in (ROOT / "tests" / "bed" / "lines.txt").read_text().splitlines():
+        if row.strip() and not row.startswith("#"):
+            line, pyspark_version, hadoop, hadoop_aws, sdk, more, cloud = row.split()
+            out[line] = {"pyspark": pyspark_version, "hadoop": hadoop, "hadoop_aws": hadoop_aws,
+                         "sdk": sdk, "more": [] if more == "-" else more.split(","),
+                         "cloud": None if cloud == "-" else cloud}
+    return out
+
+
+# The lines the whole suite runs on: the oldest and the newest (tests/run.sh); the packaging tests
+# install on both.
+WHOLE_SUITE_LINES = [min(spark_lines(), key=lambda v: tuple(map(int, v.split(".")))),
+                     max(spark_lines(), key=lambda v: tuple(map(int, v.split("."))))]
+
+
+def maven_jar(gav: str) -> Path:
+    """Where tests/bed/install.sh puts group:artifact:version."""
+    _, artifact, version = gav.split(":")
+    return CACHE / "jars" / f"{artifact}-{version}.jar"
+
+
+# Mixing lines: Spark 4 ships Hadoop 3.4/3.5, whose core-default.xml gives these S3A settings with
+# time units and SDK v2 credential providers; hadoop-aws 3.3.4 (3.5's S3A) needs plain numbers and
+# SDK v1 providers. Used only where Spark 4 runs beside 3.5's S3A (SEALCOMMIT_S3A_LINE=3.5 on
+# Spark 4); a line's own S3A needs none of it.
 S3A_ON_HADOOP_35 = {
     "fs.s3a.connection.establish.timeout": "30000",
     "fs.s3a.connection.timeout": "200000",
@@ -58,11 +83,70 @@ S3A_ON_HADOOP_35 = {
 }
 
 
-def field_s3a_conf(bed, spark_major: int, secrets: bool = True) -> dict:
+def line_s3a(spark_line: str, s3a_line: str | None = None) -> dict:
+    """The S3A a Spark line runs with (tests/bed/lines.txt; `s3a_line` to mix in another line's):
+    `jars` for spark.jars, `conf` the settings that S3A needs against this bed (`fs.s3a.` keys),
+    `cloud` spark-hadoop-cloud's jar or None, `hadoop_aws`, `sdk_v2`."""
+    row = spark_lines()[s3a_line or spark_line]
+    sdk_v2 = row["sdk"].startswith("software.amazon.awssdk:")
+    jars = [CACHE / "jars" / f"hadoop-aws-{row['hadoop_aws']}.jar", maven_jar(row["sdk"]), *map(maven_jar, row["more"])]
+    conf = {}
+    if sdk_v2:
+        # Over http SDK v2 signs a 0-byte PUT (S3A's directory markers) aws-chunked, and RGW 16
+        # answers 400 XAmzContentSHA256Mismatch; S3A 3.4+ still takes the SDK's unsigned-payload signer.
+        conf["fs.s3a.signing-algorithm"] = "AWS4UnsignedPayloadSignerType"
+    else:
+        # S3A 3.3's uploads (copyFromLocalFile) need commons-collections 3, gone from Hadoop 3.4+.
+        jars.append(CACHE / "jars" / "commons-collections-3.2.2.jar")
+        if not spark_line.startswith("3."):
+            conf.update(S3A_ON_HADOOP_35)
+    return {"jars": jars, "conf": conf, "cloud": maven_jar(row["cloud"]) if row["cloud"] else None,
+            "hadoop_aws": row["hadoop_aws"], "sdk_v2": sdk_v2}
+
+
+LINE = f"{SPARK_VERSION[0]}.{SPARK_VERSION[1]}"
+# The S3A beside sealcommit (reads, `exists`, and S3A's own writes where a test makes them): the
+# running line's. SEALCOMMIT_S3A_LINE=3.5 runs another line's S3A instead ("mixing lines" in
+# docs/COMPATIBILITY.md).
+S3A_LINE = os.environ.get("SEALCOMMIT_S3A_LINE") or LINE
+_S3A = line_s3a(LINE, S3A_LINE)
+HADOOP_AWS = _S3A["hadoop_aws"]
+SDK_V2 = _S3A["sdk_v2"]
+S3A_JARS = _S3A["jars"]
+# S3A's committers bound into Spark (PathOutputCommitProtocol): the S3A magic committer alone.
+CLOUD_JAR = _S3A["cloud"]
+S3A_LINE_CONF = _S3A["conf"]
+# hadoop-aws 3.4.1 and 3.4.2 upload local files (copyFromLocalFile: RocksDB's SST files) aws-chunked
+# with a trailing checksum even over https, and RGW 16 stores the framing in the object: Spark 4.0
+# then fails to load RocksDB state (UNEXPECTED_FILE_SIZE), 4.1 runs on its local copy over a
+# corrupt checkpoint (test_lines.py::test_s3a_upload_of_a_local_file_over_https).
+S3A_UPLOADS_KEEP_FRAMING = HADOOP_AWS in ("3.4.1", "3.4.2")
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "sdk_v1: pins what S3A on the AWS SDK v1 does (Spark 3.5's S3A); "
+                                       "skipped on lines whose S3A is on SDK v2")
+    config.addinivalue_line("markers", "s3a_uploads: needs S3A's own uploads of local files (RocksDB's SST "
+                                       "files) intact on RGW; skipped with hadoop-aws 3.4.1 and 3.4.2")
+
+
+def pytest_collection_modifyitems(config, items):
+    skip = pytest.mark.skip(reason=f"S3A on AWS SDK v1 only; Spark {LINE} runs hadoop-aws {HADOOP_AWS} on SDK v2 "
+                                   "(test_field_failure.py pins what it does)")
+    framing = pytest.mark.skip(reason=f"hadoop-aws {HADOOP_AWS}'s uploads of local files reach RGW 16 with "
+                                      "their chunk framing: test_lines.py::test_s3a_upload_of_a_local_file_over_https")
+    for item in items:
+        if "sdk_v1" in item.keywords and SDK_V2:
+            item.add_marker(skip)
+        if "s3a_uploads" in item.keywords and S3A_UPLOADS_KEEP_FRAMING:
+            item.add_marker(framing)
+
+
+def field_s3a_conf(bed, line: str, secrets: bool = True) -> dict:
     """The field's S3A settings, unchanged: Spark -> http nginx -> https RGW, SSE-KMS with
-    KMS_KEY_1 (the `spark.hadoop.` prefix left off). `secrets`: with the access and secret key
-    (without, for a caller that passes them in a file). On Spark 4 with hadoop-aws 3.3.4, the
-    Hadoop 3.5 work-arounds."""
+    KMS_KEY_1 (the `spark.hadoop.` prefix left off), plus what Spark `line`'s own S3A needs against
+    this bed (`line_s3a`). `secrets`: with the access and secret key (without, for a caller that
+    passes them in a file)."""
     conf = {
         "fs.s3a.endpoint": bed.proxy.endpoint(PORTS["proxy_http"]),
         "fs.s3a.path.style.access": "true",
@@ -73,8 +157,7 @@ def field_s3a_conf(bed, spark_major: int, secrets: bool = True) -> dict:
     }
     if secrets:
         conf.update({"fs.s3a.access.key": ACCESS_KEY, "fs.s3a.secret.key": stores.SECRET_KEY})
-    if spark_major >= 4:
-        conf.update(S3A_ON_HADOOP_35)
+    conf.update(line_s3a(line)["conf"])
     return conf
 
 
@@ -140,8 +223,7 @@ def s3a_conf(bed) -> dict:
     }
     for bucket in TOPOLOGIES:
         conf[f"fs.s3a.bucket.{bucket}.endpoint"] = endpoint(bed, bucket)
-    if SPARK_MAJOR >= 4:
-        conf.update(S3A_ON_HADOOP_35)
+    conf.update(S3A_LINE_CONF)
     return conf
 
 
@@ -180,7 +262,7 @@ def spark_builder(bed, app: str, master: str = "local[2,2]", extra: dict | None 
          .config("spark.sql.sources.commitProtocolClass", PROTOCOL)
          .config("spark.sql.streaming.checkpointFileManagerClass", CHECKPOINT_MANAGER)
          .config("spark.sql.streaming.commitProtocolClass", STREAMING_PROTOCOL)
-         # S3A (SDK v1) reads https through the JVM trust store; sealcommit uses the PEM file.
+         # S3A reads https through the JVM trust store; sealcommit uses the PEM file.
          .config("spark.driver.extraJavaOptions", java_options)
          .config("spark.hadoop.sealcommit.staging.dir", str(bed.base / "staging")))
     for k, v in {**s3a_conf(bed), **(extra or {})}.items():

@@ -25,7 +25,7 @@ sys.path.insert(0, str(ROOT))
 
 from tests.bed import stores  # noqa: E402
 from tests.bed.stores import ACCESS_KEY, KMS_KEY_1, PORTS  # noqa: E402
-from tests.conftest import JAR, S3A_JARS, field_s3a_conf  # noqa: E402
+from tests.conftest import JAR, field_s3a_conf, line_s3a  # noqa: E402
 
 USERS = [(1, "Alice", 100), (2, "Bob", 200), (3, "Charlie", 150)]
 
@@ -48,9 +48,9 @@ def main() -> int:
         from pyspark.sql import SparkSession
 
         # The field's S3A settings, unchanged, plus the two sealcommit lines.
-        hadoop = field_s3a_conf(bed, 3)
+        hadoop = field_s3a_conf(bed, "3.5")
         builder = (SparkSession.builder.master("local[2]").appName("field-scenario")
-                   .config("spark.jars", ",".join(str(j) for j in [JAR, *S3A_JARS]))
+                   .config("spark.jars", ",".join(str(j) for j in [JAR, *line_s3a("3.5")["jars"]]))
                    .config("spark.ui.enabled", "false")
                    .config("spark.sql.sources.commitProtocolClass", "io.sealcommit.spark.SealCommitProtocol"))
         for k, v in hadoop.items():

@@ -30,7 +30,7 @@ import pytest
 
 from tests.bed import stores
 from tests.bed.stores import ACCESS_KEY, KMS_KEY_1
-from tests.conftest import (CACHE, JAR, ROOT, S3A_JARS, Wire, field_s3a_conf, assert_all_encrypted,
+from tests.conftest import (CACHE, JAR, ROOT, WHOLE_SUITE_LINES, Wire, field_s3a_conf, line_s3a, spark_lines, assert_all_encrypted,
                             assert_no_copy, list_keys, pending_uploads, success_json)
 
 VERSION = re.search(r"sealcommit-(.+)\.jar$", JAR.name).group(1)
@@ -44,7 +44,7 @@ USERS = [[1, "Alice", 100], [2, "Bob", 200], [3, "Charlie", 150]]
 HIGH = [[2, "Bob", 200], [3, "Charlie", 150]]
 PART = re.compile(r"part-\d{5}-[0-9a-f-]{36}-c000(\.snappy)?\.parquet")
 # The pyspark venvs tests/bed/install.sh makes (tests/run.sh runs the suite on both lines).
-SPARK_LINES = {"3.5": "3.5.7", "4.3": "4.3.0"}
+SPARK_LINES = {line: spark_lines()[line]["pyspark"] for line in WHOLE_SUITE_LINES}  # 3.5, 4.3
 
 
 def published(name: str) -> Path:
@@ -126,7 +126,7 @@ def submit(bed, venv: Path, line: str, base: str, tmp: Path) -> tuple[subprocess
     props.write_text(f"spark.hadoop.fs.s3a.access.key={ACCESS_KEY}\n"
                      f"spark.hadoop.fs.s3a.secret.key={stores.SECRET_KEY}\n")
     assert props.stat().st_mode & 0o077 == 0
-    hadoop = field_s3a_conf(bed, 3 if line == "3.5" else 4, secrets=False)
+    hadoop = field_s3a_conf(bed, line, secrets=False)
     conf = {
         "spark.jars.ivy": str(ivy),
         "spark.sql.sources.commitProtocolClass": "io.sealcommit.spark.SealCommitProtocol",
@@ -135,7 +135,7 @@ def submit(bed, venv: Path, line: str, base: str, tmp: Path) -> tuple[subprocess
     }
     cmd = [str(venv / "bin" / "spark-submit"), "--master", "local[2]", "--properties-file", str(props),
            "--packages", COORDS, "--repositories", REPO.resolve().as_uri(),
-           "--jars", ",".join(str(j) for j in S3A_JARS)]
+           "--jars", ",".join(str(j) for j in line_s3a(line)["jars"])]
     for k, v in conf.items():
         cmd += ["--conf", f"{k}={v}"]
     cmd += [str(ROOT / "tests" / "packages_job.py"), base]
@@ -191,7 +191,7 @@ def test_packages_runs_the_field_job(bed, s3, prefix, tmp_path, line):
     ivy_jar = ivy / "jars" / fetched[0]
     assert ivy_jar.read_bytes() == jar.read_bytes()
     # Spark's jars: the user's S3A and the one Ivy fetched.
-    assert sorted(tagged(out.stdout, "JARS").split(",")) == sorted([ivy_jar.as_uri(), *(j.as_uri() for j in S3A_JARS)])
+    assert sorted(tagged(out.stdout, "JARS").split(",")) == sorted([ivy_jar.as_uri(), *(j.as_uri() for j in line_s3a(line)["jars"])])
     # The committer's native library came from that jar: its one load line per JVM.
     loaded = re.findall(r"sealcommit (\S+) \(revision (\w+)\) loaded its native library for (\S+) from (.+)", log)
     assert len(loaded) == 1, f"expected one load line: {loaded}\n{log[-4000:]}"

@@ -28,14 +28,14 @@ import pytest
 from tests.bed import stores
 from tests.bed.stores import ACCESS_KEY, KMS_KEY_1
 from tests.conftest import (
-    JAR, ROOT, S3A_JARS, STREAMING_PROTOCOL, PROTOCOL, Wire, assert_all_encrypted,
-    assert_no_copy, field_s3a_conf, list_keys, pending_uploads, success_json,
+    JAR, ROOT, STREAMING_PROTOCOL, PROTOCOL, Wire, assert_all_encrypted,
+    assert_no_copy, field_s3a_conf, line_s3a, list_keys, spark_lines, WHOLE_SUITE_LINES, pending_uploads, success_json,
 )
 
 VERSION = re.fullmatch(r"sealcommit-(.+)\.jar", JAR.name).group(1)
 WHEEL = ROOT / "build" / "python" / f"sealcommit-{VERSION}-py3-none-any.whl"
 CLI = ROOT / "target" / "release" / "sealcommit"
-LINES = ["3.5.7", "4.3.0"]  # the Spark lines the suite runs (tests/run.sh)
+LINES = [spark_lines()[line]["pyspark"] for line in WHOLE_SUITE_LINES]  # 3.5.7, 4.3.0
 CKPT_35 = "io.sealcommit.spark.SealCheckpointFileManager"
 CKPT_41 = "io.sealcommit.spark.checkpointing.SealCheckpointFileManager"
 
@@ -255,9 +255,14 @@ def _clean_env(venv_python: Path, **extra) -> dict:
     return env
 
 
+def _line(pyspark_version: str) -> str:
+    return ".".join(pyspark_version.split(".")[:2])
+
+
 @pytest.mark.parametrize("line", LINES)
 def test_fresh_venv_runs_the_field_job_batch_and_streaming(line, fresh_venv, bed, s3, prefix, tmp_path):
-    for jar in S3A_JARS:
+    s3a_jars = line_s3a(_line(line))["jars"]  # the line's own S3A
+    for jar in s3a_jars:
         assert jar.exists(), f"{jar} missing: run tests/bed/install.sh"
     assert CLI.exists(), f"{CLI} missing: run tests/bed/build.sh"
     py = fresh_venv(line)
@@ -266,9 +271,9 @@ def test_fresh_venv_runs_the_field_job_batch_and_streaming(line, fresh_venv, bed
     shutil.copy(ROOT / "tests" / "pip_job.py", job)
 
     bucket = "spark-data"
-    hadoop = field_s3a_conf(bed, int(line.split(".")[0]))  # through the nginx http -> https proxy
+    hadoop = field_s3a_conf(bed, _line(line))  # through the nginx http -> https proxy
     proxy = hadoop["fs.s3a.endpoint"]
-    info = {"base": f"s3a://{bucket}/{prefix}", "hadoop": hadoop, "s3a_jars": [str(j) for j in S3A_JARS],
+    info = {"base": f"s3a://{bucket}/{prefix}", "hadoop": hadoop, "s3a_jars": [str(j) for j in s3a_jars],
             "users": USERS, "stream_files": STREAM_FILES}
 
     wire = Wire(bed)

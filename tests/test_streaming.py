@@ -18,7 +18,7 @@ from py4j.protocol import Py4JJavaError
 from pyspark.sql import functions as F
 
 from tests.conftest import (
-    CHECKPOINT_MANAGER, ROOT, STREAMING_PROTOCOL, Wire, assert_all_encrypted, assert_no_copy, bed_info,
+    CHECKPOINT_MANAGER, ROOT, Wire, assert_all_encrypted, assert_no_copy, bed_info,
     list_keys, log4j_config, pending_uploads,
 )
 
@@ -472,34 +472,10 @@ def test_second_query_on_the_same_checkpoint_fails_and_the_first_stays_correct(s
 
 
 # ------------------------------------------------------------------------------------------------
-# The field failure with the stock manager, and RocksDB state on top of sealcommit
+# RocksDB state on top of sealcommit (the stock manager's failure: test_field_failure.py::test_e)
 # ------------------------------------------------------------------------------------------------
 
-def test_stock_checkpoint_manager_fails_like_the_field(spark, s3, bed, prefix):
-    """Spark's own checkpoint manager over S3A (SDK v1) with SSE-KMS over http: the query dies
-    with the field's assertHttps error."""
-    bucket = "direct-http"
-    for key in ("spark.sql.streaming.checkpointFileManagerClass", "spark.sql.streaming.commitProtocolClass"):
-        spark.conf.unset(key)
-    try:
-        q = (spark.readStream.format("rate").option("rowsPerSecond", 5).load().writeStream
-             .format("parquet").option("checkpointLocation", f"s3a://{bucket}/{prefix}/ckpt")
-             .option("path", f"s3a://{bucket}/{prefix}/sink").start())
-        try:
-            q.awaitTermination(120)
-            err = str(q.exception())
-        except Exception as e:  # noqa: BLE001 - the failure is what this test looks at
-            err = str(e)
-        finally:
-            q.stop()
-    except Exception as e:  # noqa: BLE001 - it may also fail at start
-        err = str(e)
-    finally:
-        spark.conf.set("spark.sql.streaming.checkpointFileManagerClass", CHECKPOINT_MANAGER)
-        spark.conf.set("spark.sql.streaming.commitProtocolClass", STREAMING_PROTOCOL)
-    assert "HTTPS must be used when sending customer encryption keys" in err, err[:2000]
-
-
+@pytest.mark.s3a_uploads
 def test_rocksdb_state_store_on_sealcommit(spark, s3, bed, prefix):
     """RocksDB keeps its state in the checkpoint: the zipped metadata goes through
     SealCheckpointFileManager, the SST files through the Hadoop FileSystem (Spark's choice), so

@@ -3,13 +3,21 @@
 # checks. Caches live under $SEALCOMMIT_CACHE (default ~/.cache/sealcommit) so reruns are cheap.
 set -euo pipefail
 
+# PYSPARK_VERSION picks the Spark line (3.5.7 by default, the field's); the line's row in
+# tests/bed/lines.txt says which hadoop-aws and AWS SDK its users pair with it, fetched here.
 CACHE=${SEALCOMMIT_CACHE:-$HOME/.cache/sealcommit}
 PYSPARK_VERSION=${PYSPARK_VERSION:-3.5.7}
-HADOOP_AWS_VERSION=3.3.4          # the field's failing setup
-AWS_SDK_V1_VERSION=1.12.367
+LINE=$(echo "$PYSPARK_VERSION" | cut -d. -f1,2)
 mkdir -p "$CACHE"
 
 log() { printf '[install] %s\n' "$*" >&2; }
+
+read -r _ _ BUNDLED_HADOOP HADOOP_AWS_VERSION AWS_SDK MORE CLOUD < <(
+  awk -v line="$LINE" '$1 == line' "$(dirname "$0")/lines.txt") || true
+if [ -z "${HADOOP_AWS_VERSION:-}" ]; then
+  log "no row for Spark $LINE in tests/bed/lines.txt (lines: $(awk '!/^#/ && NF {printf "%s ", $1}' "$(dirname "$0")/lines.txt"))"
+  exit 1
+fi
 
 # --- Debian packages: Ceph RGW (store), nginx (http->https proxy), gradle (jar build) ------------
 need_apt=()
@@ -41,25 +49,44 @@ fi
 # pyspark venvs above are per Spark version.
 bash "$(dirname "$0")/install-zigbuild.sh" >/dev/null
 
-# --- Hadoop S3A with AWS SDK v1 (the peer, and Spark's reader) from Maven Central --------------
+# --- The line's Hadoop S3A and AWS SDK (tests/bed/lines.txt) from Maven Central --------------
+# The SDK v2 bundle is about 600 MB: each jar is kept once, in Maven's local repository, and
+# hard-linked into $CACHE/jars (a copy only where they are on different file systems); lines that
+# pin the same version share it.
 JARS="$CACHE/jars"
+M2=${MAVEN_REPO_LOCAL:-$HOME/.m2/repository}
 mkdir -p "$JARS"
 fetch_jar() { # group artifact version
   local g=$1 a=$2 v=$3 f="$JARS/$2-$3.jar"
   [ -s "$f" ] && return 0
   log "maven: $g:$a:$v"
-  mvn -q dependency:copy -Dartifact="$g:$a:$v:jar" -DoutputDirectory="$JARS" -Dmdep.overWriteIfNewer=true \
-    >"$CACHE/mvn-$a.log" 2>&1 || { tail -20 "$CACHE/mvn-$a.log"; exit 1; }
+  mvn -q dependency:get -Dartifact="$g:$a:$v:jar" -Dtransitive=false -Dmaven.repo.local="$M2" \
+    >"$CACHE/mvn-$a-$v.log" 2>&1 || { tail -20 "$CACHE/mvn-$a-$v.log"; exit 1; }
+  local src="$M2/${g//.//}/$a/$v/$a-$v.jar"
+  [ -s "$src" ] || { log "maven left no $src"; exit 1; }
+  ln -f "$src" "$f.part" 2>/dev/null || cp "$src" "$f.part"
+  mv -f "$f.part" "$f"
 }
+fetch_gav() { local g a v; IFS=: read -r g a v <<<"$1"; fetch_jar "$g" "$a" "$v"; }
 fetch_jar org.apache.hadoop hadoop-aws "$HADOOP_AWS_VERSION"
-fetch_jar com.amazonaws aws-java-sdk-bundle "$AWS_SDK_V1_VERSION"
+fetch_gav "$AWS_SDK"
+[ "$MORE" = "-" ] || for gav in ${MORE//,/ }; do fetch_gav "$gav"; done
+# S3A's committers bound into Spark: the tests pin what the S3A magic committer does alone.
+[ "$CLOUD" = "-" ] || fetch_gav "$CLOUD"
 # S3A 3.3.x uploads (copyFromLocalFile, which RocksDB state uses) need commons-collections 3,
-# which Hadoop 3.5 (inside Spark 4) no longer ships.
-fetch_jar commons-collections commons-collections 3.2.2
+# which Hadoop 3.4+ (inside Spark 4) no longer ships: for 3.5's S3A run beside Spark 4 (the
+# packaging tests do that; "mixing lines" in docs/COMPATIBILITY.md).
+case "$HADOOP_AWS_VERSION" in 3.3.*) fetch_jar commons-collections commons-collections 3.2.2 ;; esac
 # More, as group:artifact:version words (the benchmarks add spark-hadoop-cloud, S3A's Spark binding).
 for gav in ${SEALCOMMIT_EXTRA_JARS:-}; do
-  IFS=: read -r g a v <<<"$gav"
-  fetch_jar "$g" "$a" "$v"
+  fetch_gav "$gav"
 done
+
+# The wheel bundles the Hadoop the line's row says (the S3A above must match it).
+have=$(ls "$VENV"/lib/python3*/site-packages/pyspark/jars/ | sed -n 's/^hadoop-client-api-\(.*\)\.jar$/\1/p')
+if [ "$have" != "$BUNDLED_HADOOP" ]; then
+  log "pyspark $PYSPARK_VERSION bundles Hadoop $have, tests/bed/lines.txt says $BUNDLED_HADOOP for $LINE"
+  exit 1
+fi
 
 echo "$VENV"
