@@ -1,0 +1,1 @@
+//! Fault scenarios through the protocol code over the in-memory store (`store::memory`).
