@@ -220,6 +220,7 @@ struct State {
     script: Vec<Rule>,
     attempts: Vec<Attempt>,
     applied: Applied,
+    applied_to: BTreeMap<String, Observed>,
     reports: Reports,
     conditional_complete: bool,
     refuse_delete: BTreeMap<(String, String), String>,
@@ -288,6 +289,22 @@ impl MemoryStore {
         self.state().applied = applied;
     }
 
+    /// Writes of `key` (a PUT, or an upload created from now on) get `observed`, whatever
+    /// they ask for.
+    pub fn set_applied_to(&self, key: &str, observed: Observed) {
+        self.state().applied_to.insert(key.into(), observed);
+    }
+
+    /// Drops what is left of the failure script (a storm ends).
+    pub fn clear_script(&self) {
+        self.state().script.clear();
+    }
+
+    /// Deletes succeed again.
+    pub fn allow_deletes(&self) {
+        self.state().refuse_delete.clear();
+    }
+
     pub fn set_reports(&self, reports: Reports) {
         self.state().reports = reports;
     }
@@ -352,7 +369,7 @@ impl MemoryStore {
             etag: hex_md5(body),
             body: Bytes::copy_from_slice(body),
             modified: s.now.unwrap_or(SystemTime::UNIX_EPOCH),
-            encryption: s.apply(enc),
+            encryption: s.apply_to(key, enc),
             metadata: BTreeMap::new(),
         };
         s.buckets
@@ -420,6 +437,14 @@ fn sdk_retries(e: &RawError) -> bool {
 impl State {
     fn time(&self) -> SystemTime {
         self.now.unwrap_or(SystemTime::UNIX_EPOCH)
+    }
+
+    /// The encryption this store applies to a write of `key` that asked for `enc`.
+    fn apply_to(&self, key: &str, enc: &EncryptionSpec) -> Observed {
+        match self.applied_to.get(key) {
+            Some(o) => o.clone(),
+            None => self.apply(enc),
+        }
     }
 
     /// The encryption this store applies to a write that asked for `enc`.
@@ -524,7 +549,7 @@ impl ObjectStore for MemoryClient {
             let body = collect(body).await?;
             self.call("PutObject", key, |s| {
                 let now = s.time();
-                let encryption = s.apply(enc);
+                let encryption = s.apply_to(key, enc);
                 let reports = s.reports.put;
                 let objects = s.bucket(bucket)?;
                 if create_only.is_some() && objects.contains_key(key) {
@@ -568,7 +593,7 @@ impl ObjectStore for MemoryClient {
                 s.bucket(bucket)?;
                 s.next_id += 1;
                 let id = format!("upload-{}", s.next_id);
-                let encryption = s.apply(enc);
+                let encryption = s.apply_to(key, enc);
                 let upload = Upload {
                     bucket: bucket.into(),
                     key: key.into(),
