@@ -1,28 +1,36 @@
-//! Store access: one cached `aws-sdk-s3` client per connection identity (endpoint, region,
-//! credentials, TLS trust), rustls with an optional PEM CA file, checksums only when required
-//! (Ceph RGW rejects aws-chunked trailers), and every failure turned into an `Error` that says
-//! what to do. Requests are counted per operation for the `_SUCCESS` report.
+//! Store access. [`Store`] is what every caller names: the request counters of one job (or
+//! one CLI command) over an [`ObjectStore`], the raw per-request operations. Everything that
+//! decides what an answer means sits here, above the trait, and runs for every implementation:
+//! which status is "not found", a `412` on a create-only PUT, a gone upload on abort, a partial
+//! DeleteObjects, paging, the MinIO listing quirk, and every failure turned into an `Error` that
+//! says what to do. Below the trait: [`s3`] (`aws-sdk-s3`, the only implementation a release
+//! build has) and, in tests and with the `fake-store` feature, [`memory`], an in-memory store
+//! that scripts failures. Requests are counted per operation for the `_SUCCESS` report.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::Duration;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, PoisonError};
 
-use aws_config::retry::RetryConfig;
-use aws_config::timeout::TimeoutConfig;
-use aws_config::{BehaviorVersion, Region};
-use aws_credential_types::Credentials;
-use aws_sdk_s3::config::{RequestChecksumCalculation, ResponseChecksumValidation};
-use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
-use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, Delete, ObjectIdentifier};
-use aws_sdk_s3::Client;
-use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode, TlsContext, TrustStore};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::CertificateDer;
 
-use crate::config::{CredentialsConfig, StoreConfig};
+use crate::config::StoreConfig;
 use crate::encryption::{EncryptionSpec, Observed};
 use crate::error::{Error, Result};
+
+#[path = "store_s3.rs"]
+mod s3;
+pub use s3::{client_for, map_sdk_err, server_is_minio, HasStatus, ServerHeader, StoreClock};
+
+#[cfg(any(test, feature = "fake-store"))]
+#[path = "store_memory.rs"]
+pub mod memory;
+
+#[cfg(test)]
+#[path = "store_faults.rs"]
+mod faults;
 
 /// Reads and validates a PEM CA bundle (a malformed PEM would otherwise make the SDK panic on
 /// the first request).
@@ -46,116 +54,6 @@ pub fn load_ca_file(path: &str, setting: &str) -> Result<Vec<u8>> {
         ));
     }
     Ok(pem)
-}
-
-/// Clients kept at most: a long-lived driver whose session token rotates gets a new client per
-/// token (the token is part of the key), and the least recently used ones go.
-const MAX_CLIENTS: usize = 32;
-
-/// The most recently used values last; beyond `cap` entries the least recently used is dropped.
-/// A handful of entries, so a linear scan is cheaper than any index.
-struct Recent<K, V> {
-    cap: usize,
-    entries: Vec<(K, V)>,
-}
-
-impl<K: PartialEq, V: Clone> Recent<K, V> {
-    const fn new(cap: usize) -> Self {
-        Recent {
-            cap,
-            entries: Vec::new(),
-        }
-    }
-
-    fn get(&mut self, key: &K) -> Option<V> {
-        let at = self.entries.iter().position(|(k, _)| k == key)?;
-        let entry = self.entries.remove(at);
-        let value = entry.1.clone();
-        self.entries.push(entry);
-        Some(value)
-    }
-
-    fn insert(&mut self, key: K, value: V) {
-        self.entries.retain(|(k, _)| k != &key);
-        self.entries.push((key, value));
-        if self.entries.len() > self.cap {
-            let extra = self.entries.len() - self.cap;
-            self.entries.drain(..extra);
-        }
-    }
-}
-
-/// Cached clients by connection identity (credentials included). Each update leaves the cache
-/// whole, so a lock poisoned by a panic elsewhere is used as it is.
-fn clients() -> MutexGuard<'static, Recent<StoreConfig, Client>> {
-    static CLIENTS: Mutex<Recent<StoreConfig, Client>> = Mutex::new(Recent::new(MAX_CLIENTS));
-    CLIENTS.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-/// A client for this connection identity, built once per process (while among the
-/// [`MAX_CLIENTS`] most recently used). With the default credential chain the client's own
-/// provider refreshes the credentials, so one client serves them all.
-pub async fn client_for(cfg: &StoreConfig) -> Result<Client> {
-    if let Some(c) = clients().get(cfg) {
-        return Ok(c);
-    }
-    let client = build_client(cfg).await?;
-    clients().insert(cfg.clone(), client.clone());
-    Ok(client)
-}
-
-async fn build_client(cfg: &StoreConfig) -> Result<Client> {
-    let mut trust = TrustStore::empty().with_native_roots(cfg.native_roots);
-    if let Some(ca) = &cfg.ca_file {
-        trust = trust.with_pem_certificate(load_ca_file(ca, "sealcommit.tls.ca-file")?);
-    }
-    let tls_context = TlsContext::builder()
-        .with_trust_store(trust)
-        .build()
-        .map_err(|e| Error::config("sealcommit.tls.ca-file", format!("TLS setup failed: {e}")))?;
-    let http = aws_smithy_http_client::Builder::new()
-        .tls_provider(tls::Provider::Rustls(CryptoMode::Ring))
-        .tls_context(tls_context)
-        .build_https();
-    let mut loader = aws_config::defaults(BehaviorVersion::latest())
-        .http_client(http)
-        .region(Region::new(cfg.region.clone()))
-        .retry_config(
-            RetryConfig::standard()
-                .with_max_attempts(cfg.max_attempts)
-                .with_initial_backoff(Duration::from_millis(200)),
-        )
-        .timeout_config(
-            TimeoutConfig::builder()
-                .connect_timeout(Duration::from_secs(10))
-                .read_timeout(Duration::from_secs(120))
-                .build(),
-        );
-    loader = match &cfg.credentials {
-        CredentialsConfig::Static {
-            access_key,
-            secret_key,
-            session_token,
-        } => loader.credentials_provider(Credentials::new(
-            access_key.expose(),
-            secret_key.expose(),
-            session_token.as_ref().map(|t| t.expose().to_string()),
-            None,
-            "fs.s3a",
-        )),
-        CredentialsConfig::Anonymous => loader.no_credentials(),
-        CredentialsConfig::DefaultChain => loader,
-    };
-    if let Some(endpoint) = &cfg.endpoint {
-        loader = loader.endpoint_url(endpoint);
-    }
-    let sdk = loader.load().await;
-    let conf = aws_sdk_s3::config::Builder::from(&sdk)
-        .force_path_style(cfg.path_style)
-        .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
-        .response_checksum_validation(ResponseChecksumValidation::WhenRequired)
-        .build();
-    Ok(Client::from_conf(conf))
 }
 
 /// Requests sent, by S3 operation name.
@@ -195,20 +93,15 @@ impl Ctx<'_> {
     }
 }
 
-/// Turns an SDK error into an `Error` with a hint naming the setting to change.
-pub fn map_sdk_err<E, R>(ctx: &Ctx<'_>, err: SdkError<E, R>) -> Error
-where
-    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-    R: std::fmt::Debug + HasStatus,
-{
-    let status = err.raw_response().map(|r| r.status_code());
-    let (code, message) = match &err {
-        SdkError::ServiceError(_) => (
-            err.code().map(str::to_string),
-            err.message().map(str::to_string),
-        ),
-        _ => (None, None),
-    };
+/// Turns a raw failure into an `Error` with a hint naming the setting to change.
+pub fn map_raw(ctx: &Ctx<'_>, err: RawError) -> Error {
+    let RawError {
+        status,
+        code,
+        message,
+        text,
+        construction,
+    } = err;
     let detail = match (&status, &code, &message) {
         (Some(s), c, m) if code.is_some() || message.is_some() => format!(
             "HTTP {s} {}{}",
@@ -216,11 +109,11 @@ where
             m.as_deref().map(|m| format!(": {m}")).unwrap_or_default()
         ),
         (Some(s), _, _) => format!("HTTP {s}"),
-        _ => DisplayErrorContext(&err).to_string(),
+        _ => text,
     };
     let retryable = match status {
         Some(s) => s >= 500 || s == 429,
-        None => !matches!(err, SdkError::ConstructionFailure(_)),
+        None => !construction,
     };
     let hint = hint(ctx, status, code.as_deref(), &detail);
     Error::Store {
@@ -231,17 +124,6 @@ where
         detail,
         hint,
         retryable,
-    }
-}
-
-/// Lets `map_sdk_err` read the status of any raw response type the SDK hands back.
-pub trait HasStatus {
-    fn status_code(&self) -> u16;
-}
-
-impl HasStatus for aws_smithy_runtime_api::http::Response {
-    fn status_code(&self) -> u16 {
-        self.status().as_u16()
     }
 }
 
@@ -358,12 +240,6 @@ pub struct Download {
     pub etag: Option<String>,
 }
 
-fn millis(t: Option<&aws_smithy_types::DateTime>) -> u64 {
-    t.and_then(|t| t.to_millis().ok())
-        .map(|m| m.max(0) as u64)
-        .unwrap_or(0)
-}
-
 /// One pending multipart upload found by listing.
 #[derive(Debug, Clone)]
 pub struct ListedUpload {
@@ -383,50 +259,6 @@ pub enum PutOutcome {
     Exists,
 }
 
-/// The store's own clock, read from the `Date` header of a response (an interceptor on the
-/// request): lease decisions compare the store's times with each other, not with a local clock
-/// that may be skewed.
-#[derive(Debug, Clone, Default)]
-pub struct StoreClock(Arc<Mutex<Option<std::time::SystemTime>>>);
-
-impl StoreClock {
-    /// The `Date` of the last response seen, if any.
-    pub fn get(&self) -> Option<std::time::SystemTime> {
-        // One assignment per update: a lock poisoned by a panic elsewhere still holds a whole value.
-        *self.0.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-}
-
-impl aws_smithy_runtime_api::client::interceptors::Intercept for StoreClock {
-    fn name(&self) -> &'static str {
-        "sealcommit-store-clock"
-    }
-
-    fn read_before_deserialization(
-        &self,
-        context: &aws_smithy_runtime_api::client::interceptors::context::BeforeDeserializationInterceptorContextRef<'_>,
-        _: &aws_smithy_runtime_api::client::runtime_components::RuntimeComponents,
-        _: &mut aws_smithy_types::config_bag::ConfigBag,
-    ) -> std::result::Result<(), aws_smithy_runtime_api::box_error::BoxError> {
-        let date = context
-            .response()
-            .headers()
-            .get("date")
-            .and_then(|d| {
-                aws_smithy_types::DateTime::from_str(
-                    d,
-                    aws_smithy_types::date_time::Format::HttpDate,
-                )
-                .ok()
-            })
-            .and_then(|d| std::time::SystemTime::try_from(d).ok());
-        if let Some(d) = date {
-            *self.0.lock().unwrap_or_else(PoisonError::into_inner) = Some(d);
-        }
-        Ok(())
-    }
-}
-
 /// Whether a ListMultipartUploads answer for `prefix` may be MinIO's partial one: MinIO lists
 /// only an upload whose key equals the prefix, so an answer with nothing else in it says
 /// nothing about the uploads under the prefix.
@@ -434,57 +266,219 @@ pub fn minio_listing_may_hide(prefix: &str, listed: &[ListedUpload]) -> bool {
     !prefix.is_empty() && listed.iter().all(|u| u.key == prefix)
 }
 
-/// Whether the store that answered is MinIO, from the `Server` header of a response (an
-/// interceptor on the request; MinIO and AIStor answer `MinIO`).
-#[derive(Debug, Clone, Default)]
-pub struct ServerHeader(Arc<std::sync::atomic::AtomicBool>);
-
-impl ServerHeader {
-    pub fn is_minio(&self) -> bool {
-        self.0.load(std::sync::atomic::Ordering::Relaxed)
-    }
+/// A failed request as the store (or the connection) answered it, before it is interpreted:
+/// what [`ObjectStore`] implementations return, and what [`map_raw`] turns into an [`Error`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawError {
+    /// The HTTP status, if an answer came.
+    pub status: Option<u16>,
+    /// The S3 error code (`NoSuchUpload`, `SlowDown`, …), if the answer had one.
+    pub code: Option<String>,
+    /// The S3 error message, if the answer had one.
+    pub message: Option<String>,
+    /// The whole failure as text (used when no status came: connection, timeout).
+    pub text: String,
+    /// The request could not even be built: a retry cannot help.
+    pub construction: bool,
 }
 
-impl aws_smithy_runtime_api::client::interceptors::Intercept for ServerHeader {
-    fn name(&self) -> &'static str {
-        "sealcommit-server-header"
-    }
-
-    fn read_before_deserialization(
-        &self,
-        context: &aws_smithy_runtime_api::client::interceptors::context::BeforeDeserializationInterceptorContextRef<'_>,
-        _: &aws_smithy_runtime_api::client::runtime_components::RuntimeComponents,
-        _: &mut aws_smithy_types::config_bag::ConfigBag,
-    ) -> std::result::Result<(), aws_smithy_runtime_api::box_error::BoxError> {
-        if server_is_minio(context.response().headers().get("server")) {
-            self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+impl RawError {
+    /// An HTTP error answer.
+    pub fn http(status: u16, code: &str, message: &str) -> RawError {
+        RawError {
+            status: Some(status),
+            code: (!code.is_empty()).then(|| code.to_string()),
+            message: (!message.is_empty()).then(|| message.to_string()),
+            text: format!("HTTP {status} {code}: {message}"),
+            construction: false,
         }
-        Ok(())
+    }
+
+    /// No answer: the connection failed or timed out.
+    pub fn transport(text: impl Into<String>) -> RawError {
+        RawError {
+            status: None,
+            code: None,
+            message: None,
+            text: text.into(),
+            construction: false,
+        }
+    }
+
+    /// The request could not be built.
+    pub fn construction(text: impl Into<String>) -> RawError {
+        RawError {
+            construction: true,
+            ..RawError::transport(text)
+        }
     }
 }
 
-/// `Server: MinIO` (community MinIO and AIStor); any other answer, or none, is not MinIO.
-pub fn server_is_minio(server: Option<&str>) -> bool {
-    server.is_some_and(|s| s.trim().to_ascii_lowercase().starts_with("minio"))
+/// The result of one raw request.
+pub type Raw<T> = std::result::Result<T, RawError>;
+/// A raw request in flight (boxed: the trait is used as `dyn ObjectStore`).
+pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Raw<T>> + Send + 'a>>;
+
+/// What a write (PutObject, CompleteMultipartUpload) answered.
+#[derive(Debug, Clone, Default)]
+pub struct Written {
+    /// As sent (possibly quoted, possibly empty).
+    pub etag: Option<String>,
+    pub observed: Observed,
 }
 
-/// The client plus the request counters of one job (or one CLI command).
+/// A GetObject answer; its body streams as it is read.
+pub struct GetOutput {
+    pub body: ByteStream,
+    /// The bytes this answer carries.
+    pub content_length: u64,
+    /// `bytes <first>-<last>/<total>` for a ranged answer.
+    pub content_range: Option<String>,
+    pub etag: Option<String>,
+}
+
+/// A key DeleteObjects reported as not deleted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotDeleted {
+    pub key: String,
+    pub code: Option<String>,
+    pub message: Option<String>,
+}
+
+/// One page of ListObjectsV2.
+#[derive(Debug, Clone, Default)]
+pub struct ObjectsPage {
+    pub objects: Vec<Listed>,
+    pub dirs: Vec<String>,
+    /// The continuation token, when the listing is truncated.
+    pub next_token: Option<String>,
+    /// The store's clock: the answer's `Date` header.
+    pub date: Option<std::time::SystemTime>,
+}
+
+/// One page of ListMultipartUploads.
+#[derive(Debug, Clone, Default)]
+pub struct UploadsPage {
+    pub uploads: Vec<ListedUpload>,
+    pub truncated: bool,
+    pub next_key_marker: Option<String>,
+    pub next_upload_id_marker: Option<String>,
+    /// The answer came from MinIO (its `Server` header).
+    pub minio: bool,
+}
+
+/// The raw per-request operations of an S3 store: one method per S3 request, returning what
+/// the store answered (after the transport's own retries, if it has any) without judging it.
+/// Encryption headers go on each request from `enc`.
+pub trait ObjectStore: Send + Sync {
+    /// PutObject; with `create_only` (a writer id), `If-None-Match: *` and the id stamped in
+    /// `x-amz-meta-sealcommit-writer` ([`WRITER_META`]).
+    fn put_object<'a>(
+        &'a self,
+        bucket: &'a str,
+        key: &'a str,
+        body: ByteStream,
+        enc: &'a EncryptionSpec,
+        create_only: Option<&'a str>,
+    ) -> StoreFuture<'a, Written>;
+
+    /// CreateMultipartUpload: the upload id, and the encryption the answer reports.
+    fn create_multipart_upload<'a>(
+        &'a self,
+        bucket: &'a str,
+        key: &'a str,
+        enc: &'a EncryptionSpec,
+    ) -> StoreFuture<'a, (Option<String>, Observed)>;
+
+    /// UploadPart: the part's ETag.
+    fn upload_part<'a>(
+        &'a self,
+        bucket: &'a str,
+        key: &'a str,
+        upload_id: &'a str,
+        number: i32,
+        body: ByteStream,
+        enc: &'a EncryptionSpec,
+    ) -> StoreFuture<'a, Option<String>>;
+
+    /// CompleteMultipartUpload of `parts` (number, ETag); `If-None-Match: *` when asked.
+    #[allow(clippy::too_many_arguments)]
+    fn complete_multipart_upload<'a>(
+        &'a self,
+        bucket: &'a str,
+        key: &'a str,
+        upload_id: &'a str,
+        parts: &'a [(i32, String)],
+        enc: &'a EncryptionSpec,
+        if_none_match: bool,
+    ) -> StoreFuture<'a, Written>;
+
+    fn abort_multipart_upload<'a>(
+        &'a self,
+        bucket: &'a str,
+        key: &'a str,
+        upload_id: &'a str,
+    ) -> StoreFuture<'a, ()>;
+
+    fn head_object<'a>(
+        &'a self,
+        bucket: &'a str,
+        key: &'a str,
+        enc: &'a EncryptionSpec,
+    ) -> StoreFuture<'a, HeadInfo>;
+
+    /// GetObject from `offset` (`Range: bytes=<offset>-` when not 0), `If-Match` when given.
+    fn get_object<'a>(
+        &'a self,
+        bucket: &'a str,
+        key: &'a str,
+        enc: &'a EncryptionSpec,
+        offset: u64,
+        if_match: Option<&'a str>,
+    ) -> StoreFuture<'a, GetOutput>;
+
+    fn delete_object<'a>(&'a self, bucket: &'a str, key: &'a str) -> StoreFuture<'a, ()>;
+
+    /// DeleteObjects (quiet) of at most 1000 keys: the keys the store did not delete.
+    fn delete_objects<'a>(
+        &'a self,
+        bucket: &'a str,
+        keys: &'a [String],
+    ) -> StoreFuture<'a, Vec<NotDeleted>>;
+
+    /// One page of ListObjectsV2.
+    fn list_objects<'a>(
+        &'a self,
+        bucket: &'a str,
+        prefix: &'a str,
+        delimiter: Option<&'a str>,
+        max_keys: Option<i32>,
+        token: Option<String>,
+    ) -> StoreFuture<'a, ObjectsPage>;
+
+    /// ListParts asking for at most one part (is the upload still there?).
+    fn list_parts<'a>(
+        &'a self,
+        bucket: &'a str,
+        key: &'a str,
+        upload_id: &'a str,
+    ) -> StoreFuture<'a, ()>;
+
+    /// One page of ListMultipartUploads.
+    fn list_multipart_uploads<'a>(
+        &'a self,
+        bucket: &'a str,
+        prefix: &'a str,
+        key_marker: Option<String>,
+        upload_id_marker: Option<String>,
+    ) -> StoreFuture<'a, UploadsPage>;
+}
+
+/// The store plus the request counters of one job (or one CLI command).
 #[derive(Clone)]
 pub struct Store {
-    client: Client,
+    backend: Arc<dyn ObjectStore>,
     pub counters: Arc<Counters>,
-}
-
-fn observed(
-    alg: Option<&aws_sdk_s3::types::ServerSideEncryption>,
-    kms: Option<&str>,
-    md5: Option<&str>,
-) -> Observed {
-    Observed {
-        algorithm: alg.map(|a| a.as_str().to_string()),
-        kms_key_id: kms.map(str::to_string),
-        sse_c_md5: md5.map(str::to_string),
-    }
 }
 
 fn nonempty(s: Option<&str>) -> Option<String> {
@@ -494,16 +488,25 @@ fn nonempty(s: Option<&str>) -> Option<String> {
 
 impl Store {
     pub async fn connect(cfg: &StoreConfig) -> Result<Store> {
-        Ok(Store {
-            client: client_for(cfg).await?,
+        #[cfg(any(test, feature = "fake-store"))]
+        if let Some(fake) = memory::for_endpoint(cfg)? {
+            return Ok(Store::over(fake));
+        }
+        Ok(Store::over(Arc::new(s3::S3::connect(cfg).await?)))
+    }
+
+    /// A store over `backend`, with counters of its own.
+    pub fn over(backend: Arc<dyn ObjectStore>) -> Store {
+        Store {
+            backend,
             counters: Arc::new(Counters::default()),
-        })
+        }
     }
 
     /// The same client with counters of its own.
     pub fn with_new_counters(&self) -> Store {
         Store {
-            client: self.client.clone(),
+            backend: self.backend.clone(),
             counters: Arc::default(),
         }
     }
@@ -538,27 +541,17 @@ impl Store {
         create_only: Option<&str>,
     ) -> Result<PutOutcome> {
         self.note("PutObject", bucket, key);
-        let mut req = enc.apply_put(self.client.put_object().bucket(bucket).key(key).body(body));
-        if let Some(writer) = create_only {
-            req = req.if_none_match("*").metadata(WRITER_META, writer);
-        }
-        let if_none_match = create_only.is_some();
-        match req.send().await {
+        match self
+            .backend
+            .put_object(bucket, key, body, enc, create_only)
+            .await
+        {
             Ok(out) => Ok(PutOutcome::Written {
-                etag: nonempty(out.e_tag()),
-                observed: observed(
-                    out.server_side_encryption(),
-                    out.ssekms_key_id(),
-                    out.sse_customer_key_md5(),
-                ),
+                etag: nonempty(out.etag.as_deref()),
+                observed: out.observed,
             }),
-            Err(e)
-                if if_none_match
-                    && e.raw_response().is_some_and(|r| r.status().as_u16() == 412) =>
-            {
-                Ok(PutOutcome::Exists)
-            }
-            Err(e) => Err(map_sdk_err(
+            Err(e) if create_only.is_some() && e.status == Some(412) => Ok(PutOutcome::Exists),
+            Err(e) => Err(map_raw(
                 &Ctx {
                     op: "PutObject",
                     bucket,
@@ -579,17 +572,12 @@ impl Store {
         enc: &EncryptionSpec,
     ) -> Result<(String, Observed)> {
         self.note("CreateMultipartUpload", bucket, key);
-        let out = enc
-            .apply_create(
-                self.client
-                    .create_multipart_upload()
-                    .bucket(bucket)
-                    .key(key),
-            )
-            .send()
+        let (id, observed) = self
+            .backend
+            .create_multipart_upload(bucket, key, enc)
             .await
             .map_err(|e| {
-                map_sdk_err(
+                map_raw(
                     &Ctx {
                         op: "CreateMultipartUpload",
                         bucket,
@@ -599,26 +587,16 @@ impl Store {
                     e,
                 )
             })?;
-        let id = out
-            .upload_id()
-            .map(str::to_string)
-            .ok_or_else(|| Error::Store {
-                op: "CreateMultipartUpload",
-                uri: format!("s3a://{bucket}/{key}"),
-                status: None,
-                code: None,
-                detail: "the response has no upload id".into(),
-                hint: String::new(),
-                retryable: false,
-            })?;
-        Ok((
-            id,
-            observed(
-                out.server_side_encryption(),
-                out.ssekms_key_id(),
-                out.sse_customer_key_md5(),
-            ),
-        ))
+        let id = id.ok_or_else(|| Error::Store {
+            op: "CreateMultipartUpload",
+            uri: format!("s3a://{bucket}/{key}"),
+            status: None,
+            code: None,
+            detail: "the response has no upload id".into(),
+            hint: String::new(),
+            retryable: false,
+        })?;
+        Ok((id, observed))
     }
 
     pub async fn upload_part(
@@ -631,20 +609,12 @@ impl Store {
         enc: &EncryptionSpec,
     ) -> Result<String> {
         self.note("UploadPart", bucket, key);
-        let out = enc
-            .apply_upload_part(
-                self.client
-                    .upload_part()
-                    .bucket(bucket)
-                    .key(key)
-                    .upload_id(upload_id)
-                    .part_number(number)
-                    .body(body),
-            )
-            .send()
+        let etag = self
+            .backend
+            .upload_part(bucket, key, upload_id, number, body, enc)
             .await
             .map_err(|e| {
-                map_sdk_err(
+                map_raw(
                     &Ctx {
                         op: "UploadPart",
                         bucket,
@@ -654,7 +624,7 @@ impl Store {
                     e,
                 )
             })?;
-        nonempty(out.e_tag()).ok_or_else(|| Error::Store {
+        nonempty(etag.as_deref()).ok_or_else(|| Error::Store {
             op: "UploadPart",
             uri: format!("s3a://{bucket}/{key}"),
             status: None,
@@ -678,38 +648,16 @@ impl Store {
         if_none_match: bool,
     ) -> Result<(Option<String>, Observed)> {
         self.note("CompleteMultipartUpload", bucket, key);
-        let completed = CompletedMultipartUpload::builder()
-            .set_parts(Some(
-                parts
-                    .iter()
-                    .map(|(n, etag)| CompletedPart::builder().part_number(*n).e_tag(etag).build())
-                    .collect(),
-            ))
-            .build();
-        let mut req = self
-            .client
-            .complete_multipart_upload()
-            .bucket(bucket)
-            .key(key)
-            .upload_id(upload_id)
-            .multipart_upload(completed);
-        if if_none_match {
-            req = req.if_none_match("*");
-        }
-        match enc.apply_complete(req).send().await {
-            Ok(out) => Ok((
-                nonempty(out.e_tag()),
-                observed(out.server_side_encryption(), out.ssekms_key_id(), None),
-            )),
-            Err(e)
-                if if_none_match
-                    && e.raw_response().is_some_and(|r| r.status().as_u16() == 412) =>
-            {
-                Err(Error::AlreadyExists {
-                    uri: format!("s3a://{bucket}/{key}"),
-                })
-            }
-            Err(e) => Err(map_sdk_err(
+        match self
+            .backend
+            .complete_multipart_upload(bucket, key, upload_id, parts, enc, if_none_match)
+            .await
+        {
+            Ok(out) => Ok((nonempty(out.etag.as_deref()), out.observed)),
+            Err(e) if if_none_match && e.status == Some(412) => Err(Error::AlreadyExists {
+                uri: format!("s3a://{bucket}/{key}"),
+            }),
+            Err(e) => Err(map_raw(
                 &Ctx {
                     op: "CompleteMultipartUpload",
                     bucket,
@@ -725,22 +673,13 @@ impl Store {
     pub async fn abort_upload(&self, bucket: &str, key: &str, upload_id: &str) -> Result<()> {
         self.note("AbortMultipartUpload", bucket, key);
         match self
-            .client
-            .abort_multipart_upload()
-            .bucket(bucket)
-            .key(key)
-            .upload_id(upload_id)
-            .send()
+            .backend
+            .abort_multipart_upload(bucket, key, upload_id)
             .await
         {
-            Ok(_) => Ok(()),
-            Err(e)
-                if e.code() == Some("NoSuchUpload")
-                    || e.raw_response().is_some_and(|r| r.status().as_u16() == 404) =>
-            {
-                Ok(())
-            }
-            Err(e) => Err(map_sdk_err(
+            Ok(()) => Ok(()),
+            Err(e) if e.code.as_deref() == Some("NoSuchUpload") || e.status == Some(404) => Ok(()),
+            Err(e) => Err(map_raw(
                 &Ctx {
                     op: "AbortMultipartUpload",
                     bucket,
@@ -760,23 +699,13 @@ impl Store {
         enc: &EncryptionSpec,
     ) -> Result<Option<HeadInfo>> {
         self.note("HeadObject", bucket, key);
-        match enc
-            .apply_head(self.client.head_object().bucket(bucket).key(key))
-            .send()
-            .await
-        {
-            Ok(out) => Ok(Some(HeadInfo {
-                size: out.content_length().unwrap_or(0).max(0) as u64,
-                etag: nonempty(out.e_tag()),
-                observed: observed(
-                    out.server_side_encryption(),
-                    out.ssekms_key_id(),
-                    out.sse_customer_key_md5(),
-                ),
-                writer: out.metadata().and_then(|m| m.get(WRITER_META)).cloned(),
+        match self.backend.head_object(bucket, key, enc).await {
+            Ok(h) => Ok(Some(HeadInfo {
+                etag: nonempty(h.etag.as_deref()),
+                ..h
             })),
-            Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 404) => Ok(None),
-            Err(e) => Err(map_sdk_err(
+            Err(e) if e.status == Some(404) => Ok(None),
+            Err(e) => Err(map_raw(
                 &Ctx {
                     op: "HeadObject",
                     bucket,
@@ -790,19 +719,15 @@ impl Store {
 
     pub async fn get(&self, bucket: &str, key: &str, enc: &EncryptionSpec) -> Result<Vec<u8>> {
         self.note("GetObject", bucket, key);
-        let out = match enc
-            .apply_get(self.client.get_object().bucket(bucket).key(key))
-            .send()
-            .await
-        {
+        let out = match self.backend.get_object(bucket, key, enc, 0, None).await {
             Ok(o) => o,
-            Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 404) => {
+            Err(e) if e.status == Some(404) => {
                 return Err(Error::NotFound {
                     uri: format!("s3a://{bucket}/{key}"),
                 })
             }
             Err(e) => {
-                return Err(map_sdk_err(
+                return Err(map_raw(
                     &Ctx {
                         op: "GetObject",
                         bucket,
@@ -827,48 +752,30 @@ impl Store {
 
     pub async fn delete(&self, bucket: &str, key: &str) -> Result<()> {
         self.note("DeleteObject", bucket, key);
-        self.client
-            .delete_object()
-            .bucket(bucket)
-            .key(key)
-            .send()
-            .await
-            .map_err(|e| {
-                map_sdk_err(
-                    &Ctx {
-                        op: "DeleteObject",
-                        bucket,
-                        key,
-                        enc: None,
-                    },
-                    e,
-                )
-            })?;
-        Ok(())
+        self.backend.delete_object(bucket, key).await.map_err(|e| {
+            map_raw(
+                &Ctx {
+                    op: "DeleteObject",
+                    bucket,
+                    key,
+                    enc: None,
+                },
+                e,
+            )
+        })
     }
 
-    /// Deletes keys in batches of 1000; any key the store could not delete is an error.
+    /// Deletes keys in batches of 1000; any key the store could not delete is an error, which
+    /// names the keys (the first [`NAMED_NOT_DELETED`]) and what the store said of each.
     pub async fn delete_many(&self, bucket: &str, keys: &[String]) -> Result<()> {
         for chunk in keys.chunks(1000) {
             self.note("DeleteObjects", bucket, &format!("({} keys)", chunk.len()));
-            let ids: Vec<ObjectIdentifier> = chunk
-                .iter()
-                .filter_map(|k| ObjectIdentifier::builder().key(k).build().ok())
-                .collect();
-            let delete = Delete::builder()
-                .set_objects(Some(ids))
-                .quiet(true)
-                .build()
-                .map_err(|e| Error::document("DeleteObjects request", e))?;
-            let out = self
-                .client
-                .delete_objects()
-                .bucket(bucket)
-                .delete(delete)
-                .send()
+            let failed = self
+                .backend
+                .delete_objects(bucket, chunk)
                 .await
                 .map_err(|e| {
-                    map_sdk_err(
+                    map_raw(
                         &Ctx {
                             op: "DeleteObjects",
                             bucket,
@@ -878,21 +785,8 @@ impl Store {
                         e,
                     )
                 })?;
-            if let Some(err) = out.errors().first() {
-                return Err(Error::Store {
-                    op: "DeleteObjects",
-                    uri: format!("s3a://{bucket}/{}", err.key().unwrap_or("")),
-                    status: None,
-                    code: err.code().map(str::to_string),
-                    detail: format!(
-                        "{} of {} keys were not deleted: {}",
-                        out.errors().len(),
-                        chunk.len(),
-                        err.message().unwrap_or("")
-                    ),
-                    hint: String::new(),
-                    retryable: true,
-                });
+            if let Some(first) = failed.first() {
+                return Err(not_deleted(bucket, chunk.len(), first, &failed));
             }
         }
         Ok(())
@@ -900,10 +794,7 @@ impl Store {
 
     /// Lists every object under `prefix` (recursively).
     pub async fn list(&self, bucket: &str, prefix: &str) -> Result<Vec<Listed>> {
-        Ok(self
-            .list_pages(bucket, prefix, None, None, None)
-            .await?
-            .objects)
+        Ok(self.list_pages(bucket, prefix, None, None).await?.0.objects)
     }
 
     /// Lists one level under `prefix` (which ends in `/` or is empty): objects and
@@ -914,8 +805,10 @@ impl Store {
         prefix: &str,
         max_keys: Option<i32>,
     ) -> Result<DirListing> {
-        self.list_pages(bucket, prefix, Some("/"), max_keys, None)
-            .await
+        Ok(self
+            .list_pages(bucket, prefix, Some("/"), max_keys)
+            .await?
+            .0)
     }
 
     /// [`list_dir`](Self::list_dir) of a whole level, with the store's clock at the time of
@@ -925,71 +818,47 @@ impl Store {
         bucket: &str,
         prefix: &str,
     ) -> Result<(DirListing, Option<std::time::SystemTime>)> {
-        let clock = StoreClock::default();
-        let listing = self
-            .list_pages(bucket, prefix, Some("/"), None, Some(&clock))
-            .await?;
-        Ok((listing, clock.get()))
+        self.list_pages(bucket, prefix, Some("/"), None).await
     }
 
-    /// ListObjectsV2 page by page (only the first page when `max_keys` is given).
+    /// ListObjectsV2 page by page (only the first page when `max_keys` is given), with the
+    /// last `Date` the store sent.
     async fn list_pages(
         &self,
         bucket: &str,
         prefix: &str,
         delimiter: Option<&str>,
         max_keys: Option<i32>,
-        clock: Option<&StoreClock>,
-    ) -> Result<DirListing> {
+    ) -> Result<(DirListing, Option<std::time::SystemTime>)> {
         let mut out = DirListing::default();
+        let mut date = None;
         let mut token: Option<String> = None;
         loop {
             self.note("ListObjectsV2", bucket, prefix);
-            let req = self
-                .client
-                .list_objects_v2()
-                .bucket(bucket)
-                .prefix(prefix)
-                .set_delimiter(delimiter.map(str::to_string))
-                .set_max_keys(max_keys)
-                .set_continuation_token(token.take());
-            let sent = match clock {
-                Some(c) => req.customize().interceptor(c.clone()).send().await,
-                None => req.send().await,
-            };
-            let page = sent.map_err(|e| {
-                map_sdk_err(
-                    &Ctx {
-                        op: "ListObjectsV2",
-                        bucket,
-                        key: prefix,
-                        enc: None,
-                    },
-                    e,
-                )
-            })?;
-            for o in page.contents() {
-                if let Some(k) = o.key() {
-                    out.objects.push(Listed {
-                        key: k.to_string(),
-                        size: o.size().unwrap_or(0).max(0) as u64,
-                        modified_ms: millis(o.last_modified()),
-                    });
-                }
-            }
-            for p in page.common_prefixes() {
-                if let Some(p) = p.prefix() {
-                    out.dirs.push(p.to_string());
-                }
-            }
-            match page.next_continuation_token() {
-                Some(t) if page.is_truncated() == Some(true) && max_keys.is_none() => {
-                    token = Some(t.to_string())
-                }
+            let mut page = self
+                .backend
+                .list_objects(bucket, prefix, delimiter, max_keys, token.take())
+                .await
+                .map_err(|e| {
+                    map_raw(
+                        &Ctx {
+                            op: "ListObjectsV2",
+                            bucket,
+                            key: prefix,
+                            enc: None,
+                        },
+                        e,
+                    )
+                })?;
+            date = page.date.or(date);
+            out.objects.append(&mut page.objects);
+            out.dirs.append(&mut page.dirs);
+            match page.next_token {
+                Some(t) if max_keys.is_none() => token = Some(t),
                 _ => break,
             }
         }
-        Ok(out)
+        Ok((out, date))
     }
 
     /// Opens an object for reading from `offset`; with `if_match`, fails if the object is no
@@ -1003,79 +872,63 @@ impl Store {
         if_match: Option<&str>,
     ) -> Result<Download> {
         self.note("GetObject", bucket, key);
-        let mut req = enc.apply_get(self.client.get_object().bucket(bucket).key(key));
-        if offset > 0 {
-            req = req.range(format!("bytes={offset}-"));
-        }
-        if let Some(tag) = if_match {
-            req = req.if_match(format!("\"{tag}\""));
-        }
         let uri = || format!("s3a://{bucket}/{key}");
-        match req.send().await {
+        match self
+            .backend
+            .get_object(bucket, key, enc, offset, if_match)
+            .await
+        {
             Ok(out) => {
-                let len = out.content_length().unwrap_or(0).max(0) as u64;
                 // "bytes 10-99/100": the whole size follows the slash.
                 let total = out
-                    .content_range()
+                    .content_range
+                    .as_deref()
                     .and_then(|r| r.rsplit('/').next())
                     .and_then(|t| t.parse::<u64>().ok())
-                    .unwrap_or(offset + len);
+                    .unwrap_or(offset + out.content_length);
                 Ok(Download {
-                    etag: nonempty(out.e_tag()),
+                    etag: nonempty(out.etag.as_deref()),
                     total,
                     body: out.body,
                 })
             }
-            Err(e) => {
-                let status = e.raw_response().map(|r| r.status().as_u16());
-                match status {
-                    Some(404) => Err(Error::NotFound { uri: uri() }),
-                    // Reading from the end (or past it) of an object: nothing left.
-                    Some(416) => Ok(Download {
-                        body: ByteStream::from(Vec::new()),
-                        total: offset,
-                        etag: if_match.map(str::to_string),
-                    }),
-                    Some(412) => Err(Error::Store {
+            Err(e) => match e.status {
+                Some(404) => Err(Error::NotFound { uri: uri() }),
+                // Reading from the end (or past it) of an object: nothing left.
+                Some(416) => Ok(Download {
+                    body: ByteStream::from(Vec::new()),
+                    total: offset,
+                    etag: if_match.map(str::to_string),
+                }),
+                Some(412) => Err(Error::Store {
+                    op: "GetObject",
+                    uri: uri(),
+                    status: e.status,
+                    code: Some("PreconditionFailed".into()),
+                    detail: "the object was replaced while it was being read".into(),
+                    hint: "open it again to read the new version".into(),
+                    retryable: false,
+                }),
+                _ => Err(map_raw(
+                    &Ctx {
                         op: "GetObject",
-                        uri: uri(),
-                        status,
-                        code: Some("PreconditionFailed".into()),
-                        detail: "the object was replaced while it was being read".into(),
-                        hint: "open it again to read the new version".into(),
-                        retryable: false,
-                    }),
-                    _ => Err(map_sdk_err(
-                        &Ctx {
-                            op: "GetObject",
-                            bucket,
-                            key,
-                            enc: Some(enc),
-                        },
-                        e,
-                    )),
-                }
-            }
+                        bucket,
+                        key,
+                        enc: Some(enc),
+                    },
+                    e,
+                )),
+            },
         }
     }
 
-    /// Lists pending multipart uploads under `prefix`.
     /// Whether an upload is still pending (one ListParts asking for at most one part).
     pub async fn is_pending(&self, bucket: &str, key: &str, upload_id: &str) -> Result<bool> {
         self.note("ListParts", bucket, key);
-        match self
-            .client
-            .list_parts()
-            .bucket(bucket)
-            .key(key)
-            .upload_id(upload_id)
-            .max_parts(1)
-            .send()
-            .await
-        {
-            Ok(_) => Ok(true),
-            Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 404) => Ok(false),
-            Err(e) => Err(map_sdk_err(
+        match self.backend.list_parts(bucket, key, upload_id).await {
+            Ok(()) => Ok(true),
+            Err(e) if e.status == Some(404) => Ok(false),
+            Err(e) => Err(map_raw(
                 &Ctx {
                     op: "ListParts",
                     bucket,
@@ -1087,8 +940,9 @@ impl Store {
         }
     }
 
+    /// Lists pending multipart uploads under `prefix`.
     pub async fn list_uploads(&self, bucket: &str, prefix: &str) -> Result<Vec<ListedUpload>> {
-        self.list_uploads_seen(bucket, prefix, None).await
+        Ok(self.list_uploads_seen(bucket, prefix).await?.0)
     }
 
     /// The pending uploads under `prefix`, also on MinIO, whose ListMultipartUploads with a
@@ -1100,11 +954,8 @@ impl Store {
         bucket: &str,
         prefix: &str,
     ) -> Result<Vec<ListedUpload>> {
-        let server = ServerHeader::default();
-        let listed = self
-            .list_uploads_seen(bucket, prefix, Some(&server))
-            .await?;
-        if !(server.is_minio() && minio_listing_may_hide(prefix, &listed)) {
+        let (listed, minio) = self.list_uploads_seen(bucket, prefix).await?;
+        if !(minio && minio_listing_may_hide(prefix, &listed)) {
             return Ok(listed);
         }
         log::debug!(
@@ -1117,60 +968,81 @@ impl Store {
             .collect())
     }
 
+    /// ListMultipartUploads page by page; whether any answer came from MinIO.
     async fn list_uploads_seen(
         &self,
         bucket: &str,
         prefix: &str,
-        server: Option<&ServerHeader>,
-    ) -> Result<Vec<ListedUpload>> {
+    ) -> Result<(Vec<ListedUpload>, bool)> {
         let mut out = Vec::new();
+        let mut minio = false;
         let (mut key_marker, mut id_marker): (Option<String>, Option<String>) = (None, None);
         loop {
             self.note("ListMultipartUploads", bucket, prefix);
-            let req = self
-                .client
-                .list_multipart_uploads()
-                .bucket(bucket)
-                .prefix(prefix)
-                .set_key_marker(key_marker.take())
-                .set_upload_id_marker(id_marker.take());
-            let sent = match server {
-                Some(s) => req.customize().interceptor(s.clone()).send().await,
-                None => req.send().await,
-            };
-            let page = sent.map_err(|e| {
-                map_sdk_err(
-                    &Ctx {
-                        op: "ListMultipartUploads",
-                        bucket,
-                        key: prefix,
-                        enc: None,
-                    },
-                    e,
-                )
-            })?;
-            for u in page.uploads() {
-                if let (Some(k), Some(id)) = (u.key(), u.upload_id()) {
-                    out.push(ListedUpload {
-                        key: k.to_string(),
-                        upload_id: id.to_string(),
-                        initiated: u
-                            .initiated()
-                            .and_then(|t| std::time::SystemTime::try_from(*t).ok()),
-                    });
-                }
-            }
-            if page.is_truncated() == Some(true) {
-                key_marker = page.next_key_marker().map(str::to_string);
-                id_marker = page.next_upload_id_marker().map(str::to_string);
-                if key_marker.is_none() {
-                    break;
-                }
-            } else {
+            let mut page = self
+                .backend
+                .list_multipart_uploads(bucket, prefix, key_marker.take(), id_marker.take())
+                .await
+                .map_err(|e| {
+                    map_raw(
+                        &Ctx {
+                            op: "ListMultipartUploads",
+                            bucket,
+                            key: prefix,
+                            enc: None,
+                        },
+                        e,
+                    )
+                })?;
+            minio |= page.minio;
+            out.append(&mut page.uploads);
+            if !page.truncated || page.next_key_marker.is_none() {
                 break;
             }
+            key_marker = page.next_key_marker;
+            id_marker = page.next_upload_id_marker;
         }
-        Ok(out)
+        Ok((out, minio))
+    }
+}
+
+/// Keys a partial DeleteObjects error names at most (the count says how many more).
+pub const NAMED_NOT_DELETED: usize = 10;
+
+/// The error of a DeleteObjects that left `failed` keys of `sent`: the object is the first key,
+/// the detail names up to [`NAMED_NOT_DELETED`] keys with what the store said of each.
+fn not_deleted(bucket: &str, sent: usize, first: &NotDeleted, failed: &[NotDeleted]) -> Error {
+    let named: Vec<String> = failed
+        .iter()
+        .take(NAMED_NOT_DELETED)
+        .map(|f| {
+            let why = match (&f.code, &f.message) {
+                (Some(c), Some(m)) if !m.is_empty() => format!("{c}: {m}"),
+                (Some(c), _) => c.clone(),
+                (None, Some(m)) => m.clone(),
+                (None, None) => "no reason given".into(),
+            };
+            format!("s3a://{bucket}/{} ({why})", f.key)
+        })
+        .collect();
+    let more = failed.len().saturating_sub(NAMED_NOT_DELETED);
+    Error::Store {
+        op: "DeleteObjects",
+        uri: format!("s3a://{bucket}/{}", first.key),
+        status: None,
+        code: first.code.clone(),
+        detail: format!(
+            "{} of {sent} keys were not deleted: {}{}",
+            failed.len(),
+            named.join(", "),
+            if more > 0 {
+                format!(" and {more} more")
+            } else {
+                String::new()
+            }
+        ),
+        hint: String::new(),
+        retryable: true,
     }
 }
 
@@ -1208,51 +1080,6 @@ mod tests {
         assert!(!minio_listing_may_hide("", &[]));
     }
     use crate::config::Conf;
-
-    #[test]
-    fn the_client_cache_keeps_the_most_recently_used() {
-        let mut r = Recent::new(3);
-        for k in 1..=3 {
-            r.insert(k, k * 10);
-        }
-        assert_eq!(r.get(&1), Some(10)); // 1 is now the most recent
-        r.insert(4, 40); // evicts 2, the least recently used
-        assert_eq!(r.get(&2), None);
-        assert_eq!(r.get(&3), Some(30));
-        r.insert(3, 31); // replaces, does not grow
-        assert_eq!(r.entries.len(), 3);
-        assert_eq!(r.get(&3), Some(31));
-    }
-
-    #[test]
-    fn a_rotated_session_token_gets_a_new_client_and_old_ones_are_evicted() {
-        let with_token = |n: usize| {
-            let conf: Conf = [
-                ("fs.s3a.endpoint", "http://127.0.0.1:9"),
-                ("fs.s3a.access.key", "AKIDEXAMPLE"),
-                ("fs.s3a.secret.key", "secret"),
-                ("fs.s3a.session.token", &format!("token-{n}")),
-            ]
-            .into_iter()
-            .collect();
-            StoreConfig::resolve(&conf, "b").unwrap()
-        };
-        assert_ne!(with_token(1), with_token(2));
-        // The cache of the process, as a driver whose token rotates would fill it.
-        crate::runtime::block_on(async {
-            for n in 0..MAX_CLIENTS + 8 {
-                client_for(&with_token(n)).await.unwrap();
-            }
-        })
-        .unwrap();
-        let cache = clients();
-        let cached = &cache.entries;
-        assert!(cached.len() <= MAX_CLIENTS, "{} clients", cached.len());
-        let has = |n: usize| cached.iter().any(|(k, _)| k == &with_token(n));
-        assert!((0..8).all(|n| !has(n)), "the oldest clients are evicted");
-        assert!((MAX_CLIENTS..).take(8).all(has), "the newest are kept");
-    }
-
     /// The hint for an error a store answers with, for a write with SSE-KMS key `k1`.
     fn hint_for(status: Option<u16>, code: Option<&str>, detail: &str) -> String {
         let enc = Conf::from_iter([
