@@ -24,12 +24,13 @@ use aws_sdk_s3::primitives::{ByteStream, Length};
 use futures::stream::{self, StreamExt, TryStreamExt};
 use tokio::sync::Semaphore;
 
-use crate::config::{BucketSettings, Conf, Mode, VerifyMode};
+use crate::config::{Conf, Mode, VerifyMode};
 use crate::encryption::{completion_proof, CompletionProof, EncryptionSpec, Observed};
 use crate::error::{Error, Result};
 use crate::magic::MagicFile;
 use crate::model::*;
 use crate::recover::LeaseGuard;
+use crate::settings::BucketSettings;
 use crate::store::{PutOutcome, Store};
 use crate::uri::S3Path;
 

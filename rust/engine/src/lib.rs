@@ -17,7 +17,10 @@ pub mod parquet;
 pub mod progress;
 pub mod recover;
 pub mod runtime;
+pub mod secrets;
+pub mod settings;
 pub mod store;
+pub mod tls;
 pub mod uploads;
 pub mod uri;
 pub mod verify;
@@ -64,5 +67,74 @@ mod tests {
             .collect();
         assert!(missing.is_empty(), "add {missing:?} to LOG_MODULES");
         assert!(logging.len() >= 5, "found only {logging:?}");
+    }
+
+    /// The engine's modules from the bottom up. A module may use modules of lower layers and
+    /// of its own group only; so there is no cycle between groups, and a module's imports show
+    /// where it stands. A new module must be placed here.
+    const LAYERS: &[&[&str]] = &[
+        &["error", "secrets", "naming", "progress", "parquet"],
+        &["uri", "runtime", "tls"],
+        &["config"],
+        &["encryption"],
+        &["settings", "model", "store"],
+        &["commit", "magic", "recover", "checkpoint"],
+        &["uploads", "verify"],
+    ];
+
+    /// The engine modules (`crate::<name>`) that `text` refers to, outside its unit tests.
+    fn uses(text: &str) -> std::collections::BTreeSet<String> {
+        let code = text.split("#[cfg(test)]\nmod tests").next().unwrap_or(text);
+        code.match_indices("crate::")
+            .map(|(at, m)| {
+                code[at + m.len()..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect::<String>()
+            })
+            .filter(|name| name.chars().next().is_some_and(|c| c.is_ascii_lowercase()))
+            .collect()
+    }
+
+    #[test]
+    fn modules_use_only_lower_layers() {
+        let layer_of = |m: &str| LAYERS.iter().position(|group| group.contains(&m));
+        let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let mut wrong = Vec::new();
+        let mut seen = 0;
+        let mut dirs = vec![src.clone()];
+        while let Some(dir) = dirs.pop() {
+            for entry in std::fs::read_dir(&dir).expect("engine sources") {
+                let path = entry.expect("entry").path();
+                if path.is_dir() {
+                    dirs.push(path);
+                    continue;
+                }
+                // The top-level module a file belongs to: `store.rs` or `protocol/task.rs`.
+                let rel = path.strip_prefix(&src).expect("under src");
+                let Some(module) = rel.iter().next().and_then(|c| c.to_str()) else {
+                    continue;
+                };
+                let module = module.trim_end_matches(".rs");
+                if module == "lib" {
+                    continue;
+                }
+                let text = std::fs::read_to_string(&path).expect("source");
+                let Some(mine) = layer_of(module) else {
+                    wrong.push(format!("{module} is in no layer"));
+                    continue;
+                };
+                seen += 1;
+                for used in uses(&text) {
+                    match layer_of(&used) {
+                        Some(l) if l < mine || used == module => {}
+                        Some(l) if l == mine => {}
+                        _ => wrong.push(format!("{} uses {used}", rel.display())),
+                    }
+                }
+            }
+        }
+        assert!(wrong.is_empty(), "layering broken: {wrong:?}");
+        assert!(seen >= 15, "found only {seen} modules");
     }
 }

@@ -17,36 +17,11 @@ use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, Delete, ObjectIdentifier};
 use aws_sdk_s3::Client;
 use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode, TlsContext, TrustStore};
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::CertificateDer;
 
 use crate::config::{CredentialsConfig, StoreConfig};
 use crate::encryption::{EncryptionSpec, Observed};
 use crate::error::{Error, Result};
-
-/// Reads and validates a PEM CA bundle (a malformed PEM would otherwise make the SDK panic on
-/// the first request).
-pub fn load_ca_file(path: &str, setting: &str) -> Result<Vec<u8>> {
-    let pem = std::fs::read(path)
-        .map_err(|e| Error::config(setting, format!("cannot read the CA file '{path}': {e}")))?;
-    let mut count = 0;
-    for cert in CertificateDer::pem_slice_iter(&pem) {
-        cert.map_err(|e| {
-            Error::config(
-                setting,
-                format!("'{path}' is not a valid PEM certificate bundle: {e:?}"),
-            )
-        })?;
-        count += 1;
-    }
-    if count == 0 {
-        return Err(Error::config(
-            setting,
-            format!("'{path}' contains no PEM certificate (expected -----BEGIN CERTIFICATE-----)"),
-        ));
-    }
-    Ok(pem)
-}
+use crate::tls::load_ca_file;
 
 /// Clients kept at most: a long-lived driver whose session token rotates gets a new client per
 /// token (the token is part of the key), and the least recently used ones go.
