@@ -17,52 +17,31 @@ use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::io::Write;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use aws_sdk_s3::primitives::{ByteStream, Length};
+use aws_sdk_s3::primitives::ByteStream;
 use futures::stream::{self, StreamExt, TryStreamExt};
 use tokio::sync::Semaphore;
 
 use crate::config::{Conf, Mode, VerifyMode};
-use crate::encryption::{completion_proof, CompletionProof, EncryptionSpec, Observed};
+use crate::encryption::Observed;
 use crate::error::{Error, Result};
-use crate::magic::MagicFile;
+use crate::magic::{MagicFile, MagicWriter};
 use crate::model::*;
 use crate::recover::LeaseGuard;
 use crate::settings::BucketSettings;
-use crate::store::{PutOutcome, Store};
+use crate::target::{started_uploads, Started, Target};
 use crate::uri::S3Path;
-
-/// Uploads a task commit has started, as (bucket, key, upload id): aborted if the task fails.
-pub(crate) type Started = Arc<Mutex<Vec<(String, String, String)>>>;
-
-/// Records an upload as started. A lock poisoned by a panic elsewhere still takes the record:
-/// each record is one push, so the list is whole, and a forgotten upload would never be aborted.
-pub(crate) fn record_started(started: &Started, bucket: &str, key: &str, upload_id: &str) {
-    started
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .push((bucket.to_string(), key.to_string(), upload_id.to_string()));
-}
-
-/// Every upload recorded as started, poisoned lock or not (see [`record_started`]).
-pub(crate) fn started_uploads(started: &Started) -> Vec<(String, String, String)> {
-    started
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .clone()
-}
 
 /// The directory under the destination that holds journals.
 pub const JOURNAL_DIR: &str = "_sealcommit";
 
 /// One write job, bound to its destination. Cheap to open: no request is sent.
 pub struct Job {
-    pub dest: S3Path,
+    /// Destination, settings and store, shared with checkpoints and magic writers.
+    pub target: Target,
     pub job_id: String,
-    pub settings: BucketSettings,
-    pub store: Store,
     /// Set once job commit has published new output (or lost its lease): from then on an abort
     /// must not remove the journal, which records what is left to finish.
     published: std::sync::atomic::AtomicBool,
@@ -109,12 +88,10 @@ impl Job {
             settings.encryption.summary(),
             settings.commit
         );
-        let store = Store::connect(&settings.store).await?;
+        let target = Target::connect(dest, settings).await?;
         Ok(Job {
-            dest,
+            target,
             job_id: job_id.to_string(),
-            settings,
-            store,
             published: Default::default(),
             opened: SystemTime::now(),
         })
@@ -124,21 +101,21 @@ impl Job {
     /// own request counters.
     pub(crate) fn with_identity(&self, job_id: String, settings: BucketSettings) -> Job {
         Job {
-            dest: self.dest.clone(),
+            target: self.target.with_settings(settings),
             job_id,
-            settings,
-            store: self.store.with_new_counters(),
             published: Default::default(),
             opened: SystemTime::now(),
         }
     }
 
-    pub(crate) fn enc(&self) -> &EncryptionSpec {
-        &self.settings.encryption
+    /// A magic-mode writer for `uri`, which must be in the job's bucket. Sends no request.
+    pub fn magic_writer(&self, uri: &str) -> Result<MagicWriter> {
+        MagicWriter::open(&self.target, uri)
     }
 
     pub fn journal_path(&self) -> S3Path {
-        self.dest
+        self.target
+            .dest
             .child(&format!("{JOURNAL_DIR}/{}.journal", self.job_id))
     }
 
@@ -151,22 +128,15 @@ impl Job {
         Journal {
             version: JOURNAL_VERSION,
             job_id: self.job_id.clone(),
-            destination: self.dest.to_string(),
+            destination: self.target.dest.to_string(),
             state,
             created: now_rfc3339(),
-            encryption: self.enc().summary(),
+            encryption: self.target.enc().summary(),
             uploads: Cow::Borrowed(uploads),
             replace_prefixes,
             owner: Some(self.owner()),
             lease: None,
         }
-    }
-
-    /// Writes one of our own small objects with the job's encryption and checks that the store
-    /// applied it. Returns what the store reported.
-    async fn put_verified(&self, path: &S3Path, body: Vec<u8>) -> Result<Observed> {
-        self.put_verified_stream(path, ByteStream::from(body), None)
-            .await
     }
 
     /// Writes one of our JSON documents (journal, `_SUCCESS`), verified like
@@ -205,75 +175,7 @@ impl Job {
                 ByteStream::from(body)
             }
         };
-        self.put_verified_stream(path, body, None).await
-    }
-
-    /// One PUT (create-only with a writer id: an existing object is `AlreadyExists`),
-    /// verified like every object sealcommit writes.
-    pub(crate) async fn put_verified_stream(
-        &self,
-        path: &S3Path,
-        body: ByteStream,
-        create_only: Option<&str>,
-    ) -> Result<Observed> {
-        let (etag, observed) = match self
-            .store
-            .put_stream(&path.bucket, &path.key, body, self.enc(), create_only)
-            .await?
-        {
-            PutOutcome::Written { etag, observed } => (etag, observed),
-            PutOutcome::Exists => {
-                return Err(Error::AlreadyExists {
-                    uri: path.to_string(),
-                })
-            }
-        };
-        self.verified_observation(path, etag.is_some(), observed)
-            .await
-    }
-
-    /// The encryption of an object just written, from the response when it says enough (and the
-    /// verify mode allows), else from a HEAD; checked against the request.
-    pub(crate) async fn verified_observation(
-        &self,
-        path: &S3Path,
-        have_etag: bool,
-        observed: Observed,
-    ) -> Result<Observed> {
-        let mode = self.settings.commit.verify;
-        if mode == VerifyMode::Off {
-            return Ok(observed);
-        }
-        let observed = if mode == VerifyMode::Auto
-            && have_etag
-            && !observed.is_empty()
-            && self.enc().verify(&observed).is_ok()
-        {
-            observed
-        } else {
-            match self.store.head(&path.bucket, &path.key, self.enc()).await? {
-                Some(h) => h.observed,
-                None => {
-                    return Err(Error::NotFound {
-                        uri: path.to_string(),
-                    });
-                }
-            }
-        };
-        self.check(path, "PutObject", &observed)?;
-        Ok(observed)
-    }
-
-    fn check(&self, path: &S3Path, op: &'static str, observed: &Observed) -> Result<()> {
-        self.enc()
-            .verify(observed)
-            .map_err(|actual| Error::EncryptionNotApplied {
-                uri: path.to_string(),
-                op,
-                requested: self.enc().summary().to_string(),
-                actual,
-                hint: self.enc().mismatch_hint(observed),
-            })
+        self.target.put_verified_stream(path, body, None).await
     }
 
     /// Job setup: records the job in flight and proves, with one small write, that the store
@@ -283,12 +185,12 @@ impl Job {
         let path = self.journal_path();
         if let Err(e) = self.put_document(&path, "journal", &journal, false).await {
             // Leave nothing behind; the original error is what the user needs to see.
-            let _ = self.store.delete(&path.bucket, &path.key).await;
+            let _ = self.target.store.delete(&path.bucket, &path.key).await;
             return Err(e);
         }
         // A commit a dead driver left half done is finished before this job adds to it.
         if let Err(e) = self.finish_interrupted_commits().await {
-            let _ = self.store.delete(&path.bucket, &path.key).await;
+            let _ = self.target.store.delete(&path.bucket, &path.key).await;
             return Err(e);
         }
         Ok(())
@@ -310,7 +212,8 @@ impl Job {
             Ok(p) => Ok(p),
             Err(e) => {
                 for (bucket, key, id) in started_uploads(&started) {
-                    if let Err(abort_err) = self.store.abort_upload(&bucket, &key, &id).await {
+                    if let Err(abort_err) = self.target.store.abort_upload(&bucket, &key, &id).await
+                    {
                         log::warn!(
                             "could not abort upload {id} of s3a://{bucket}/{key}: {abort_err}"
                         );
@@ -334,7 +237,7 @@ impl Job {
         match self.task_pendingset(attempt, attempt_number, Ok(uploads.clone()), peak) {
             Ok(p) => Ok(p),
             Err(e) => {
-                if let Err(abort_err) = self.abort_uploads(&uploads).await {
+                if let Err(abort_err) = self.target.abort_uploads(&uploads).await {
                     log::warn!("could not abort the uploads of {attempt}: {abort_err}");
                 }
                 Err(e)
@@ -351,7 +254,7 @@ impl Job {
         result: Result<Vec<PendingUpload>>,
         buffer_peak: u64,
     ) -> Result<PendingSet> {
-        let uploads = match (result, &self.settings.commit.fault_task_commit) {
+        let uploads = match (result, &self.target.settings.commit.fault_task_commit) {
             (Ok(_), Some(f))
                 if f.strip_prefix("fail-after-upload:")
                     .and_then(|n| n.parse::<u32>().ok())
@@ -373,7 +276,7 @@ impl Job {
             job_id: self.job_id.clone(),
             task_attempt: attempt.to_string(),
             uploads,
-            requests: self.store.counters.snapshot(),
+            requests: self.target.store.counters.snapshot(),
             buffer_peak,
         })
     }
@@ -383,15 +286,15 @@ impl Job {
         files: Vec<(PathBuf, String)>,
         started: &Started,
     ) -> Result<Vec<PendingUpload>> {
-        let parallelism = self.settings.commit.upload_parallelism;
+        let parallelism = self.target.settings.commit.upload_parallelism;
         let permits = Arc::new(Semaphore::new(parallelism));
         let mut targets = Vec::with_capacity(files.len());
         for (local, uri) in files {
             let dest = S3Path::parse(&uri)?;
-            if dest.bucket != self.dest.bucket {
+            if dest.bucket != self.target.dest.bucket {
                 return Err(Error::config(
                     "path",
-                    format!("{uri} is outside the job's bucket {}; sealcommit writes one bucket per job", self.dest.bucket),
+                    format!("{uri} is outside the job's bucket {}; sealcommit writes one bucket per job", self.target.dest.bucket),
                 ));
             }
             targets.push((local, dest));
@@ -399,137 +302,27 @@ impl Job {
         stream::iter(targets)
             .map(|(local, dest)| {
                 let permits = permits.clone();
-                async move { self.upload_file(local, dest, permits, started).await }
+                async move { self.target.upload_file(local, dest, permits, started).await }
             })
             .buffer_unordered(parallelism)
             .try_collect()
             .await
     }
 
-    pub(crate) async fn upload_file(
-        &self,
-        local: PathBuf,
-        dest: S3Path,
-        permits: Arc<Semaphore>,
-        started: &Started,
-    ) -> Result<PendingUpload> {
-        let shown = local.display().to_string();
-        let size = tokio::fs::metadata(&local)
-            .await
-            .map_err(|e| match e.kind() {
-                // Never skipped: a file the task was asked to write is committed or the task fails.
-                std::io::ErrorKind::NotFound => Error::io(
-                    "read task output",
-                    format!("{shown} (the staged file for {dest}, which the task was asked to write and did not; the task fails rather than commit without it)"),
-                    e,
-                ),
-                _ => Error::io("read task output", &shown, e),
-            })?
-            .len();
-        let enc = self.enc();
-        let (upload_id, created) = self
-            .store
-            .create_upload(&dest.bucket, &dest.key, enc)
-            .await?;
-        record_started(started, &dest.bucket, &dest.key, &upload_id);
-        let part_size = self.settings.commit.part_size;
-        let nparts = size.div_ceil(part_size).max(1);
-        let mut parts: Vec<(i32, String)> = stream::iter(0..nparts)
-            .map(|i| {
-                let (local, dest, upload_id, permits, shown) =
-                    (&local, &dest, &upload_id, permits.clone(), &shown);
-                async move {
-                    let _permit = permits
-                        .acquire()
-                        .await
-                        .map_err(|e| Error::io("upload", shown, std::io::Error::other(e)))?;
-                    let offset = i * part_size;
-                    let len = part_size.min(size - offset);
-                    let body = if len == 0 {
-                        ByteStream::from(Vec::new())
-                    } else {
-                        ByteStream::read_from()
-                            .path(local)
-                            .offset(offset)
-                            .length(Length::Exact(len))
-                            .build()
-                            .await
-                            .map_err(|e| {
-                                Error::io("read task output", shown, std::io::Error::other(e))
-                            })?
-                    };
-                    let number = (i + 1) as i32;
-                    let etag = self
-                        .store
-                        .upload_part(&dest.bucket, &dest.key, upload_id, number, body, enc)
-                        .await?;
-                    Ok::<_, Error>((number, etag))
-                }
-            })
-            .buffer_unordered(self.settings.commit.upload_parallelism)
-            .try_collect()
-            .await?;
-        parts.sort_by_key(|p| p.0);
-        Ok(PendingUpload {
-            bucket: dest.bucket,
-            key: dest.key,
-            upload_id,
-            parts,
-            size,
-            encryption: Arc::new(enc.summary()),
-            created_with: created.confirms(enc).map(Arc::new),
-        })
-    }
-
-    /// Aborts the given uploads (a task's or a job's). Gone uploads count as aborted.
-    pub async fn abort_uploads(&self, uploads: &[PendingUpload]) -> Result<()> {
-        let results: Vec<Result<()>> = stream::iter(uploads)
-            .map(|u| self.store.abort_upload(&u.bucket, &u.key, &u.upload_id))
-            .buffer_unordered(self.settings.commit.commit_parallelism)
-            .collect()
-            .await;
-        results.into_iter().collect()
-    }
-
     /// Aborts every pending upload under the destination whose file name is one this job gave
     /// (`naming::is_job_output`, an exact parse, not a substring): the leftovers of attempts
     /// whose pendingsets never reached the driver.
     async fn abort_strays(&self) -> Result<usize> {
-        self.abort_uploads_where(|key, _| crate::naming::is_job_output(key, &self.job_id))
+        self.target
+            .abort_uploads_where(|key, _| crate::naming::is_job_output(key, &self.job_id))
             .await
-    }
-
-    /// Aborts every pending upload under the destination whose key and upload id `matches`.
-    pub(crate) async fn abort_uploads_where(
-        &self,
-        matches: impl Fn(&str, &str) -> bool,
-    ) -> Result<usize> {
-        let shared = Arc::new(self.enc().summary());
-        let strays: Vec<PendingUpload> = self
-            .store
-            .list_uploads_under(&self.dest.bucket, &self.dest.dir_prefix())
-            .await?
-            .into_iter()
-            .filter(|u| matches(&u.key, &u.upload_id))
-            .map(|u| PendingUpload {
-                bucket: self.dest.bucket.clone(),
-                key: u.key,
-                upload_id: u.upload_id,
-                parts: vec![],
-                size: 0,
-                encryption: shared.clone(),
-                created_with: None,
-            })
-            .collect();
-        self.abort_uploads(&strays).await?;
-        Ok(strays.len())
     }
 
     /// The `sealcommit.fault.job-commit` test hook, a comma-separated list of: `<point>` fails
     /// the commit there, `kill:<point>` kills the process there (SIGKILL, as a lost driver),
     /// `pause:<point>:<seconds>` stalls the commit there (its lease is still renewed).
     pub(crate) async fn fault(&self, point: &str) -> Result<()> {
-        let Some(hooks) = self.settings.commit.fault_job_commit.as_deref() else {
+        let Some(hooks) = self.target.settings.commit.fault_job_commit.as_deref() else {
             return Ok(());
         };
         for f in hooks.split(',').map(str::trim) {
@@ -570,7 +363,7 @@ impl Job {
         let mut encryptions = Vec::new();
         for mut p in pendingsets {
             for (op, n) in &p.requests {
-                self.store.counters.add(op, *n);
+                self.target.store.counters.add(op, *n);
             }
             if p.job_id != self.job_id {
                 return Err(Error::document(
@@ -617,7 +410,7 @@ impl Job {
         let mut replace_prefixes = Vec::new();
         for r in replace {
             let p = S3Path::parse(&r)?;
-            if p.bucket != self.dest.bucket {
+            if p.bucket != self.target.dest.bucket {
                 return Err(Error::config(
                     "path",
                     format!("{r} is outside the job's bucket"),
@@ -626,7 +419,7 @@ impl Job {
             replace_prefixes.push(p.dir_prefix());
         }
         if dynamic_partitions {
-            replace_prefixes.extend(written_partitions(&self.dest, &uploads));
+            replace_prefixes.extend(written_partitions(&self.target.dest, &uploads));
         }
 
         // The lease first: a journal in state `committing` always names a lease that was taken.
@@ -661,7 +454,7 @@ impl Job {
                 .store(true, std::sync::atomic::Ordering::SeqCst)
         };
         let published = |e: Error| Error::Published {
-            destination: self.dest.to_string(),
+            destination: self.target.dest.to_string(),
             journal: journal_path.to_string(),
             source: Box::new(e),
         };
@@ -707,7 +500,8 @@ impl Job {
         };
         match done {
             Ok(report) => {
-                self.store
+                self.target
+                    .store
                     .delete(&journal_path.bucket, &journal_path.key)
                     .await?;
                 Ok(report)
@@ -724,12 +518,12 @@ impl Job {
         let done = std::sync::atomic::AtomicUsize::new(0);
         let mut files: Vec<CommittedFile> = stream::iter(uploads)
             .map(|u| async {
-                let f = self.complete_one(u, false).await?;
+                let f = self.target.complete_one(u, false).await?;
                 let n = done.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
                 self.fault(&format!("after-completes:{n}")).await?;
                 Ok::<_, Error>(f)
             })
-            .buffer_unordered(self.settings.commit.commit_parallelism)
+            .buffer_unordered(self.target.settings.commit.commit_parallelism)
             .try_collect()
             .await?;
         files.sort_by(|a, b| a.key.cmp(&b.key));
@@ -745,18 +539,22 @@ impl Job {
         buffer_peak: u64,
     ) -> Result<CommitReport> {
         let new_keys: HashSet<&str> = files.iter().map(|f| f.key.as_str()).collect();
-        let journal_dir = self.dest.child(JOURNAL_DIR).dir_prefix();
+        let journal_dir = self.target.dest.child(JOURNAL_DIR).dir_prefix();
         let mut replaced = 0u64;
         for prefix in replace_prefixes {
             let old: Vec<String> = self
+                .target
                 .store
-                .list(&self.dest.bucket, prefix)
+                .list(&self.target.dest.bucket, prefix)
                 .await?
                 .into_iter()
                 .map(|o| o.key)
                 .filter(|k| !new_keys.contains(k.as_str()) && !k.starts_with(&journal_dir))
                 .collect();
-            self.store.delete_many(&self.dest.bucket, &old).await?;
+            self.target
+                .store
+                .delete_many(&self.target.dest.bucket, &old)
+                .await?;
             replaced += old.len() as u64;
         }
         self.fault("before-success").await?;
@@ -768,19 +566,19 @@ impl Job {
                 self.job_id
             );
         }
-        let success = self.dest.child("_SUCCESS");
+        let success = self.target.dest.child("_SUCCESS");
         let millis = t0.elapsed().as_millis() as u64;
-        let mut requests = self.store.counters.snapshot();
+        let mut requests = self.target.store.counters.snapshot();
         // The counts in _SUCCESS include its own PUT (not the HEAD that may verify it).
         *requests.entry("PutObject".into()).or_default() += 1;
         let data = self.success_data(&files, requests.clone(), replaced, millis, buffer_peak);
         self.put_document(&success, "_SUCCESS", &data, true).await?;
         let report = CommitReport {
-            destination: self.dest.to_string(),
+            destination: self.target.dest.to_string(),
             files: files.len(),
             bytes: files.iter().map(|f| f.size).sum(),
             replaced_objects: replaced,
-            requests: self.store.counters.snapshot(),
+            requests: self.target.store.counters.snapshot(),
             millis,
         };
         log::info!(
@@ -796,114 +594,28 @@ impl Job {
         Ok(report)
     }
 
-    /// Completes one upload and checks its size and encryption. A Complete whose response was
-    /// lost and retried answers `NoSuchUpload`: then the object must exist with the right size.
-    pub(crate) async fn complete_one(
-        &self,
-        u: &PendingUpload,
-        if_none_match: bool,
-    ) -> Result<CommittedFile> {
-        let path = S3Path {
-            bucket: u.bucket.clone(),
-            key: u.key.clone(),
-        };
-        let enc = self.enc();
-        let (etag, observed, checked) = match self
-            .store
-            .complete_upload(
-                &u.bucket,
-                &u.key,
-                &u.upload_id,
-                &u.parts,
-                enc,
-                if_none_match,
-            )
-            .await
-        {
-            Ok((etag, observed)) => (etag, observed, false),
-            Err(e) if e.code() == Some("NoSuchUpload") => {
-                match self.store.head(&u.bucket, &u.key, enc).await? {
-                    Some(h) if h.size == u.size => (h.etag, h.observed, true),
-                    _ => return Err(e),
-                }
-            }
-            Err(e) => return Err(e),
-        };
-        let proof = completion_proof(
-            self.settings.commit.verify,
-            &observed,
-            checked,
-            etag.is_some(),
-            u.created_with.is_some(),
-        );
-        let (etag, observed, size) = if proof == CompletionProof::Unchecked {
-            (etag, observed, u.size)
-        } else if let (CompletionProof::Created, Some(created)) = (proof, &u.created_with) {
-            // Completed, silent on encryption, created with the right one: that is the object's.
-            return Ok(CommittedFile {
-                key: u.key.clone(),
-                size: u.size,
-                etag,
-                encryption: created.clone(),
-            });
-        } else if proof == CompletionProof::Answer {
-            self.check(&path, "CompleteMultipartUpload", &observed)?;
-            (etag, observed, u.size)
-        } else {
-            let h = self
-                .store
-                .head(&u.bucket, &u.key, enc)
-                .await?
-                .ok_or_else(|| Error::NotFound { uri: u.uri() })?;
-            self.check(&path, "CompleteMultipartUpload", &h.observed)?;
-            if h.size != u.size {
-                return Err(Error::Store {
-                    op: "CompleteMultipartUpload",
-                    uri: u.uri(),
-                    status: None,
-                    code: None,
-                    detail: format!(
-                        "the object has {} bytes, the task uploaded {}",
-                        h.size, u.size
-                    ),
-                    hint: String::new(),
-                    retryable: false,
-                });
-            }
-            (h.etag.or(etag), h.observed, h.size)
-        };
-        // The store's answer, shared with the upload's record when it says the same.
-        let summary = observed.summary();
-        let encryption = match &u.created_with {
-            Some(c) if **c == summary => c.clone(),
-            _ if *u.encryption == summary => u.encryption.clone(),
-            _ => Arc::new(summary),
-        };
-        Ok(CommittedFile {
-            key: u.key.clone(),
-            size,
-            etag,
-            encryption,
-        })
-    }
-
     /// After a failed commit: delete whatever became visible, abort whatever is still pending,
     /// drop the journal. Best effort; failures are logged (the journal then stays for
     /// `sealcommit recover`).
     async fn roll_back(&self, uploads: &[PendingUpload], has_journal: bool) {
         let mut ok = true;
-        if let Err(e) = self.abort_uploads(uploads).await {
+        if let Err(e) = self.target.abort_uploads(uploads).await {
             log::warn!("rollback could not abort every upload: {e}");
             ok = false;
         }
         let keys: Vec<String> = uploads.iter().map(|u| u.key.clone()).collect();
-        if let Err(e) = self.store.delete_many(&self.dest.bucket, &keys).await {
+        if let Err(e) = self
+            .target
+            .store
+            .delete_many(&self.target.dest.bucket, &keys)
+            .await
+        {
             log::warn!("rollback could not delete every new object: {e}");
             ok = false;
         }
         if ok && has_journal {
             let j = self.journal_path();
-            if let Err(e) = self.store.delete(&j.bucket, &j.key).await {
+            if let Err(e) = self.target.store.delete(&j.bucket, &j.key).await {
                 log::warn!("rollback could not delete the journal {j}: {e}");
             }
         }
@@ -913,7 +625,7 @@ impl Job {
     /// then drop the journal. Nothing of the job becomes visible.
     pub async fn abort_job(&self, pendingsets: Vec<PendingSet>) -> Result<()> {
         let uploads: Vec<PendingUpload> = pendingsets.into_iter().flat_map(|p| p.uploads).collect();
-        self.abort_uploads(&uploads).await?;
+        self.target.abort_uploads(&uploads).await?;
         self.abort_strays().await?;
         if self.published.load(std::sync::atomic::Ordering::SeqCst) {
             log::warn!(
@@ -923,20 +635,23 @@ impl Job {
             return Ok(());
         }
         let j = self.journal_path();
-        self.store.delete(&j.bucket, &j.key).await
+        self.target.store.delete(&j.bucket, &j.key).await
     }
 
     /// Where committers without a channel to the driver (Hadoop MapReduce) keep task
     /// pendingsets: `<dest>/_sealcommit/<job id>/`.
     fn saved_dir(&self) -> S3Path {
-        self.dest.child(&format!("{JOURNAL_DIR}/{}", self.job_id))
+        self.target
+            .dest
+            .child(&format!("{JOURNAL_DIR}/{}", self.job_id))
     }
 
     /// Saves a task's pendingset on the store, written and verified like the data (it names
     /// the job's keys). A retried task of the same id replaces it.
     pub async fn save_pendingset(&self, task: &str, set: &PendingSet) -> Result<()> {
         let path = self.saved_path(task, "pendingset")?;
-        self.put_verified(&path, set.to_json()?.into_bytes())
+        self.target
+            .put_verified(&path, set.to_json()?.into_bytes())
             .await
             .map(|_| ())
     }
@@ -964,12 +679,13 @@ impl Job {
         };
         let body = serde_json::to_vec(&intent)
             .map_err(|e| Error::document(format!("task intent of {task}"), e))?;
-        self.put_verified(&self.saved_path(task, "intent")?, body)
+        self.target
+            .put_verified(&self.saved_path(task, "intent")?, body)
             .await?;
         let set = self.commit_task(attempt, attempt_number, files).await?;
         self.fault_task_saved(attempt_number)?;
         if let Err(e) = self.save_pendingset(task, &set).await {
-            if let Err(abort_err) = self.abort_uploads(&set.uploads).await {
+            if let Err(abort_err) = self.target.abort_uploads(&set.uploads).await {
                 log::warn!("could not abort the uploads of {attempt}: {abort_err}");
             }
             return Err(e);
@@ -980,7 +696,7 @@ impl Job {
     /// The `sealcommit.fault.task-commit=crash-after-upload:<n>` test hook: attempt `n` fails
     /// after uploading without aborting anything, as a task process that died there would.
     fn fault_task_saved(&self, attempt_number: u32) -> Result<()> {
-        match &self.settings.commit.fault_task_commit {
+        match &self.target.settings.commit.fault_task_commit {
             Some(f)
                 if f.strip_prefix("crash-after-upload:")
                     .and_then(|n| n.parse::<u32>().ok())
@@ -1011,20 +727,26 @@ impl Job {
         let mut sets = Vec::new();
         let mut intended = BTreeSet::new();
         let mut objects = Vec::new();
-        for o in self.store.list(&self.dest.bucket, &dir).await? {
+        for o in self
+            .target
+            .store
+            .list(&self.target.dest.bucket, &dir)
+            .await?
+        {
             let pendingset = o.key.ends_with(".pendingset");
             if !pendingset && !o.key.ends_with(".intent") {
                 continue;
             }
             let body = self
+                .target
                 .store
-                .get(&self.dest.bucket, &o.key, self.enc())
+                .get(&self.target.dest.bucket, &o.key, self.target.enc())
                 .await?;
             if pendingset {
                 sets.push(PendingSet::from_slice(&body)?);
             } else {
                 let intent: TaskIntent = serde_json::from_slice(&body).map_err(|e| {
-                    Error::document(format!("s3a://{}/{}", self.dest.bucket, o.key), e)
+                    Error::document(format!("s3a://{}/{}", self.target.dest.bucket, o.key), e)
                 })?;
                 intended.extend(intent.keys);
             }
@@ -1043,7 +765,8 @@ impl Job {
         if keys.is_empty() {
             return Ok(0);
         }
-        self.abort_uploads_where(|key, id| keys.contains(key) && !keep.contains(id))
+        self.target
+            .abort_uploads_where(|key, id| keys.contains(key) && !keep.contains(id))
             .await
     }
 
@@ -1068,7 +791,12 @@ impl Job {
                 self.job_id
             ),
         }
-        if let Err(e) = self.store.delete_many(&self.dest.bucket, &objects).await {
+        if let Err(e) = self
+            .target
+            .store
+            .delete_many(&self.target.dest.bucket, &objects)
+            .await
+        {
             log::warn!(
                 "job {} committed; could not delete its saved pendingsets: {e}",
                 self.job_id
@@ -1092,7 +820,10 @@ impl Job {
         };
         self.abort_job(sets).await?;
         self.abort_intended(&intended, &BTreeSet::new()).await?;
-        self.store.delete_many(&self.dest.bucket, &objects).await
+        self.target
+            .store
+            .delete_many(&self.target.dest.bucket, &objects)
+            .await
     }
 
     /// Commits one micro-batch of a streaming file sink: completes and verifies every upload
@@ -1102,8 +833,8 @@ impl Job {
     pub async fn commit_stream(&self, pendingsets: Vec<PendingSet>) -> Result<Vec<CommittedFile>> {
         let uploads = self.collect_uploads(pendingsets)?;
         let result: Result<Vec<CommittedFile>> = stream::iter(&uploads)
-            .map(|u| self.complete_one(u, false))
-            .buffer_unordered(self.settings.commit.commit_parallelism)
+            .map(|u| self.target.complete_one(u, false))
+            .buffer_unordered(self.target.settings.commit.commit_parallelism)
             .try_collect()
             .await;
         match result {
@@ -1115,7 +846,7 @@ impl Job {
                 log::error!(
                     "streaming batch {} of {} failed, rolling back: {e}",
                     self.job_id,
-                    self.dest
+                    self.target.dest
                 );
                 self.roll_back(&uploads, false).await;
                 Err(e)
@@ -1126,7 +857,10 @@ impl Job {
     /// Deletes files a streaming batch completed but could not record (another writer recorded
     /// the batch first).
     pub async fn discard(&self, keys: &[String]) -> Result<()> {
-        self.store.delete_many(&self.dest.bucket, keys).await
+        self.target
+            .store
+            .delete_many(&self.target.dest.bucket, keys)
+            .await
     }
 
     /// After streaming batch `batch` is recorded: aborts every pending upload under the sink
@@ -1134,12 +868,13 @@ impl Job {
     /// a driver that died in the middle of a batch, which Spark then ran again.
     pub async fn abort_stream_strays(&self, batch: u64) -> Result<usize> {
         let aborted = self
+            .target
             .abort_uploads_where(|key, _| stream_file_batch(key).is_some_and(|b| b <= batch))
             .await?;
         if aborted > 0 {
             log::info!(
                 "aborted {aborted} stray uploads of batches up to {batch} under {}",
-                self.dest
+                self.target.dest
             );
         }
         Ok(aborted)
@@ -1168,11 +903,14 @@ impl Job {
             metrics.insert(format!("requests_{op}"), *n);
         }
         let mut diagnostics = BTreeMap::new();
-        diagnostics.insert("destination".to_string(), self.dest.to_string());
-        diagnostics.insert("encryption".to_string(), self.enc().summary().to_string());
+        diagnostics.insert("destination".to_string(), self.target.dest.to_string());
+        diagnostics.insert(
+            "encryption".to_string(),
+            self.target.enc().summary().to_string(),
+        );
         diagnostics.insert(
             "verify".to_string(),
-            format!("{:?}", self.settings.commit.verify).to_lowercase(),
+            format!("{:?}", self.target.settings.commit.verify).to_lowercase(),
         );
         SuccessData {
             name: SUCCESS_NAME.to_string(),
@@ -1182,7 +920,7 @@ impl Job {
             committer: "sealcommit".to_string(),
             description: format!(
                 "sealcommit {} committer, job {}",
-                match self.settings.commit.mode {
+                match self.target.settings.commit.mode {
                     Mode::Staging => "staging",
                     Mode::Magic => "magic",
                 },
@@ -1204,9 +942,9 @@ impl Job {
             sealcommit: SealSection {
                 version: crate::VERSION.to_string(),
                 revision: crate::REVISION.to_string(),
-                destination: self.dest.to_string(),
-                requested_encryption: self.enc().summary(),
-                verified: self.settings.commit.verify != VerifyMode::Off,
+                destination: self.target.dest.to_string(),
+                requested_encryption: self.target.enc().summary(),
+                verified: self.target.settings.commit.verify != VerifyMode::Off,
                 files,
                 requests,
                 replaced_objects: replaced,
@@ -1330,25 +1068,6 @@ pub(crate) fn offline_job(extra: &[(&str, &str)]) -> Job {
 mod tests {
     use super::*;
     use crate::encryption::EncryptionSummary;
-
-    #[test]
-    fn a_poisoned_lock_forgets_no_started_upload() {
-        let started: Started = Arc::default();
-        record_started(&started, "b", "k1", "u1");
-        let held = started.clone();
-        let panicked = std::thread::spawn(move || {
-            let _guard = held.lock().unwrap();
-            panic!("a task thread dies holding the lock");
-        })
-        .join();
-        assert!(panicked.is_err() && started.is_poisoned());
-        record_started(&started, "b", "k2", "u2");
-        let ids: Vec<_> = started_uploads(&started)
-            .into_iter()
-            .map(|(_, _, id)| id)
-            .collect();
-        assert_eq!(ids, ["u1", "u2"]);
-    }
 
     fn set(attempt: &str, keys: &[&str]) -> PendingSet {
         PendingSet {

@@ -20,6 +20,7 @@ pub mod runtime;
 pub mod secrets;
 pub mod settings;
 pub mod store;
+pub mod target;
 pub mod tls;
 pub mod uploads;
 pub mod uri;
@@ -78,7 +79,9 @@ mod tests {
         &["config"],
         &["encryption"],
         &["settings", "model", "store"],
-        &["commit", "magic", "recover", "checkpoint"],
+        &["target"],
+        &["magic", "checkpoint"],
+        &["commit", "recover"],
         &["uploads", "verify"],
     ];
 

@@ -171,11 +171,11 @@ impl LeaseGuard {
                  recover {}`) finishes it. Raise sealcommit.journal.lease if the store or this \
                  driver stalls for that long",
                 job.job_id,
-                job.dest,
+                job.target.dest,
                 self.path,
                 humantime::format_duration(self.lease),
                 job.journal_path(),
-                job.dest
+                job.target.dest
             ),
         )
     }
@@ -188,7 +188,12 @@ impl LeaseGuard {
         if let Some(task) = self.task.take() {
             let _ = task.await;
         }
-        if let Err(e) = job.store.delete(&self.path.bucket, &self.path.key).await {
+        if let Err(e) = job
+            .target
+            .store
+            .delete(&self.path.bucket, &self.path.key)
+            .await
+        {
             log::warn!(
                 "job {} could not delete its lease {} (it expires by itself): {e}",
                 job.job_id,
@@ -234,8 +239,12 @@ impl Job {
     /// The journals under the destination other than this job's own, oldest first, each with
     /// its lease as of the listing; and the clock that decided the leases.
     async fn journals(&self) -> Result<(Vec<Found>, &'static str)> {
-        let dir = self.dest.child(JOURNAL_DIR).dir_prefix();
-        let (listing, date) = self.store.list_dir_dated(&self.dest.bucket, &dir).await?;
+        let dir = self.target.dest.child(JOURNAL_DIR).dir_prefix();
+        let (listing, date) = self
+            .target
+            .store
+            .list_dir_dated(&self.target.dest.bucket, &dir)
+            .await?;
         let (now_ms, clock) = decision_clock(date);
         if date.is_none() {
             log::info!(
@@ -258,10 +267,14 @@ impl Job {
                 continue;
             }
             let path = S3Path {
-                bucket: self.dest.bucket.clone(),
+                bucket: self.target.dest.bucket.clone(),
                 key: o.key.clone(),
             };
-            let body = self.store.get(&path.bucket, &path.key, self.enc()).await?;
+            let body = self
+                .target
+                .store
+                .get(&path.bucket, &path.key, self.target.enc())
+                .await?;
             let journal = Journal::from_slice(&body)?;
             let terms = journal.lease.as_ref();
             let renewed = terms.and_then(|t| leases.get(t.key.as_str()).copied());
@@ -278,7 +291,8 @@ impl Job {
 
     /// `<dest>/_sealcommit/<job id>.lease`: the object a committing driver keeps renewing.
     pub(crate) fn lease_path(&self) -> S3Path {
-        self.dest
+        self.target
+            .dest
             .child(&format!("{JOURNAL_DIR}/{}.lease", self.job_id))
     }
 
@@ -297,7 +311,7 @@ impl Job {
     /// `sealcommit.journal.lease`. Renewals are single PUTs; one that fails is logged and tried
     /// again at the next period.
     pub(crate) async fn take_lease(&self) -> Result<(LeaseGuard, LeaseTerms)> {
-        let lease = self.settings.commit.lease;
+        let lease = self.target.settings.commit.lease;
         let renew = lease / 3;
         let path = self.lease_path();
         let owner = self.owner();
@@ -313,13 +327,14 @@ impl Job {
             .map_err(|e| Error::document("lease", e))
         };
         let base = Instant::now();
-        self.put_verified_stream(&path, ByteStream::from(body()?), None)
+        self.target
+            .put_verified_stream(&path, ByteStream::from(body()?), None)
             .await?;
         let renewed = Arc::new(AtomicU64::new(0));
         let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
         let (store, enc, shown, job_id) = (
-            self.store.clone(),
-            self.enc().clone(),
+            self.target.store.clone(),
+            self.target.enc().clone(),
             path.clone(),
             self.job_id.clone(),
         );
@@ -369,10 +384,15 @@ impl Job {
     /// Deletes the lease object a recovered journal names (best effort: it expires anyway).
     async fn drop_lease_of(&self, journal: &Journal<'_>) {
         if let Some(t) = &journal.lease {
-            if let Err(e) = self.store.delete(&self.dest.bucket, &t.key).await {
+            if let Err(e) = self
+                .target
+                .store
+                .delete(&self.target.dest.bucket, &t.key)
+                .await
+            {
                 log::warn!(
                     "could not delete the lease s3a://{}/{} of job {}: {e}",
-                    self.dest.bucket,
+                    self.target.dest.bucket,
                     t.key,
                     journal.job_id
                 );
@@ -383,8 +403,8 @@ impl Job {
     /// The job a journal belongs to, on this destination, with the encryption it was written
     /// with (a later job may use another key; the objects must match the journal's).
     fn job_of(&self, journal: &Journal) -> Result<Job> {
-        let mut settings = self.settings.clone();
-        settings.encryption = journal_encryption(self.enc(), journal)?;
+        let mut settings = self.target.settings.clone();
+        settings.encryption = journal_encryption(self.target.enc(), journal)?;
         Ok(self.with_identity(journal.job_id.clone(), settings))
     }
 
@@ -411,9 +431,9 @@ impl Job {
                      proceeds. If that driver dies, the first job after its lease \
                      (sealcommit.journal.lease) expires, or `sealcommit recover {}`, finishes it",
                     holder(&journal, lease, clock),
-                    self.dest,
+                    self.target.dest,
                     self.job_id,
-                    self.dest
+                    self.target.dest
                 );
                 continue;
             }
@@ -421,7 +441,7 @@ impl Job {
                 "the commit of job {} on {} was interrupted ({:?}); finishing it before \
                  job {} starts",
                 journal.job_id,
-                self.dest,
+                self.target.dest,
                 journal.state,
                 self.job_id
             );
@@ -433,7 +453,7 @@ impl Job {
                         "the commit of job {} on {} was interrupted and cannot be finished: {e}. \
                          Nothing can be written there until it is resolved: run `sealcommit \
                          recover {} --abort` to undo it (or remove {path})",
-                        journal.job_id, self.dest, self.dest
+                        journal.job_id, self.target.dest, self.target.dest
                     ),
                 )
             })?;
@@ -450,12 +470,12 @@ impl Job {
         self.publish(files, &journal.replace_prefixes, t0, 0)
             .await?;
         let j = self.journal_path();
-        self.store.delete(&j.bucket, &j.key).await?;
+        self.target.store.delete(&j.bucket, &j.key).await?;
         self.drop_lease_of(journal).await;
         log::info!(
             "rolled job {} on {} forward: {n} files",
             self.job_id,
-            self.dest
+            self.target.dest
         );
         Ok(n)
     }
@@ -472,14 +492,18 @@ impl Job {
                 ),
             ));
         }
-        self.abort_uploads(&journal.uploads).await?;
+        self.target.abort_uploads(&journal.uploads).await?;
         let keys: Vec<String> = journal.uploads.iter().map(|u| u.key.clone()).collect();
-        self.store.delete_many(&self.dest.bucket, &keys).await?;
+        self.target
+            .store
+            .delete_many(&self.target.dest.bucket, &keys)
+            .await?;
         // Uploads of failed attempts that never reached the journal.
-        self.abort_uploads_where(|key, _| crate::naming::is_job_output(key, &self.job_id))
+        self.target
+            .abort_uploads_where(|key, _| crate::naming::is_job_output(key, &self.job_id))
             .await?;
         let j = self.journal_path();
-        self.store.delete(&j.bucket, &j.key).await?;
+        self.target.store.delete(&j.bucket, &j.key).await?;
         self.drop_lease_of(journal).await;
         Ok(keys.len())
     }
