@@ -20,8 +20,8 @@ use aws_sdk_s3::primitives::ByteStream;
 use bytes::Bytes;
 use futures::stream::{self, StreamExt, TryStreamExt};
 use parquet::arrow::ArrowWriter;
-use sealcommit_engine::config::BucketSettings;
 use sealcommit_engine::runtime::block_on;
+use sealcommit_engine::settings::BucketSettings;
 use sealcommit_engine::uri::S3Path;
 use sealcommit_engine::{Conf, Job, PendingSet};
 use serde_json::json;
@@ -408,7 +408,7 @@ async fn upload_magic(job: &Job, dest: &S3Path, data: &Bytes) -> R<()> {
         }
     }
     let file = w.finish().await.map_err(err)?;
-    job.abort_uploads(&[file.upload]).await.map_err(err)
+    job.target.abort_uploads(&[file.upload]).await.map_err(err)
 }
 
 /// Staging mode's task commit: a local file uploaded in parts.
@@ -424,5 +424,5 @@ async fn upload_staging(job: &Job, dest: &S3Path, local: &std::path::Path) -> R<
         )
         .await
         .map_err(err)?;
-    job.abort_uploads(&staged.uploads).await.map_err(err)
+    job.target.abort_uploads(&staged.uploads).await.map_err(err)
 }

@@ -316,7 +316,7 @@ fn uploads(a: UploadsArgs, abort: bool, out: &mut Out) -> Result<u8, String> {
 
 fn recover(a: RecoverArgs, out: &mut Out) -> Result<u8, String> {
     let conf = a.conf.load(&a.uri)?;
-    let done = engine(sealcommit_engine::recover::recover(
+    let done = engine(sealcommit_engine::protocol::recover::recover(
         &conf, &a.uri, a.abort, a.force,
     ))?;
     if a.json {

@@ -27,10 +27,10 @@ use bytes::Bytes;
 use tempfile::NamedTempFile;
 use tokio::sync::{OnceCell, Semaphore};
 
-use crate::commit::{Job, Started};
 use crate::config::{parse_size, Conf};
 use crate::error::{Error, Result};
 use crate::store::{Download, PutOutcome};
+use crate::target::{started_uploads, Started, Target};
 use crate::uri::S3Path;
 
 /// The most one PUT may carry.
@@ -102,7 +102,7 @@ pub struct Entry {
 
 /// Checkpoint file operations under one root (the path Spark created the manager for).
 pub struct CheckpointFs {
-    job: Job,
+    target: Target,
     cfg: CheckpointConfig,
 }
 
@@ -122,23 +122,29 @@ fn unique() -> String {
 impl CheckpointFs {
     /// Validates the settings for `root` and gets a client. Sends no request.
     pub async fn open(conf: &Conf, root: &str) -> Result<CheckpointFs> {
-        let job = Job::open(conf, root, "checkpoint").await?;
-        let cfg = CheckpointConfig::resolve(conf, &job.dest.bucket)?;
-        Ok(CheckpointFs { job, cfg })
+        let target = Target::open(conf, root).await?;
+        log::debug!(
+            "checkpoint {}: endpoint {}, encryption {}",
+            target.dest,
+            target.settings.store.endpoint.as_deref().unwrap_or("(AWS)"),
+            target.settings.encryption.summary()
+        );
+        let cfg = CheckpointConfig::resolve(conf, &target.dest.bucket)?;
+        Ok(CheckpointFs { target, cfg })
     }
 
     pub fn root(&self) -> &S3Path {
-        &self.job.dest
+        &self.target.dest
     }
 
     fn path(&self, uri: &str) -> Result<S3Path> {
         let p = S3Path::parse(uri)?;
-        if p.bucket != self.job.dest.bucket {
+        if p.bucket != self.target.dest.bucket {
             return Err(Error::config(
                 "path",
                 format!(
                     "{uri} is outside the checkpoint's bucket {}; a checkpoint lives in one bucket",
-                    self.job.dest.bucket
+                    self.target.dest.bucket
                 ),
             ));
         }
@@ -150,7 +156,11 @@ impl CheckpointFs {
     pub async fn list(&self, dir: &str) -> Result<Vec<Entry>> {
         let dir = self.path(dir)?;
         let prefix = dir.dir_prefix();
-        let listing = self.job.store.list_dir(&dir.bucket, &prefix, None).await?;
+        let listing = self
+            .target
+            .store
+            .list_dir(&dir.bucket, &prefix, None)
+            .await?;
         let mut out = Vec::with_capacity(listing.objects.len() + listing.dirs.len());
         for o in listing.objects {
             // A zero-byte `dir/` marker (written by other tools) is the directory itself.
@@ -180,16 +190,16 @@ impl CheckpointFs {
         let p = self.path(uri)?;
         if !p.key.is_empty()
             && self
-                .job
+                .target
                 .store
-                .head(&p.bucket, &p.key, &self.job.settings.encryption)
+                .head(&p.bucket, &p.key, &self.target.settings.encryption)
                 .await?
                 .is_some()
         {
             return Ok(true);
         }
         let under = self
-            .job
+            .target
             .store
             .list_dir(&p.bucket, &p.dir_prefix(), Some(1))
             .await?;
@@ -205,9 +215,9 @@ impl CheckpointFs {
                 format!("refusing to delete the whole bucket {uri}"),
             ));
         }
-        self.job.store.delete(&p.bucket, &p.key).await?;
+        self.target.store.delete(&p.bucket, &p.key).await?;
         let under: Vec<String> = self
-            .job
+            .target
             .store
             .list(&p.bucket, &p.dir_prefix())
             .await?
@@ -215,7 +225,7 @@ impl CheckpointFs {
             .map(|o| o.key)
             .collect();
         if !under.is_empty() {
-            self.job.store.delete_many(&p.bucket, &under).await?;
+            self.target.store.delete_many(&p.bucket, &under).await?;
         }
         Ok(())
     }
@@ -224,12 +234,12 @@ impl CheckpointFs {
     pub async fn open_read(self: &Arc<Self>, uri: &str) -> Result<Reader> {
         let path = self.path(uri)?;
         let d = self
-            .job
+            .target
             .store
             .open_read(
                 &path.bucket,
                 &path.key,
-                &self.job.settings.encryption,
+                &self.target.settings.encryption,
                 0,
                 None,
             )
@@ -261,8 +271,13 @@ impl CheckpointFs {
     pub async fn conditional(&self) -> Result<Conditional> {
         let id = format!(
             "{}|{}",
-            self.job.settings.store.endpoint.as_deref().unwrap_or("aws"),
-            self.job.dest.bucket
+            self.target
+                .settings
+                .store
+                .endpoint
+                .as_deref()
+                .unwrap_or("aws"),
+            self.target.dest.bucket
         );
         let cell = {
             let mut cells = PROBES
@@ -278,22 +293,22 @@ impl CheckpointFs {
     /// conditional CompleteMultipartUpload; a store that honours `If-None-Match` refuses both.
     async fn probe(&self) -> Result<Conditional> {
         let probe = self
-            .job
+            .target
             .dest
             .child(&format!("_sealcommit/probe-{}", unique()));
         let result = self.probe_at(&probe).await;
-        if let Err(e) = self.job.store.delete(&probe.bucket, &probe.key).await {
+        if let Err(e) = self.target.store.delete(&probe.bucket, &probe.key).await {
             log::warn!("could not delete the probe object {probe}: {e}");
         }
         let c = result?;
         let store = self
-            .job
+            .target
             .settings
             .store
             .endpoint
             .as_deref()
             .unwrap_or("AWS S3");
-        let bucket = &self.job.dest.bucket;
+        let bucket = &self.target.dest.bucket;
         match (c.put, c.complete) {
             (true, true) => log::info!(
                 "{store} bucket {bucket} honours If-None-Match on PutObject and \
@@ -314,10 +329,10 @@ impl CheckpointFs {
     }
 
     async fn probe_at(&self, probe: &S3Path) -> Result<Conditional> {
-        let store = &self.job.store;
-        let enc = &self.job.settings.encryption;
+        let store = &self.target.store;
+        let enc = &self.target.settings.encryption;
         let (b, k) = (&probe.bucket, &probe.key);
-        self.job
+        self.target
             .put_verified_stream(probe, ByteStream::from_static(b"sealcommit probe"), None)
             .await?;
         let put = matches!(
@@ -438,12 +453,12 @@ impl AtomicWriter {
         }
         let conditional_put = cond.is_some_and(|c| c.put);
         if cond.is_some() && !conditional_put {
-            let store = &self.fs.job.store;
+            let store = &self.fs.target.store;
             if store
                 .head(
                     &self.path.bucket,
                     &self.path.key,
-                    &self.fs.job.settings.encryption,
+                    &self.fs.target.settings.encryption,
                 )
                 .await?
                 .is_some()
@@ -463,18 +478,22 @@ impl AtomicWriter {
                 )
             })?,
         };
-        let job = &self.fs.job;
+        let target = &self.fs.target;
         let writer = unique();
-        match job
+        match target
             .put_verified_stream(&self.path, body, conditional_put.then_some(writer.as_str()))
             .await
         {
             // A PUT applied by the store whose response was lost is retried, and the retry
             // finds the file there: if this writer's id is on it, it is this write.
             Err(Error::AlreadyExists { .. }) if conditional_put => {
-                let head = job
+                let head = target
                     .store
-                    .head(&self.path.bucket, &self.path.key, &job.settings.encryption)
+                    .head(
+                        &self.path.bucket,
+                        &self.path.key,
+                        &target.settings.encryption,
+                    )
                     .await?;
                 let Some(h) = head.filter(|h| h.writer.as_deref() == Some(writer.as_str())) else {
                     return Err(Error::AlreadyExists {
@@ -488,7 +507,8 @@ impl AtomicWriter {
                 );
                 // That HEAD's answer is the object's encryption: in `auto` mode it is checked
                 // without another HEAD (`head` mode still asks once more).
-                job.verified_observation(&self.path, h.etag.is_some(), h.observed)
+                target
+                    .verified_observation(&self.path, h.etag.is_some(), h.observed)
                     .await
                     .map(|_| ())
             }
@@ -503,20 +523,20 @@ impl AtomicWriter {
         let Some(local) = self.spill.as_ref().map(|f| f.path().to_path_buf()) else {
             return Err(Error::document("checkpoint write", "spill file missing"));
         };
-        let job = &self.fs.job;
+        let target = &self.fs.target;
         let started: Started = Arc::default();
-        let permits = Arc::new(Semaphore::new(job.settings.commit.upload_parallelism));
-        let upload = job
+        let permits = Arc::new(Semaphore::new(target.settings.commit.upload_parallelism));
+        let upload = target
             .upload_file(local, self.path.clone(), permits, &started)
             .await;
         let result = match &upload {
-            Ok(u) => job.complete_one(u, !self.overwrite).await.map(|_| ()),
+            Ok(u) => target.complete_one(u, !self.overwrite).await.map(|_| ()),
             Err(_) => Ok(()),
         };
         let failed = upload.is_err() || result.is_err();
         if failed {
-            for (bucket, key, id) in crate::commit::started_uploads(&started) {
-                if let Err(e) = job.store.abort_upload(&bucket, &key, &id).await {
+            for (bucket, key, id) in started_uploads(&started) {
+                if let Err(e) = target.store.abort_upload(&bucket, &key, &id).await {
                     log::warn!("could not abort upload {id} of s3a://{bucket}/{key}: {e}");
                 }
             }
@@ -568,12 +588,12 @@ impl Reader {
     async fn reopen(&mut self, pos: u64) -> Result<()> {
         let Download { body, .. } = self
             .fs
-            .job
+            .target
             .store
             .open_read(
                 &self.path.bucket,
                 &self.path.key,
-                &self.fs.job.settings.encryption,
+                &self.fs.target.settings.encryption,
                 pos,
                 self.etag.as_deref(),
             )

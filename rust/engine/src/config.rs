@@ -10,40 +10,8 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
-use crate::encryption::{Algorithm, BucketDefault, EncryptionSpec};
 use crate::error::{Error, Result};
-
-/// A value that must never be printed: `Debug` and `Display` show `***`.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(s: impl Into<String>) -> Self {
-        Secret(s.into())
-    }
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("***")
-    }
-}
-
-impl fmt::Display for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("***")
-    }
-}
-
-/// A resolved setting and the configuration key it came from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Sourced<T> {
-    pub value: T,
-    pub key: String,
-}
+pub use crate::secrets::{Secret, SecretHash, Sourced};
 
 /// sealcommit's own keys (after `sealcommit.` or `sealcommit.bucket.<b>.`). Anything else under
 /// `sealcommit.` is rejected, so a typo is an error rather than a silently ignored setting.
@@ -131,11 +99,16 @@ impl Conf {
             .filter(|v| !v.is_empty())
     }
 
-    fn sourced(&self, key: String) -> Option<Sourced<String>> {
+    pub(crate) fn sourced(&self, key: String) -> Option<Sourced<String>> {
         self.get(&key).map(|v| Sourced {
             value: v.to_string(),
             key,
         })
+    }
+
+    /// Whether `key` is set to a blank value (which some settings read as "off").
+    pub(crate) fn is_blank(&self, key: &str) -> bool {
+        self.map.get(key).is_some_and(|v| v.trim().is_empty())
     }
 
     /// An S3A option for `bucket`: `fs.s3a.bucket.<bucket>.<rest>`, then `fs.s3a.<rest>`.
@@ -181,141 +154,6 @@ impl Conf {
             }
         }
         Ok(())
-    }
-
-    /// Looks up an encryption setting at one S3A level (`fs.s3a.` or `fs.s3a.bucket.<b>.`),
-    /// reading the current name and the legacy one; both set to different values is an error.
-    fn s3a_level_alias(
-        &self,
-        prefix: &str,
-        current: &str,
-        legacy: &str,
-    ) -> Result<Option<Sourced<String>>> {
-        let a = self.sourced(format!("{prefix}{current}"));
-        let b = self.sourced(format!("{prefix}{legacy}"));
-        match (a, b) {
-            (Some(a), Some(b)) if a.value != b.value => Err(Error::config(
-                a.key.clone(),
-                format!(
-                    "conflicts with the legacy key {} which is set to a different value; \
-                     remove one of them",
-                    b.key
-                ),
-            )),
-            (Some(a), _) => Ok(Some(a)),
-            (None, b) => Ok(b),
-        }
-    }
-
-    /// An encryption setting, in precedence order: sealcommit per bucket, sealcommit global,
-    /// S3A per bucket (current or legacy name), S3A global (current or legacy name).
-    fn encryption_setting(
-        &self,
-        bucket: &str,
-        rest: &str,
-        legacy: Option<&str>,
-    ) -> Result<Option<Sourced<String>>> {
-        // A per-bucket S3A key set to the empty string counts as set (as in S3A): it turns a
-        // global setting off for that bucket.
-        let explicit_empty = |key: String| {
-            self.map
-                .get(&key)
-                .filter(|v| v.trim().is_empty())
-                .map(|_| Sourced {
-                    value: String::new(),
-                    key,
-                })
-        };
-        if let Some(v) = self.own(bucket, &format!("encryption.{rest}")) {
-            return Ok(Some(v));
-        }
-        for prefix in [format!("fs.s3a.bucket.{bucket}."), "fs.s3a.".to_string()] {
-            let current = format!("encryption.{rest}");
-            let found = match legacy {
-                Some(l) => self.s3a_level_alias(&prefix, &current, l)?,
-                None => self.sourced(format!("{prefix}{current}")),
-            };
-            if found.is_some() {
-                return Ok(found);
-            }
-            if prefix != "fs.s3a." {
-                let empty = explicit_empty(format!("{prefix}encryption.{rest}"))
-                    .or_else(|| legacy.and_then(|l| explicit_empty(format!("{prefix}{l}"))));
-                if empty.is_some() {
-                    return Ok(empty);
-                }
-            }
-        }
-        Ok(None)
-    }
-
-    /// The encryption to apply to new objects in `bucket`.
-    pub fn encryption(&self, bucket: &str) -> Result<EncryptionSpec> {
-        let algorithm = self.encryption_setting(
-            bucket,
-            "algorithm",
-            Some("server-side-encryption-algorithm"),
-        )?;
-        let key = self.encryption_setting(bucket, "key", Some("server-side-encryption.key"))?;
-        let context = self.encryption_setting(bucket, "context", None)?;
-        let algo = match &algorithm {
-            Some(a) => Algorithm::parse(&a.value).map_err(|m| Error::config(&a.key, m))?,
-            None => Algorithm::None,
-        };
-        let mut spec = EncryptionSpec::new(algo, algorithm.map(|a| a.key), key, context)?;
-        spec.bucket_default = self.bucket_default(bucket, &spec)?;
-        Ok(spec)
-    }
-
-    /// `sealcommit.bucket-default.algorithm` / `.key`: what the bucket's default encryption must
-    /// apply when no encryption is requested.
-    fn bucket_default(&self, bucket: &str, spec: &EncryptionSpec) -> Result<Option<BucketDefault>> {
-        let Some(a) = self.own(bucket, "bucket-default.algorithm") else {
-            if let Some(k) = self.own(bucket, "bucket-default.key") {
-                return Err(Error::config(
-                    &k.key,
-                    "a bucket-default key needs sealcommit.bucket-default.algorithm (SSE-KMS or \
-                     DSSE-KMS) as well",
-                ));
-            }
-            return Ok(None);
-        };
-        let algorithm = Algorithm::parse(&a.value).map_err(|m| Error::config(&a.key, m))?;
-        if matches!(algorithm, Algorithm::None | Algorithm::SseC) {
-            return Err(Error::config(
-                &a.key,
-                format!(
-                    "a bucket's default encryption is SSE-S3, SSE-KMS or DSSE-KMS, not {}",
-                    algorithm.name()
-                ),
-            ));
-        }
-        if spec.algorithm != Algorithm::None {
-            return Err(Error::config(
-                &a.key,
-                format!(
-                    "it checks the bucket's default encryption, which applies only when no \
-                     encryption is requested, but {} requests {} for bucket {bucket}; set that \
-                     to an empty value for this bucket (fs.s3a.bucket.{bucket}.encryption.algorithm=) \
-                     or drop the expectation",
-                    spec.algorithm_key.as_deref().unwrap_or("fs.s3a.encryption.algorithm"),
-                    spec.algorithm.name()
-                ),
-            ));
-        }
-        let kms_key_id = self.own(bucket, "bucket-default.key");
-        if kms_key_id.is_some() && algorithm == Algorithm::SseS3 {
-            return Err(Error::config(
-                "sealcommit.bucket-default.key",
-                "SSE-S3 has no KMS key; drop the key or expect SSE-KMS",
-            ));
-        }
-        Ok(Some(BucketDefault {
-            algorithm,
-            kms_key_id: kms_key_id.as_ref().map(|k| k.value.clone()),
-            source: a.key,
-            key_source: kms_key_id.map(|k| k.key),
-        }))
     }
 
     pub fn bool_own(&self, bucket: &str, rest: &str, default: bool) -> Result<bool> {
@@ -419,23 +257,6 @@ pub enum CredentialsConfig {
     Anonymous,
     /// The AWS default chain: environment, profile, web identity, container, instance.
     DefaultChain,
-}
-
-/// A secret that can be used as part of a cache key (compared and hashed by value) but is never
-/// printed.
-#[derive(Clone, PartialEq, Eq, Hash)]
-pub struct SecretHash(String);
-
-impl SecretHash {
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for SecretHash {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("***")
-    }
 }
 
 impl StoreConfig {
@@ -654,47 +475,6 @@ impl CommitConfig {
     }
 }
 
-/// Everything the engine needs to write to one bucket, validated.
-#[derive(Debug, Clone)]
-pub struct BucketSettings {
-    pub bucket: String,
-    pub store: StoreConfig,
-    pub encryption: EncryptionSpec,
-    pub commit: CommitConfig,
-}
-
-impl BucketSettings {
-    pub fn resolve(conf: &Conf, bucket: &str) -> Result<BucketSettings> {
-        conf.check_own_keys()?;
-        let store = StoreConfig::resolve(conf, bucket)?;
-        let encryption = conf.encryption(bucket)?;
-        if let Algorithm::SseC = encryption.algorithm {
-            if store.is_http() && !conf.bool_own(bucket, "sse-c.allow-http", false)? {
-                return Err(Error::config(
-                    encryption.algorithm_key.clone().unwrap_or_default(),
-                    format!(
-                        "SSE-C sends the raw encryption key with every request, and the endpoint \
-                         {} is plain http; use an https endpoint (fs.s3a.endpoint, with \
-                         sealcommit.tls.ca-file for a private CA) or, if the http hop is trusted \
-                         (e.g. a local proxy), set sealcommit.sse-c.allow-http=true",
-                        store.endpoint.as_deref().unwrap_or_default()
-                    ),
-                ));
-            }
-        }
-        if let Some(ca) = &store.ca_file {
-            crate::store::load_ca_file(ca, &format!("sealcommit.tls.ca-file ({bucket})"))?;
-        }
-        let commit = CommitConfig::resolve(conf, bucket)?;
-        Ok(BucketSettings {
-            bucket: bucket.to_string(),
-            store,
-            encryption,
-            commit,
-        })
-    }
-}
-
 /// Parses durations like `30s`, `5m`, `2h`, `1d`.
 pub fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
     humantime::parse_duration(s)
@@ -704,97 +484,9 @@ pub fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::encryption::Algorithm;
 
     fn conf(pairs: &[(&str, &str)]) -> Conf {
         pairs.iter().map(|(k, v)| (*k, *v)).collect()
-    }
-
-    #[test]
-    fn per_bucket_override_wins_over_global() {
-        let c = conf(&[
-            ("fs.s3a.encryption.algorithm", "SSE-KMS"),
-            ("fs.s3a.encryption.key", "global-key"),
-            ("fs.s3a.bucket.tenant1.encryption.key", "tenant1-key"),
-        ]);
-        let e = c.encryption("tenant1").unwrap();
-        assert_eq!(e.algorithm, Algorithm::SseKms);
-        assert_eq!(e.kms_key_id(), Some("tenant1-key"));
-        assert_eq!(
-            e.key_source.as_deref(),
-            Some("fs.s3a.bucket.tenant1.encryption.key")
-        );
-        let e = c.encryption("other").unwrap();
-        assert_eq!(e.kms_key_id(), Some("global-key"));
-    }
-
-    #[test]
-    fn empty_per_bucket_algorithm_turns_encryption_off_for_that_bucket() {
-        let c = conf(&[
-            ("fs.s3a.encryption.algorithm", "SSE-KMS"),
-            ("fs.s3a.encryption.key", "k1"),
-            ("fs.s3a.bucket.bucket-default.encryption.algorithm", ""),
-        ]);
-        assert_eq!(
-            c.encryption("bucket-default").unwrap().algorithm,
-            Algorithm::None
-        );
-        assert_eq!(c.encryption("other").unwrap().algorithm, Algorithm::SseKms);
-    }
-
-    #[test]
-    fn legacy_keys_are_read() {
-        let c = conf(&[
-            ("fs.s3a.server-side-encryption-algorithm", "SSE-KMS"),
-            ("fs.s3a.server-side-encryption.key", "legacy-key"),
-        ]);
-        let e = c.encryption("b").unwrap();
-        assert_eq!(e.algorithm, Algorithm::SseKms);
-        assert_eq!(e.kms_key_id(), Some("legacy-key"));
-        assert_eq!(
-            e.key_source.as_deref(),
-            Some("fs.s3a.server-side-encryption.key")
-        );
-    }
-
-    #[test]
-    fn conflicting_current_and_legacy_keys_are_an_error() {
-        let c = conf(&[
-            ("fs.s3a.bucket.b.encryption.algorithm", "SSE-KMS"),
-            ("fs.s3a.bucket.b.server-side-encryption-algorithm", "SSE-S3"),
-        ]);
-        let err = c.encryption("b").unwrap_err().to_string();
-        assert!(
-            err.contains("fs.s3a.bucket.b.encryption.algorithm"),
-            "{err}"
-        );
-        assert!(
-            err.contains("fs.s3a.bucket.b.server-side-encryption-algorithm"),
-            "{err}"
-        );
-    }
-
-    #[test]
-    fn sealcommit_keys_win_over_s3a_keys() {
-        let c = conf(&[
-            ("fs.s3a.encryption.algorithm", "SSE-S3"),
-            ("sealcommit.encryption.algorithm", "SSE-KMS"),
-            ("sealcommit.encryption.key", "k1"),
-            ("sealcommit.bucket.b.encryption.key", "k2"),
-        ]);
-        let e = c.encryption("b").unwrap();
-        assert_eq!(e.algorithm, Algorithm::SseKms);
-        assert_eq!(e.kms_key_id(), Some("k2"));
-        assert_eq!(c.encryption("a").unwrap().kms_key_id(), Some("k1"));
-    }
-
-    #[test]
-    fn unknown_algorithm_names_the_key() {
-        let c = conf(&[("fs.s3a.encryption.algorithm", "SSE-FOO")]);
-        let err = c.encryption("b").unwrap_err().to_string();
-        assert!(err.contains("fs.s3a.encryption.algorithm"), "{err}");
-        assert!(err.contains("SSE-FOO"), "{err}");
-        assert!(err.contains("SSE-KMS"), "lists the valid values: {err}");
     }
 
     #[test]
@@ -880,53 +572,6 @@ mod tests {
     }
 
     #[test]
-    fn bucket_default_expectations_are_checked_and_validated() {
-        use crate::encryption::Observed;
-        let kms = |key: &str| Observed {
-            algorithm: Some("aws:kms".into()),
-            kms_key_id: Some(key.into()),
-            sse_c_md5: None,
-        };
-        let c = conf(&[
-            ("sealcommit.bucket-default.algorithm", "SSE-KMS"),
-            ("sealcommit.bucket-default.key", "k1"),
-        ]);
-        let spec = c.encryption("b").unwrap();
-        assert!(spec.verify(&kms("k1")).is_ok());
-        assert!(spec.verify(&kms("k2")).is_err());
-        assert!(spec.verify(&Observed::default()).is_err());
-        assert!(spec
-            .mismatch_hint(&Observed::default())
-            .contains("sealcommit.bucket-default.algorithm"));
-        // Without an expectation, no encryption requested means anything goes.
-        assert!(conf(&[])
-            .encryption("b")
-            .unwrap()
-            .verify(&Observed::default())
-            .is_ok());
-        for (bad, key) in [
-            (
-                vec![("sealcommit.bucket-default.algorithm", "SSE-C")],
-                "sealcommit.bucket-default.algorithm",
-            ),
-            (
-                vec![("sealcommit.bucket-default.key", "k1")],
-                "sealcommit.bucket-default.key",
-            ),
-            (
-                vec![
-                    ("sealcommit.bucket-default.algorithm", "SSE-KMS"),
-                    ("fs.s3a.encryption.algorithm", "SSE-KMS"),
-                ],
-                "fs.s3a.encryption.algorithm",
-            ),
-        ] {
-            let err = conf(&bad).encryption("b").unwrap_err().to_string();
-            assert!(err.contains(key), "{err}");
-        }
-    }
-
-    #[test]
     fn modes_and_their_part_sizes() {
         let c = CommitConfig::resolve(&conf(&[]), "b").unwrap();
         assert_eq!(
@@ -950,20 +595,5 @@ mod tests {
             err.contains("sealcommit.bucket.b.mode") && err.contains("staging or magic"),
             "{err}"
         );
-    }
-
-    #[test]
-    fn sse_c_over_http_is_refused_unless_allowed() {
-        let key = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="; // base64 of 32 bytes
-        let mut c = conf(&[
-            ("fs.s3a.endpoint", "http://127.0.0.1:8000"),
-            ("fs.s3a.encryption.algorithm", "SSE-C"),
-            ("fs.s3a.encryption.key", key),
-        ]);
-        let err = BucketSettings::resolve(&c, "b").unwrap_err().to_string();
-        assert!(err.contains("sealcommit.sse-c.allow-http"), "{err}");
-        assert!(!err.contains(key), "the SSE-C key must not leak: {err}");
-        c.set("sealcommit.sse-c.allow-http", "true");
-        BucketSettings::resolve(&c, "b").unwrap();
     }
 }

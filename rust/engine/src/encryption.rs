@@ -9,8 +9,9 @@ use base64::Engine;
 use md5::{Digest, Md5};
 use serde::{Deserialize, Serialize};
 
-use crate::config::{Secret, Sourced, VerifyMode};
+use crate::config::{Conf, VerifyMode};
 use crate::error::{Error, Result};
+use crate::secrets::{Secret, Sourced};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Algorithm {
@@ -564,6 +565,149 @@ macro_rules! sse_c_setters {
     };
 }
 
+/// Reading the encryption settings: they live here rather than in `config`, so that `config`
+/// knows nothing of encryption (the layers go config → encryption, never back).
+impl EncryptionSpec {
+    /// The encryption to apply to new objects in `bucket`, from `conf`.
+    pub fn resolve(conf: &Conf, bucket: &str) -> Result<EncryptionSpec> {
+        conf.encryption(bucket)
+    }
+}
+
+impl Conf {
+    /// Looks up an encryption setting at one S3A level (`fs.s3a.` or `fs.s3a.bucket.<b>.`),
+    /// reading the current name and the legacy one; both set to different values is an error.
+    fn s3a_level_alias(
+        &self,
+        prefix: &str,
+        current: &str,
+        legacy: &str,
+    ) -> Result<Option<Sourced<String>>> {
+        let a = self.sourced(format!("{prefix}{current}"));
+        let b = self.sourced(format!("{prefix}{legacy}"));
+        match (a, b) {
+            (Some(a), Some(b)) if a.value != b.value => Err(Error::config(
+                a.key.clone(),
+                format!(
+                    "conflicts with the legacy key {} which is set to a different value; \
+                     remove one of them",
+                    b.key
+                ),
+            )),
+            (Some(a), _) => Ok(Some(a)),
+            (None, b) => Ok(b),
+        }
+    }
+
+    /// An encryption setting, in precedence order: sealcommit per bucket, sealcommit global,
+    /// S3A per bucket (current or legacy name), S3A global (current or legacy name).
+    fn encryption_setting(
+        &self,
+        bucket: &str,
+        rest: &str,
+        legacy: Option<&str>,
+    ) -> Result<Option<Sourced<String>>> {
+        // A per-bucket S3A key set to the empty string counts as set (as in S3A): it turns a
+        // global setting off for that bucket.
+        let explicit_empty = |key: String| {
+            self.is_blank(&key).then(|| Sourced {
+                value: String::new(),
+                key,
+            })
+        };
+        if let Some(v) = self.own(bucket, &format!("encryption.{rest}")) {
+            return Ok(Some(v));
+        }
+        for prefix in [format!("fs.s3a.bucket.{bucket}."), "fs.s3a.".to_string()] {
+            let current = format!("encryption.{rest}");
+            let found = match legacy {
+                Some(l) => self.s3a_level_alias(&prefix, &current, l)?,
+                None => self.sourced(format!("{prefix}{current}")),
+            };
+            if found.is_some() {
+                return Ok(found);
+            }
+            if prefix != "fs.s3a." {
+                let empty = explicit_empty(format!("{prefix}encryption.{rest}"))
+                    .or_else(|| legacy.and_then(|l| explicit_empty(format!("{prefix}{l}"))));
+                if empty.is_some() {
+                    return Ok(empty);
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// The encryption to apply to new objects in `bucket` (see [`EncryptionSpec::resolve`]).
+    pub fn encryption(&self, bucket: &str) -> Result<EncryptionSpec> {
+        let algorithm = self.encryption_setting(
+            bucket,
+            "algorithm",
+            Some("server-side-encryption-algorithm"),
+        )?;
+        let key = self.encryption_setting(bucket, "key", Some("server-side-encryption.key"))?;
+        let context = self.encryption_setting(bucket, "context", None)?;
+        let algo = match &algorithm {
+            Some(a) => Algorithm::parse(&a.value).map_err(|m| Error::config(&a.key, m))?,
+            None => Algorithm::None,
+        };
+        let mut spec = EncryptionSpec::new(algo, algorithm.map(|a| a.key), key, context)?;
+        spec.bucket_default = self.bucket_default(bucket, &spec)?;
+        Ok(spec)
+    }
+
+    /// `sealcommit.bucket-default.algorithm` / `.key`: what the bucket's default encryption must
+    /// apply when no encryption is requested.
+    fn bucket_default(&self, bucket: &str, spec: &EncryptionSpec) -> Result<Option<BucketDefault>> {
+        let Some(a) = self.own(bucket, "bucket-default.algorithm") else {
+            if let Some(k) = self.own(bucket, "bucket-default.key") {
+                return Err(Error::config(
+                    &k.key,
+                    "a bucket-default key needs sealcommit.bucket-default.algorithm (SSE-KMS or \
+                     DSSE-KMS) as well",
+                ));
+            }
+            return Ok(None);
+        };
+        let algorithm = Algorithm::parse(&a.value).map_err(|m| Error::config(&a.key, m))?;
+        if matches!(algorithm, Algorithm::None | Algorithm::SseC) {
+            return Err(Error::config(
+                &a.key,
+                format!(
+                    "a bucket's default encryption is SSE-S3, SSE-KMS or DSSE-KMS, not {}",
+                    algorithm.name()
+                ),
+            ));
+        }
+        if spec.algorithm != Algorithm::None {
+            return Err(Error::config(
+                &a.key,
+                format!(
+                    "it checks the bucket's default encryption, which applies only when no \
+                     encryption is requested, but {} requests {} for bucket {bucket}; set that \
+                     to an empty value for this bucket (fs.s3a.bucket.{bucket}.encryption.algorithm=) \
+                     or drop the expectation",
+                    spec.algorithm_key.as_deref().unwrap_or("fs.s3a.encryption.algorithm"),
+                    spec.algorithm.name()
+                ),
+            ));
+        }
+        let kms_key_id = self.own(bucket, "bucket-default.key");
+        if kms_key_id.is_some() && algorithm == Algorithm::SseS3 {
+            return Err(Error::config(
+                "sealcommit.bucket-default.key",
+                "SSE-S3 has no KMS key; drop the key or expect SSE-KMS",
+            ));
+        }
+        Ok(Some(BucketDefault {
+            algorithm,
+            kms_key_id: kms_key_id.as_ref().map(|k| k.value.clone()),
+            source: a.key,
+            key_source: kms_key_id.map(|k| k.key),
+        }))
+    }
+}
+
 use aws_sdk_s3::operation as ops;
 
 impl EncryptionSpec {
@@ -1015,5 +1159,142 @@ mod tests {
                 ..Default::default()
             })
             .is_ok());
+    }
+
+    fn conf(pairs: &[(&str, &str)]) -> Conf {
+        pairs.iter().map(|(k, v)| (*k, *v)).collect()
+    }
+
+    #[test]
+    fn per_bucket_override_wins_over_global() {
+        let c = conf(&[
+            ("fs.s3a.encryption.algorithm", "SSE-KMS"),
+            ("fs.s3a.encryption.key", "global-key"),
+            ("fs.s3a.bucket.tenant1.encryption.key", "tenant1-key"),
+        ]);
+        let e = c.encryption("tenant1").unwrap();
+        assert_eq!(e.algorithm, Algorithm::SseKms);
+        assert_eq!(e.kms_key_id(), Some("tenant1-key"));
+        assert_eq!(
+            e.key_source.as_deref(),
+            Some("fs.s3a.bucket.tenant1.encryption.key")
+        );
+        let e = c.encryption("other").unwrap();
+        assert_eq!(e.kms_key_id(), Some("global-key"));
+    }
+
+    #[test]
+    fn empty_per_bucket_algorithm_turns_encryption_off_for_that_bucket() {
+        let c = conf(&[
+            ("fs.s3a.encryption.algorithm", "SSE-KMS"),
+            ("fs.s3a.encryption.key", "k1"),
+            ("fs.s3a.bucket.bucket-default.encryption.algorithm", ""),
+        ]);
+        assert_eq!(
+            c.encryption("bucket-default").unwrap().algorithm,
+            Algorithm::None
+        );
+        assert_eq!(c.encryption("other").unwrap().algorithm, Algorithm::SseKms);
+    }
+
+    #[test]
+    fn legacy_keys_are_read() {
+        let c = conf(&[
+            ("fs.s3a.server-side-encryption-algorithm", "SSE-KMS"),
+            ("fs.s3a.server-side-encryption.key", "legacy-key"),
+        ]);
+        let e = c.encryption("b").unwrap();
+        assert_eq!(e.algorithm, Algorithm::SseKms);
+        assert_eq!(e.kms_key_id(), Some("legacy-key"));
+        assert_eq!(
+            e.key_source.as_deref(),
+            Some("fs.s3a.server-side-encryption.key")
+        );
+    }
+
+    #[test]
+    fn conflicting_current_and_legacy_keys_are_an_error() {
+        let c = conf(&[
+            ("fs.s3a.bucket.b.encryption.algorithm", "SSE-KMS"),
+            ("fs.s3a.bucket.b.server-side-encryption-algorithm", "SSE-S3"),
+        ]);
+        let err = c.encryption("b").unwrap_err().to_string();
+        assert!(
+            err.contains("fs.s3a.bucket.b.encryption.algorithm"),
+            "{err}"
+        );
+        assert!(
+            err.contains("fs.s3a.bucket.b.server-side-encryption-algorithm"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn sealcommit_keys_win_over_s3a_keys() {
+        let c = conf(&[
+            ("fs.s3a.encryption.algorithm", "SSE-S3"),
+            ("sealcommit.encryption.algorithm", "SSE-KMS"),
+            ("sealcommit.encryption.key", "k1"),
+            ("sealcommit.bucket.b.encryption.key", "k2"),
+        ]);
+        let e = c.encryption("b").unwrap();
+        assert_eq!(e.algorithm, Algorithm::SseKms);
+        assert_eq!(e.kms_key_id(), Some("k2"));
+        assert_eq!(c.encryption("a").unwrap().kms_key_id(), Some("k1"));
+    }
+
+    #[test]
+    fn unknown_algorithm_names_the_key() {
+        let c = conf(&[("fs.s3a.encryption.algorithm", "SSE-FOO")]);
+        let err = c.encryption("b").unwrap_err().to_string();
+        assert!(err.contains("fs.s3a.encryption.algorithm"), "{err}");
+        assert!(err.contains("SSE-FOO"), "{err}");
+        assert!(err.contains("SSE-KMS"), "lists the valid values: {err}");
+    }
+
+    #[test]
+    fn bucket_default_expectations_are_checked_and_validated() {
+        let kms = |key: &str| Observed {
+            algorithm: Some("aws:kms".into()),
+            kms_key_id: Some(key.into()),
+            sse_c_md5: None,
+        };
+        let c = conf(&[
+            ("sealcommit.bucket-default.algorithm", "SSE-KMS"),
+            ("sealcommit.bucket-default.key", "k1"),
+        ]);
+        let spec = c.encryption("b").unwrap();
+        assert!(spec.verify(&kms("k1")).is_ok());
+        assert!(spec.verify(&kms("k2")).is_err());
+        assert!(spec.verify(&Observed::default()).is_err());
+        assert!(spec
+            .mismatch_hint(&Observed::default())
+            .contains("sealcommit.bucket-default.algorithm"));
+        // Without an expectation, no encryption requested means anything goes.
+        assert!(conf(&[])
+            .encryption("b")
+            .unwrap()
+            .verify(&Observed::default())
+            .is_ok());
+        for (bad, key) in [
+            (
+                vec![("sealcommit.bucket-default.algorithm", "SSE-C")],
+                "sealcommit.bucket-default.algorithm",
+            ),
+            (
+                vec![("sealcommit.bucket-default.key", "k1")],
+                "sealcommit.bucket-default.key",
+            ),
+            (
+                vec![
+                    ("sealcommit.bucket-default.algorithm", "SSE-KMS"),
+                    ("fs.s3a.encryption.algorithm", "SSE-KMS"),
+                ],
+                "fs.s3a.encryption.algorithm",
+            ),
+        ] {
+            let err = conf(&bad).encryption("b").unwrap_err().to_string();
+            assert!(err.contains(key), "{err}");
+        }
     }
 }

@@ -13,11 +13,11 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
-use crate::commit::Job;
 use crate::encryption::EncryptionSpec;
 use crate::error::{Error, Result};
 use crate::model::PendingUpload;
 use crate::store::Store;
+use crate::target::Target;
 use crate::uri::S3Path;
 
 /// S3's limit on the number of parts of one upload.
@@ -87,25 +87,25 @@ pub struct MagicWriter {
     held: Arc<Held>,
 }
 
-impl Job {
-    /// A magic-mode writer for `uri`, which must be in the job's bucket. Sends no request: the
+impl MagicWriter {
+    /// A magic-mode writer for `uri`, which must be in the target's bucket. Sends no request: the
     /// upload is created when the first part is full (or at close).
-    pub fn magic_writer(&self, uri: &str) -> Result<MagicWriter> {
+    pub fn open(target: &Target, uri: &str) -> Result<MagicWriter> {
         let dest = S3Path::parse(uri)?;
-        if dest.bucket != self.dest.bucket {
+        if dest.bucket != target.dest.bucket {
             return Err(Error::config(
                 "path",
                 format!(
                     "{uri} is outside the job's bucket {}; sealcommit writes one bucket per job",
-                    self.dest.bucket
+                    target.dest.bucket
                 ),
             ));
         }
-        let c = &self.settings.commit;
+        let c = &target.settings.commit;
         Ok(MagicWriter {
-            store: self.store.clone(),
+            store: target.store.clone(),
             dest,
-            enc: self.settings.encryption.clone(),
+            enc: target.settings.encryption.clone(),
             part_size: c.magic_part_size as usize,
             upload_id: None,
             created_with: None,
@@ -118,9 +118,7 @@ impl Job {
             held: Arc::default(),
         })
     }
-}
 
-impl MagicWriter {
     pub fn uri(&self) -> String {
         self.dest.to_string()
     }
@@ -328,12 +326,11 @@ mod tests {
 
     fn writer(part_mib: u64) -> MagicWriter {
         let part = format!("{part_mib}M");
-        crate::commit::offline_job(&[
+        let target = crate::target::offline_target(&[
             ("sealcommit.mode", "magic"),
             ("sealcommit.part-size", &part),
-        ])
-        .magic_writer("s3a://b/t/part-0")
-        .unwrap()
+        ]);
+        MagicWriter::open(&target, "s3a://b/t/part-0").unwrap()
     }
 
     #[test]

@@ -88,7 +88,7 @@ mod tests {
         let job = stream_job_id(SPARK_JOB, 12);
         for suffix in [".c000.snappy.parquet", "-c000.snappy.parquet"] {
             let key = format!("t/p=1/{}", output_name("", 3, &job, suffix));
-            assert_eq!(crate::commit::stream_file_batch(&key), Some(12), "{key}");
+            assert_eq!(crate::protocol::stream_file_batch(&key), Some(12), "{key}");
             assert!(is_job_output(&key, &job));
             assert!(!is_job_output(&key, &stream_job_id(SPARK_JOB, 1)));
         }

@@ -15,12 +15,13 @@ use std::time::{Duration, SystemTime};
 use futures::stream::{self, StreamExt};
 use serde::Serialize;
 
-use crate::commit::JOURNAL_DIR;
-use crate::config::{BucketSettings, Conf};
+use crate::config::Conf;
 use crate::encryption::EncryptionSpec;
 use crate::error::Result;
 use crate::model::{Journal, JournalState, PendingSet};
 use crate::progress::Progress;
+use crate::protocol::JOURNAL_DIR;
+use crate::settings::BucketSettings;
 use crate::store::{ListedUpload, Store};
 use crate::uri::S3Path;
 

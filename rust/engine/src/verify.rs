@@ -3,10 +3,11 @@
 use futures::stream::{self, StreamExt};
 use serde::Serialize;
 
-use crate::config::{BucketSettings, Conf};
+use crate::config::Conf;
 use crate::encryption::{EncryptionSpec, EncryptionSummary};
 use crate::error::Result;
 use crate::progress::Progress;
+use crate::settings::BucketSettings;
 use crate::store::Store;
 use crate::uri::S3Path;
 

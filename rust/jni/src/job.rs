@@ -86,7 +86,7 @@ pub extern "system" fn Java_io_sealcommit_Native_jobMagic(
 }
 
 fn intern_job_magic(handle: i64) -> BResult<bool> {
-    Ok(job(handle)?.settings.commit.mode == sealcommit_engine::config::Mode::Magic)
+    Ok(job(handle)?.target.settings.commit.mode == sealcommit_engine::config::Mode::Magic)
 }
 
 /// A task's `(local file, destination uri)` pairs from the two parallel arrays Java passes.
@@ -208,7 +208,7 @@ fn intern_abort_uploads(env: &mut JNIEnv, handle: i64, sets: &JObjectArray) -> B
         .into_iter()
         .flat_map(|p| p.uploads)
         .collect();
-    Ok(block_on(job.abort_uploads(&uploads))??)
+    Ok(block_on(job.target.abort_uploads(&uploads))??)
 }
 
 /// `String jobCommit(long job, String[] pendingsets, String[] replacePaths,

@@ -14,7 +14,7 @@ use jni::objects::{GlobalRef, JClass, JObject, JStaticMethodID, JValue};
 use jni::signature::{Primitive, ReturnType};
 use jni::{JNIEnv, JavaVM};
 use log::{Level, LevelFilter, Log, Metadata, Record};
-use sealcommit_engine::LOG_MODULES;
+use sealcommit_engine::{log_module, LOG_MODULES};
 
 /// The parent logger; a record from a module missing from `LOG_MODULES` goes here.
 const PARENT: &str = "io.sealcommit.engine";
@@ -55,12 +55,10 @@ struct Sink {
 
 static SINK: OnceLock<Sink> = OnceLock::new();
 
-/// The engine module a record comes from (`sealcommit_engine::store::x` → `store`).
+/// The engine logger a record goes to (`sealcommit_engine::store::x` → `store`,
+/// `sealcommit_engine::protocol::task` → `commit`; `sealcommit_engine::log_module`).
 fn slot_of(target: &str) -> usize {
-    let module = target
-        .strip_prefix("sealcommit_engine::")
-        .and_then(|rest| rest.split("::").next());
-    module
+    log_module(target)
         .and_then(|m| LOG_MODULES.iter().position(|known| *known == m))
         .map_or(0, |i| i + 1)
 }

@@ -153,5 +153,5 @@ fn intern_magic_abort_files(env: &mut JNIEnv, handle: i64, files: &JObjectArray)
         .into_iter()
         .map(|f| f.upload)
         .collect();
-    Ok(block_on(job.abort_uploads(&uploads))??)
+    Ok(block_on(job.target.abort_uploads(&uploads))??)
 }

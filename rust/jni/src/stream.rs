@@ -37,7 +37,7 @@ fn intern_stream_commit(env: &mut JNIEnv, handle: i64, sets: &JObjectArray) -> B
     Ok(files
         .iter()
         .map(|f| Entry {
-            uri: format!("s3a://{}/{}", job.dest.bucket, f.key),
+            uri: format!("s3a://{}/{}", job.target.dest.bucket, f.key),
             size: f.size,
             modified_ms: now,
             is_dir: false,

@@ -13,48 +13,16 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use aws_sdk_s3::primitives::ByteStream;
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::CertificateDer;
 
 use crate::config::StoreConfig;
 use crate::encryption::{EncryptionSpec, Observed};
 use crate::error::{Error, Result};
 
-#[path = "store_s3.rs"]
 mod s3;
 pub use s3::{client_for, map_sdk_err, server_is_minio, HasStatus, ServerHeader, StoreClock};
 
 #[cfg(any(test, feature = "fake-store"))]
-#[path = "store_memory.rs"]
 pub mod memory;
-
-#[cfg(test)]
-#[path = "store_faults.rs"]
-mod faults;
-
-/// Reads and validates a PEM CA bundle (a malformed PEM would otherwise make the SDK panic on
-/// the first request).
-pub fn load_ca_file(path: &str, setting: &str) -> Result<Vec<u8>> {
-    let pem = std::fs::read(path)
-        .map_err(|e| Error::config(setting, format!("cannot read the CA file '{path}': {e}")))?;
-    let mut count = 0;
-    for cert in CertificateDer::pem_slice_iter(&pem) {
-        cert.map_err(|e| {
-            Error::config(
-                setting,
-                format!("'{path}' is not a valid PEM certificate bundle: {e:?}"),
-            )
-        })?;
-        count += 1;
-    }
-    if count == 0 {
-        return Err(Error::config(
-            setting,
-            format!("'{path}' contains no PEM certificate (expected -----BEGIN CERTIFICATE-----)"),
-        ));
-    }
-    Ok(pem)
-}
 
 /// Requests sent, by S3 operation name.
 #[derive(Debug, Default)]

@@ -19,12 +19,13 @@ use aws_sdk_s3::Client;
 use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode, TlsContext, TrustStore};
 
 use super::{
-    load_ca_file, Ctx, GetOutput, HeadInfo, Listed, ListedUpload, NotDeleted, ObjectStore,
-    ObjectsPage, RawError, StoreFuture, UploadsPage, Written, WRITER_META,
+    Ctx, GetOutput, HeadInfo, Listed, ListedUpload, NotDeleted, ObjectStore, ObjectsPage, RawError,
+    StoreFuture, UploadsPage, Written, WRITER_META,
 };
 use crate::config::{CredentialsConfig, StoreConfig};
 use crate::encryption::{EncryptionSpec, Observed};
 use crate::error::{Error, Result};
+use crate::tls::load_ca_file;
 
 /// Clients kept at most: a long-lived driver whose session token rotates gets a new client per
 /// token (the token is part of the key), and the least recently used ones go.

@@ -12,14 +12,19 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::memory::{Applied, Fault, MemoryStore, Reports, Rule};
-use super::*;
 use crate::checkpoint::CheckpointFs;
-use crate::commit::Job;
 use crate::config::Conf;
+use crate::config::StoreConfig;
+use crate::encryption::EncryptionSpec;
 use crate::encryption::Observed;
 use crate::error::ErrorKind;
+use crate::error::{Error, Result};
 use crate::model::PendingSet;
+use crate::protocol::Job;
+use crate::store::memory::{Applied, Fault, MemoryStore, Reports, Rule};
+use crate::store::*;
+use aws_sdk_s3::primitives::ByteStream;
+use std::collections::BTreeMap;
 
 const BUCKET: &str = "b";
 const DEST: &str = "s3a://b/dest";
@@ -107,7 +112,7 @@ fn run<F: std::future::Future>(f: F) -> F::Output {
     crate::runtime::block_on(f).unwrap()
 }
 
-fn requests(r: &crate::commit::CommitReport, op: &str) -> u64 {
+fn requests(r: &crate::protocol::CommitReport, op: &str) -> u64 {
     r.requests.get(op).copied().unwrap_or(0)
 }
 
@@ -417,13 +422,14 @@ fn no_such_upload_with_a_matching_head_counts_as_completed() {
         let sets = b.tasks("job_1", "", 2, 100).await;
         let u = &sets[0].uploads[0];
         driver
+            .target
             .store
             .complete_upload(
                 &u.bucket,
                 &u.key,
                 &u.upload_id,
                 &u.parts,
-                driver.enc(),
+                driver.target.enc(),
                 false,
             )
             .await
@@ -451,6 +457,7 @@ fn no_such_upload_with_no_object_fails_the_commit_and_leaves_nothing() {
         let sets = b.tasks("job_1", "", 2, 100).await;
         let u = &sets[0].uploads[0];
         driver
+            .target
             .store
             .abort_upload(&u.bucket, &u.key, &u.upload_id)
             .await
@@ -485,6 +492,7 @@ fn no_such_upload_with_another_size_fails_the_commit() {
         let sets = b.tasks("job_1", "", 2, 100).await;
         let u = &sets[0].uploads[0];
         driver
+            .target
             .store
             .abort_upload(&u.bucket, &u.key, &u.upload_id)
             .await
@@ -493,7 +501,7 @@ fn no_such_upload_with_another_size_fails_the_commit() {
             BUCKET,
             &u.key,
             b"someone else's 31 bytes of data",
-            driver.enc(),
+            driver.target.enc(),
         );
         let (k0, k1) = (u.key.clone(), sets[1].uploads[0].key.clone());
         (
@@ -514,7 +522,7 @@ fn no_such_upload_with_another_size_fails_the_commit() {
 /// Complete never succeeded for this job: here the object another writer put there (found by
 /// HEAD after `NoSuchUpload`, with another size) is deleted too. The design says a failed
 /// phase 1 touches nothing old. Left failing (ignored) until `roll_back` deletes only the keys
-/// this commit may have completed (commit.rs; see the branch's report).
+/// this commit may have completed.
 #[test]
 #[ignore = "known: roll_back deletes every uploaded key, also another writer's object"]
 fn a_failed_phase_one_leaves_another_writers_object_at_a_key_alone() {
@@ -525,12 +533,13 @@ fn a_failed_phase_one_leaves_another_writers_object_at_a_key_alone() {
         let sets = b.tasks("job_1", "", 2, 100).await;
         let u = &sets[0].uploads[0];
         driver
+            .target
             .store
             .abort_upload(&u.bucket, &u.key, &u.upload_id)
             .await
             .unwrap();
         b.mem
-            .insert(BUCKET, &u.key, b"someone else's", driver.enc());
+            .insert(BUCKET, &u.key, b"someone else's", driver.target.enc());
         let k0 = u.key.clone();
         driver.commit_job(sets, vec![], false).await.unwrap_err();
         k0
@@ -545,7 +554,7 @@ fn a_failed_phase_one_leaves_another_writers_object_at_a_key_alone() {
 #[test]
 fn a_partial_delete_objects_names_the_keys_and_keeps_the_journal() {
     let b = bed("partial-delete", &[]);
-    let enc = crate::config::BucketSettings::resolve(&b.conf(), BUCKET)
+    let enc = crate::settings::BucketSettings::resolve(&b.conf(), BUCKET)
         .unwrap()
         .encryption;
     for k in [
@@ -596,7 +605,13 @@ fn a_partial_delete_objects_names_the_keys_and_keeps_the_journal() {
     assert!(journal.contains("\"publishing\""), "{journal}");
 
     b.mem.allow_deletes();
-    let done = run(crate::recover::recover(&b.conf(), DEST, false, false)).unwrap();
+    let done = run(crate::protocol::recover::recover(
+        &b.conf(),
+        DEST,
+        false,
+        false,
+    ))
+    .unwrap();
     assert_eq!(done.len(), 1);
     assert_eq!(done[0].action, "completed");
     assert!(b.body("dest/p=1/old-b.json").is_none());
@@ -707,10 +722,22 @@ fn a_storm_through_the_rollback_leaves_the_commit_to_the_journal() {
 
     b.mem.clear_script();
     // The lease still runs by the store's clock: recover leaves it to its driver.
-    let live = run(crate::recover::recover(&b.conf(), DEST, false, false)).unwrap();
+    let live = run(crate::protocol::recover::recover(
+        &b.conf(),
+        DEST,
+        false,
+        false,
+    ))
+    .unwrap();
     assert_eq!(live[0].action, "live");
     b.mem.advance(Duration::from_secs(61));
-    let done = run(crate::recover::recover(&b.conf(), DEST, false, false)).unwrap();
+    let done = run(crate::protocol::recover::recover(
+        &b.conf(),
+        DEST,
+        false,
+        false,
+    ))
+    .unwrap();
     assert_eq!((done[0].action, done[0].files), ("completed", 2));
     assert_eq!(
         b.keys(),

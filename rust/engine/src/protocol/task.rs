@@ -1,0 +1,136 @@
+//! Task commit (executor side): the authorized attempt's files become multipart uploads left
+//! pending, gathered into the task's pendingset. Nothing is visible until job commit.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use futures::stream::{self, StreamExt, TryStreamExt};
+use tokio::sync::Semaphore;
+
+use crate::error::{Error, Result};
+use crate::magic::{MagicFile, MagicWriter};
+use crate::model::*;
+use crate::target::{started_uploads, Started};
+use crate::uri::S3Path;
+
+use super::Job;
+
+impl Job {
+    /// A magic-mode writer for `uri`, which must be in the job's bucket. Sends no request.
+    pub fn magic_writer(&self, uri: &str) -> Result<MagicWriter> {
+        MagicWriter::open(&self.target, uri)
+    }
+
+    /// Task commit: uploads every `(local file, destination uri)` and leaves the uploads pending.
+    /// If anything fails, the uploads this call started are aborted before the error returns.
+    /// `attempt_number` is the engine's (Spark's) retry count of this task, used only by the
+    /// `sealcommit.fault.task-commit` test hook.
+    pub async fn commit_task(
+        &self,
+        attempt: &str,
+        attempt_number: u32,
+        files: Vec<(PathBuf, String)>,
+    ) -> Result<PendingSet> {
+        let started: Started = Arc::default();
+        let result = self.upload_all(files, &started).await;
+        match self.task_pendingset(attempt, attempt_number, result, 0) {
+            Ok(p) => Ok(p),
+            Err(e) => {
+                for (bucket, key, id) in started_uploads(&started) {
+                    if let Err(abort_err) = self.target.store.abort_upload(&bucket, &key, &id).await
+                    {
+                        log::warn!(
+                            "could not abort upload {id} of s3a://{bucket}/{key}: {abort_err}"
+                        );
+                    }
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Task commit in magic mode: the files were uploaded while the task wrote them; this only
+    /// gathers them into the task's pendingset. If that fails, the uploads are aborted.
+    pub async fn commit_magic_task(
+        &self,
+        attempt: &str,
+        attempt_number: u32,
+        files: Vec<MagicFile>,
+    ) -> Result<PendingSet> {
+        let peak = files.iter().map(|f| f.buffer_peak).max().unwrap_or(0);
+        let uploads: Vec<PendingUpload> = files.into_iter().map(|f| f.upload).collect();
+        match self.task_pendingset(attempt, attempt_number, Ok(uploads.clone()), peak) {
+            Ok(p) => Ok(p),
+            Err(e) => {
+                if let Err(abort_err) = self.target.abort_uploads(&uploads).await {
+                    log::warn!("could not abort the uploads of {attempt}: {abort_err}");
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// The pendingset of a task whose uploads went as `result`, after the
+    /// `sealcommit.fault.task-commit` test hook had its say.
+    pub(super) fn task_pendingset(
+        &self,
+        attempt: &str,
+        attempt_number: u32,
+        result: Result<Vec<PendingUpload>>,
+        buffer_peak: u64,
+    ) -> Result<PendingSet> {
+        let uploads = match (result, &self.target.settings.commit.fault_task_commit) {
+            (Ok(_), Some(f))
+                if f.strip_prefix("fail-after-upload:")
+                    .and_then(|n| n.parse::<u32>().ok())
+                    == Some(attempt_number) =>
+            {
+                return Err(Error::Injected(format!(
+                    "task commit of {attempt} failed after uploading ({f})"
+                )))
+            }
+            (r, _) => r?,
+        };
+        log::info!(
+            "task {attempt} uploaded {} files ({} bytes), pending until job commit",
+            uploads.len(),
+            uploads.iter().map(|u| u.size).sum::<u64>()
+        );
+        Ok(PendingSet {
+            version: PENDINGSET_VERSION,
+            job_id: self.job_id.clone(),
+            task_attempt: attempt.to_string(),
+            uploads,
+            requests: self.target.store.counters.snapshot(),
+            buffer_peak,
+        })
+    }
+
+    pub(super) async fn upload_all(
+        &self,
+        files: Vec<(PathBuf, String)>,
+        started: &Started,
+    ) -> Result<Vec<PendingUpload>> {
+        let parallelism = self.target.settings.commit.upload_parallelism;
+        let permits = Arc::new(Semaphore::new(parallelism));
+        let mut targets = Vec::with_capacity(files.len());
+        for (local, uri) in files {
+            let dest = S3Path::parse(&uri)?;
+            if dest.bucket != self.target.dest.bucket {
+                return Err(Error::config(
+                    "path",
+                    format!("{uri} is outside the job's bucket {}; sealcommit writes one bucket per job", self.target.dest.bucket),
+                ));
+            }
+            targets.push((local, dest));
+        }
+        stream::iter(targets)
+            .map(|(local, dest)| {
+                let permits = permits.clone();
+                async move { self.target.upload_file(local, dest, permits, started).await }
+            })
+            .buffer_unordered(parallelism)
+            .try_collect()
+            .await
+    }
+}
