@@ -1,6 +1,9 @@
 //! Undoing: a job's abort, the rollback of a commit that failed before its point of no return,
 //! and the sweep of a job's stray uploads (attempts whose pendingsets never reached the driver).
 
+use std::collections::BTreeSet;
+use std::sync::{Mutex, PoisonError};
+
 use crate::error::Result;
 use crate::model::*;
 
@@ -16,9 +19,6 @@ impl Job {
             .await
     }
 
-    /// After a failed commit: delete whatever became visible, abort whatever is still pending,
-    /// drop the journal. Best effort; failures are logged (the journal then stays for
-    /// `sealcommit recover`).
     /// The sweep before `_SUCCESS`: aborts the job's stray uploads (see
     /// [`abort_strays`](Self::abort_strays)) and says how many there were.
     pub(super) async fn sweep_strays(&self) -> Result<()> {
@@ -32,13 +32,23 @@ impl Job {
         Ok(())
     }
 
-    pub(super) async fn roll_back(&self, uploads: &[PendingUpload], has_journal: bool) {
+    /// After a failed commit: abort whatever is still pending, delete what this commit may have
+    /// made visible (`completed`: the keys whose Complete was sent and not refused), drop the
+    /// journal. A key whose Complete the store refused is left alone: whatever is there (another
+    /// writer's object, an older file of the same name) is not this commit's. Best effort;
+    /// failures are logged (the journal then stays for `sealcommit recover`).
+    pub(super) async fn roll_back(
+        &self,
+        uploads: &[PendingUpload],
+        completed: &MaybeCompleted,
+        has_journal: bool,
+    ) {
         let mut ok = true;
         if let Err(e) = self.target.abort_uploads(uploads).await {
             log::warn!("rollback could not abort every upload: {e}");
             ok = false;
         }
-        let keys: Vec<String> = uploads.iter().map(|u| u.key.clone()).collect();
+        let keys = completed.keys();
         if let Err(e) = self
             .target
             .store
@@ -71,5 +81,38 @@ impl Job {
         }
         let j = self.journal_path();
         self.target.store.delete(&j.bucket, &j.key).await
+    }
+}
+
+/// The keys a commit may have made visible, for its rollback: a key enters when its Complete is
+/// sent and leaves only when the store refused that Complete with a definite 4xx answer (e.g.
+/// `NoSuchUpload` with no matching object: someone else's object, or none). A Complete that
+/// succeeded, failed its check, timed out, got a 5xx or was cancelled in flight stays: the
+/// object there may be this commit's.
+#[derive(Debug, Default)]
+pub(crate) struct MaybeCompleted(Mutex<BTreeSet<String>>);
+
+impl MaybeCompleted {
+    fn set(&self) -> std::sync::MutexGuard<'_, BTreeSet<String>> {
+        // Each update is one insert or remove, so a poisoned set is still whole.
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Before a Complete of `key` is sent.
+    pub(crate) fn sending(&self, key: &str) {
+        self.set().insert(key.to_string());
+    }
+
+    /// After the Complete of `key` (and its checks) returned `result`.
+    pub(crate) fn answered<T>(&self, key: &str, result: &Result<T>) {
+        if let Err(e) = result {
+            if e.status().is_some_and(|s| (400..500).contains(&s)) {
+                self.set().remove(key);
+            }
+        }
+    }
+
+    pub(crate) fn keys(&self) -> Vec<String> {
+        self.set().iter().cloned().collect()
     }
 }

@@ -28,6 +28,7 @@ use crate::error::{Error, Result};
 use crate::model::*;
 use crate::uri::S3Path;
 
+use super::abort::MaybeCompleted;
 use super::lease::LeaseGuard;
 use super::{CommitReport, Job, JOURNAL_DIR};
 
@@ -211,7 +212,8 @@ impl Job {
         lease: &LeaseGuard,
         uploads: &[PendingUpload],
     ) -> Result<Vec<CommittedFile>> {
-        match self.complete_all(uploads).await {
+        let completed = MaybeCompleted::default();
+        match self.complete_all(uploads, &completed).await {
             Ok(files) => Ok(files),
             Err(e) if !lease.held() => {
                 log::error!(
@@ -224,7 +226,7 @@ impl Job {
             }
             Err(e) => {
                 log::error!("job {} commit failed, rolling back: {e}", self.job_id);
-                self.roll_back(uploads, true).await;
+                self.roll_back(uploads, &completed, true).await;
                 Err(e)
             }
         }
@@ -233,12 +235,16 @@ impl Job {
     pub(crate) async fn complete_all(
         &self,
         uploads: &[PendingUpload],
+        completed: &MaybeCompleted,
     ) -> Result<Vec<CommittedFile>> {
         self.fault("after-journal").await?;
         let done = std::sync::atomic::AtomicUsize::new(0);
         let mut files: Vec<CommittedFile> = stream::iter(uploads)
             .map(|u| async {
-                let f = self.target.complete_one(u, false).await?;
+                completed.sending(&u.key);
+                let f = self.target.complete_one(u, false).await;
+                completed.answered(&u.key, &f);
+                let f = f?;
                 let n = done.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
                 self.fault(&format!("after-completes:{n}")).await?;
                 Ok::<_, Error>(f)

@@ -26,6 +26,7 @@ use crate::error::{Error, Result};
 use crate::model::{Journal, JournalState};
 use crate::uri::S3Path;
 
+use super::abort::MaybeCompleted;
 use super::lease::{decision_clock, holder, lease_state, LeaseState};
 use super::{Job, JOURNAL_DIR};
 
@@ -171,7 +172,9 @@ impl Job {
     /// replace what the job replaces, write `_SUCCESS`, delete the journal.
     async fn roll_forward(&self, journal: &Journal<'_>) -> Result<usize> {
         let t0 = std::time::Instant::now();
-        let files = self.complete_all(&journal.uploads).await?;
+        let files = self
+            .complete_all(&journal.uploads, &MaybeCompleted::default())
+            .await?;
         let n = files.len();
         self.publish(files, &journal.replace_prefixes, t0, 0)
             .await?;

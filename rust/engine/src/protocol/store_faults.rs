@@ -518,13 +518,11 @@ fn no_such_upload_with_another_size_fails_the_commit() {
     assert!(b.mem.pending().is_empty());
 }
 
-/// The rollback after a failed phase 1 deletes every key the job uploaded to, also one whose
-/// Complete never succeeded for this job: here the object another writer put there (found by
-/// HEAD after `NoSuchUpload`, with another size) is deleted too. The design says a failed
-/// phase 1 touches nothing old. Left failing (ignored) until `roll_back` deletes only the keys
-/// this commit may have completed.
+/// A failed phase 1 touches nothing old: its rollback deletes only the keys whose Complete was
+/// sent and not refused. Here one upload was aborted by hand and another writer put an object
+/// of another size at its key; the Complete answers `NoSuchUpload`, the HEAD finds that object,
+/// the commit fails and rolls back — and the other writer's object stays.
 #[test]
-#[ignore = "known: roll_back deletes every uploaded key, also another writer's object"]
 fn a_failed_phase_one_leaves_another_writers_object_at_a_key_alone() {
     let b = bed("nosuchupload-foreign", &[]);
     let k0 = run(async {

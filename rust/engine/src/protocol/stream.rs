@@ -7,6 +7,7 @@ use futures::stream::{self, StreamExt, TryStreamExt};
 use crate::error::Result;
 use crate::model::*;
 
+use super::abort::MaybeCompleted;
 use super::Job;
 
 impl Job {
@@ -16,8 +17,14 @@ impl Job {
     /// not part of the output. On failure, everything this call completed is deleted again.
     pub async fn commit_stream(&self, pendingsets: Vec<PendingSet>) -> Result<Vec<CommittedFile>> {
         let uploads = self.collect_uploads(pendingsets)?;
+        let completed = MaybeCompleted::default();
         let result: Result<Vec<CommittedFile>> = stream::iter(&uploads)
-            .map(|u| self.target.complete_one(u, false))
+            .map(|u| async {
+                completed.sending(&u.key);
+                let f = self.target.complete_one(u, false).await;
+                completed.answered(&u.key, &f);
+                f
+            })
             .buffer_unordered(self.target.settings.commit.commit_parallelism)
             .try_collect()
             .await;
@@ -32,7 +39,7 @@ impl Job {
                     self.job_id,
                     self.target.dest
                 );
-                self.roll_back(&uploads, false).await;
+                self.roll_back(&uploads, &completed, false).await;
                 Err(e)
             }
         }
