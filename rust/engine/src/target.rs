@@ -355,10 +355,10 @@ impl Target {
     }
 }
 
-/// A target on a store nobody listens on, for unit tests of what sends no request.
+/// Settings of a store nobody listens on (port 9), plus `extra`, for unit tests.
 #[cfg(test)]
-pub(crate) fn offline_target(extra: &[(&str, &str)]) -> Target {
-    let conf: Conf = [
+pub(crate) fn offline_conf(extra: &[(&str, &str)]) -> Conf {
+    [
         ("fs.s3a.endpoint", "http://127.0.0.1:9"),
         ("fs.s3a.access.key", "a"),
         ("fs.s3a.secret.key", "s"),
@@ -366,7 +366,13 @@ pub(crate) fn offline_target(extra: &[(&str, &str)]) -> Target {
     .iter()
     .chain(extra)
     .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect();
+    .collect()
+}
+
+/// A target on a store nobody listens on, for unit tests of what sends no request.
+#[cfg(test)]
+pub(crate) fn offline_target(extra: &[(&str, &str)]) -> Target {
+    let conf = offline_conf(extra);
     crate::runtime::block_on(Target::open(&conf, "s3a://b/t"))
         .and_then(|r| r)
         .expect("an offline target")

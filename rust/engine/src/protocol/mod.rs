@@ -179,15 +179,7 @@ impl Job {
 /// A job on a store nobody listens on, for unit tests of what sends no request.
 #[cfg(test)]
 pub(crate) fn offline_job(extra: &[(&str, &str)]) -> Job {
-    let conf: Conf = [
-        ("fs.s3a.endpoint", "http://127.0.0.1:9"),
-        ("fs.s3a.access.key", "a"),
-        ("fs.s3a.secret.key", "s"),
-    ]
-    .iter()
-    .chain(extra)
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect();
+    let conf = crate::target::offline_conf(extra);
     crate::runtime::block_on(Job::open(&conf, "s3a://b/t", "j"))
         .and_then(|r| r)
         .expect("an offline job")
