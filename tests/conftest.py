@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -26,6 +27,15 @@ from tests.bed.stores import ACCESS_KEY, KMS_KEY_1, PORTS
 ROOT = Path(__file__).resolve().parent.parent
 JAR = ROOT / "build" / "libs" / "sealcommit-0.1.0.jar"
 CACHE = Path(os.environ.get("SEALCOMMIT_CACHE", Path.home() / ".cache" / "sealcommit"))
+
+# Spark's scratch space (spark.local.dir: each session's copy of its spark.jars, block manager and
+# shuffle files) in one directory per run, removed when the run ends (pytest_unconfigure). A driver
+# that a test kills leaves its copies behind, and in /tmp they filled a CI machine's disk. Drivers
+# the tests start inherit the variable, so they share the directory.
+OWN_SPARK_DIR = None
+if not os.environ.get("SPARK_LOCAL_DIRS"):
+    OWN_SPARK_DIR = tempfile.mkdtemp(prefix="sealcommit-spark-")
+    os.environ["SPARK_LOCAL_DIRS"] = OWN_SPARK_DIR
 
 TOPOLOGIES = {
     "direct-http": "rgw_http",
@@ -128,6 +138,11 @@ def pytest_configure(config):
                                        "skipped on lines whose S3A is on SDK v2")
     config.addinivalue_line("markers", "s3a_uploads: needs S3A's own uploads of local files (RocksDB's SST "
                                        "files) intact on RGW; skipped with hadoop-aws 3.4.1 and 3.4.2")
+
+
+def pytest_unconfigure(config):
+    if OWN_SPARK_DIR is not None:
+        shutil.rmtree(OWN_SPARK_DIR, ignore_errors=True)
 
 
 def pytest_collection_modifyitems(config, items):
@@ -254,9 +269,11 @@ def spark_builder(bed, app: str, master: str = "local[2,2]", extra: dict | None 
     if log_config is not None:
         java_options += f" -Dlog4j2.configurationFile=file:{log_config}"
 
-    jars = ",".join(str(j) for j in [JAR, *S3A_JARS])
+    # S3A on the driver's class path, as images that bake hadoop-aws into $SPARK_HOME/jars have it
+    # (spark.jars would copy the SDK bundle, 300-650 MB, into every session's scratch space).
     b = (SparkSession.builder.master(master).appName(app)
-         .config("spark.jars", jars)
+         .config("spark.jars", str(JAR))
+         .config("spark.driver.extraClassPath", ":".join(str(j) for j in S3A_JARS))
          .config("spark.ui.enabled", "false")
          .config("spark.sql.shuffle.partitions", "2")
          .config("spark.sql.sources.commitProtocolClass", PROTOCOL)

@@ -24,8 +24,8 @@ S3A_COMMITTER = {
     "spark.hadoop.fs.s3a.committer.name": "magic",
     "spark.hadoop.fs.s3a.committer.magic.enabled": "true",
 }
-jars = ",".join(str(j) for j in [*conftest.S3A_JARS, conftest.CLOUD_JAR])  # no sealcommit jar
-b = conftest.spark_builder(bed, "s3a-magic-driver", master="local[2]").config("spark.jars", jars)
+# S3A is on the class path (spark_builder); spark-hadoop-cloud replaces the sealcommit jar.
+b = conftest.spark_builder(bed, "s3a-magic-driver", master="local[2]").config("spark.jars", str(conftest.CLOUD_JAR))
 for k, v in S3A_COMMITTER.items():
     b = b.config(k, v)
 spark = b.getOrCreate()

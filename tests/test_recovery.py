@@ -163,8 +163,8 @@ class Driver:
             self.p.wait()
 
 
-PAUSE = 45  # seconds job A stalls in the middle of its commit (longer than its lease: renewed)
-LIVE_LEASE = 9  # seconds, renewed every 3 s
+PAUSE = 30  # seconds job A stalls in the middle of its commit (longer than its lease: renewed)
+LIVE_LEASE = 6  # seconds, renewed every 2 s
 
 
 def ids_and_count(spark, path, expected: list[int]) -> list[int]:
