@@ -17,12 +17,15 @@
 # Extra arguments go to every pytest run (e.g. `-k sse_c`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-# Every line's venv and jars before any test (the packaging tests use 4.3's venv too).
+# Every line's venv and jars before any test (the packaging tests use 4.3's venv too). The first
+# install brings the system packages and the build tools; the Spark 4 lines' downloads (a pyspark
+# wheel and an SDK bundle each) then run beside the build, network beside CPU.
 pyspark_of() { awk -v line="$1" '$1 == line {print $2}' tests/bed/lines.txt; }
 VENV=$(PYSPARK_VERSION=$(pyspark_of 3.5) bash tests/bed/install.sh | tail -n 1)
-VENV40=$(PYSPARK_VERSION=$(pyspark_of 4.0) bash tests/bed/install.sh | tail -n 1)
-VENV41=$(PYSPARK_VERSION=$(pyspark_of 4.1) bash tests/bed/install.sh | tail -n 1)
-VENV43=$(PYSPARK_VERSION=$(pyspark_of 4.3) bash tests/bed/install.sh | tail -n 1)
+venvs=$(mktemp)
+trap 'rm -f "$venvs"' EXIT
+(for line in 4.0 4.1 4.3; do PYSPARK_VERSION=$(pyspark_of $line) bash tests/bed/install.sh | tail -n 1; done) >"$venvs" &
+installs=$!
 bash tests/bed/build.sh
 echo "[test] cargo fmt --check" >&2
 cargo fmt --all --check
@@ -30,6 +33,8 @@ echo "[test] cargo clippy -D warnings" >&2
 cargo clippy --release --all-targets --quiet -- -D warnings
 echo "[test] cargo test" >&2
 cargo test --release --quiet
+wait "$installs" || { echo "[test] installing the Spark 4 lines failed (above)" >&2; exit 1; }
+{ read -r VENV40; read -r VENV41; read -r VENV43; } <"$venvs"
 
 # The minimum on the lines between 3.5 and the newest (pytest node ids; parametrized ones whole).
 LINE_TESTS=(
