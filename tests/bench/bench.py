@@ -25,13 +25,20 @@ sys.path.insert(0, str(ROOT))
 
 from tests.bed import stores  # noqa: E402
 from tests.bed.stores import ACCESS_KEY, KMS_KEY_1  # noqa: E402
-from tests.conftest import bed_info  # noqa: E402
+from tests.conftest import CACHE, bed_info, spark_lines  # noqa: E402
 
 BUCKET = "bench"
 CLI = ROOT / "target" / "release" / "sealcommit"
 RESULTS = ROOT / "docs" / "benchmarks" / "results.json"
 
-BATCH_COMMITTERS = ["sealcommit-staging", "sealcommit-magic", "s3a-magic", "s3a-directory", "foc-v1", "foc-v2"]
+# The peer Spark 4 users run: S3A 3.4.x on AWS SDK v2 (magic with in-memory commit tracking, and
+# directory), on the Spark line that ships it, beside sealcommit on the same line; each of these runs
+# in that line's venv with its S3A (tests/bed/lines.txt).
+PEER_LINE = "4.1"
+LINE_COMMITTERS = {"sealcommit-staging-4.1": PEER_LINE, "sealcommit-magic-4.1": PEER_LINE,
+                   "s3a-3.4-magic": PEER_LINE, "s3a-3.4-directory": PEER_LINE}
+BATCH_COMMITTERS = ["sealcommit-staging", "sealcommit-magic", "s3a-magic", "s3a-directory", "foc-v1", "foc-v2",
+                    *LINE_COMMITTERS]
 CHECKPOINT_MANAGERS = ["sealcommit", "s3a-filecontext", "s3a-abortable"]
 
 
@@ -54,7 +61,7 @@ def plan(quick: bool) -> dict:
         # Fewer repeats where one run takes minutes (S3A magic: 24 min for 10,000 files).
         # FileOutputCommitter renames one file at a time, about 0.4 s each on this machine
         # (measured): 10,000 files would take over an hour per run, so it stops at 1,000.
-        "repeats": {"s3a-magic": {"files-10000": 1},
+        "repeats": {"s3a-magic": {"files-10000": 1}, "s3a-3.4-magic": {"files-10000": 1},
                     "foc-v1": {"files-1000": 1, "files-10000": 0, "files-16x256MiB": 1},
                     "foc-v2": {"files-1000": 1, "files-10000": 0, "files-16x256MiB": 1}},
         "streaming": dict(kind="streaming", scenario="checkpoint", batches=10),
@@ -68,12 +75,23 @@ def log(msg: str) -> None:
     print(f"[bench] {msg}", file=sys.stderr, flush=True)
 
 
+def python_of(name: str) -> str:
+    """The Python of the venv a committer runs in: its line's (LINE_COMMITTERS), or this one's."""
+    line = LINE_COMMITTERS.get(name)
+    if line is None:
+        return sys.executable
+    python = CACHE / f"venv-{spark_lines()[line]['pyspark']}" / "bin" / "python"
+    if not python.exists():
+        raise RuntimeError(f"{name} runs on Spark {line}: {python} is missing (tests/bench/run.sh installs it)")
+    return str(python)
+
+
 def spark_driver(bed, work: Path, name: str, kind: str, measurements: list[dict]) -> list[dict]:
     bed.rgw.collect_garbage()
     task = {"bed": bed_info(bed), "bucket": BUCKET, "name": name, "kind": kind, "work": str(work / name),
-            "measurements": measurements}
+            "measurements": measurements, "line": LINE_COMMITTERS.get(name, "3.5")}
     t0 = time.monotonic()
-    p = subprocess.run([sys.executable, str(ROOT / "tests" / "bench" / "spark_bench.py")],
+    p = subprocess.run([python_of(name), str(ROOT / "tests" / "bench" / "spark_bench.py")],
                        env={**os.environ, "BENCH_TASK": json.dumps(task)}, capture_output=True, text=True,
                        timeout=3600)
     records = [json.loads(line) for line in p.stdout.splitlines() if line.startswith("{")]
@@ -107,6 +125,12 @@ def engine_commit() -> str:
     return p.stdout.strip() or "unknown"
 
 
+def spark_of(line: str) -> str:
+    row = spark_lines()[line]
+    return (f"pyspark {row['pyspark']} local[2] with Hadoop S3A {row['hadoop_aws']} + AWS SDK "
+            f"{row['sdk'].split(':')[-1]} and {row['cloud'].split(':')[1]} {row['cloud'].split(':')[-1]}")
+
+
 def save(out: Path, records: list[dict], started: float, quick: bool, merge: bool) -> None:
     """Writes results.json; called after every step, so an interrupted run keeps what it measured.
     With `merge` (a partial run: --only, --committers or --scenarios), records of other scenarios
@@ -130,8 +154,7 @@ def save(out: Path, records: list[dict], started: float, quick: bool, merge: boo
                            f"GiB RAM, {platform.system()} {platform.release()}",
                 "store": "Ceph RGW 16 (Debian), memstore OSD, https with a private CA on loopback, SSE-KMS "
                          "(testing KMS backend)",
-                "spark": "pyspark 3.5.7 local[2]; Hadoop S3A 3.3.4 + AWS SDK v1 1.12.367; "
-                         "spark-hadoop-cloud 3.5.7"},
+                "spark": "; ".join(spark_of(line) for line in ("3.5", PEER_LINE))},
         "records": kept + records}, indent=1) + "\n")
 
 

@@ -23,11 +23,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from tests.bed import stores  # noqa: E402
 from tests.bed.stores import ACCESS_KEY, KMS_KEY_1  # noqa: E402
-from tests.conftest import JAR, S3A_JARS, CACHE, attach_bed  # noqa: E402
+from tests.conftest import CLOUD_JAR, JAR, LINE, S3A_JARS, S3A_LINE_CONF, attach_bed  # noqa: E402
 
 TASK = json.loads(os.environ["BENCH_TASK"])
 BUCKET = TASK["bucket"]
-CLOUD_JAR = CACHE / "jars" / "spark-hadoop-cloud_2.12-3.5.7.jar"
 
 SSE_KMS = {"fs.s3a.encryption.algorithm": "SSE-KMS", "fs.s3a.encryption.key": KMS_KEY_1}
 S3A_COMMITTER = {
@@ -49,6 +48,16 @@ COMMITTERS = {
                   **SSE_KMS},
     "s3a-directory": {**S3A_COMMITTER, "fs.s3a.committer.name": "directory",
                       "fs.s3a.committer.staging.conflict-mode": "append", **SSE_KMS},
+    # The same on Spark 4.1 with S3A 3.4.2 (SDK v2); its magic committer keeps the commit data of
+    # its tasks in memory instead of writing .pending/.pendingset objects (HADOOP-19047).
+    "sealcommit-staging-4.1": {"spark.sql.sources.commitProtocolClass": "io.sealcommit.spark.SealCommitProtocol",
+                               **SSE_KMS},
+    "sealcommit-magic-4.1": {"spark.sql.sources.commitProtocolClass": "io.sealcommit.spark.SealCommitProtocol",
+                             "sealcommit.mode": "magic", **SSE_KMS},
+    "s3a-3.4-magic": {**S3A_COMMITTER, "fs.s3a.committer.name": "magic", "fs.s3a.committer.magic.enabled": "true",
+                      "fs.s3a.committer.magic.track.commits.in.memory.enabled": "true", **SSE_KMS},
+    "s3a-3.4-directory": {**S3A_COMMITTER, "fs.s3a.committer.name": "directory",
+                          "fs.s3a.committer.staging.conflict-mode": "append", **SSE_KMS},
     "foc-v1": {"mapreduce.fileoutputcommitter.algorithm.version": "1"},
     "foc-v2": {"mapreduce.fileoutputcommitter.algorithm.version": "2"},
 }
@@ -89,6 +98,7 @@ def session(bed, extra: dict, work: Path):
     props = work / "log4j2.properties"
     props.write_text(LOG4J.replace("{log}", str(log)))
     hadoop = {
+        **S3A_LINE_CONF,
         "fs.s3a.access.key": ACCESS_KEY,
         "fs.s3a.secret.key": stores.SECRET_KEY,
         "fs.s3a.path.style.access": "true",
@@ -100,7 +110,10 @@ def session(bed, extra: dict, work: Path):
         "fs.s3a.committer.staging.tmp.path": f"file://{work}/s3a-staging",
     }
     b = (SparkSession.builder.master(TASK.get("master", "local[2]")).appName(f"bench-{TASK['name']}")
-         .config("spark.jars", ",".join(str(j) for j in [JAR, *S3A_JARS, CLOUD_JAR]))
+         # S3A on the class path (as in images with hadoop-aws in $SPARK_HOME/jars): spark.jars would
+         # copy the SDK bundle into the session's scratch space.
+         .config("spark.jars", ",".join(str(j) for j in [JAR, CLOUD_JAR]))
+         .config("spark.driver.extraClassPath", ":".join(str(j) for j in S3A_JARS))
          .config("spark.ui.enabled", "false")
          .config("spark.driver.memory", TASK.get("driver_memory", "3g"))
          .config("spark.sql.shuffle.partitions", "2")
@@ -282,6 +295,8 @@ def magic_memory(spark, log: Path, bed, s3, m: dict) -> dict:
 
 
 def main() -> None:
+    if TASK["line"] != LINE:
+        raise SystemExit(f"{TASK['name']} is measured on Spark {TASK['line']}, this is {LINE}")
     bed = attach_bed(TASK["bed"])
     work = Path(TASK["work"])
     work.mkdir(parents=True, exist_ok=True)
