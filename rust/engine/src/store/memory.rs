@@ -22,7 +22,7 @@
 //! attempts (503, 429) of Completes and aborts are counted for the engine as the S3 client
 //! counts them (`ObjectStore::throttled`).
 //!
-//! **Latency.** Calls answer at once unless an operation is given a latency
+//! **Latency.** Calls answer at once unless CompleteMultipartUpload is given a latency
 //! ([`MemoryStore::set_latency`]); then its calls overlap as over a network, and the store
 //! records how many were in flight at each arrival ([`MemoryStore::in_flight_at_arrival`]).
 
@@ -337,7 +337,8 @@ impl MemoryStore {
 
     /// Every call of `op` from now on takes `latency` before it is served, so that calls
     /// overlap as they do over a network and [`in_flight_at_arrival`](Self::in_flight_at_arrival)
-    /// can count them.
+    /// can count them. Only CompleteMultipartUpload has a latency so far (the operation whose
+    /// parallelism adapts); other operations answer at once whatever is set.
     pub fn set_latency(&self, op: &str, latency: Duration) {
         self.state().latency.insert(op.into(), latency);
     }
