@@ -11,9 +11,11 @@
 //!   nothing to compare with), any later one only when it beat the best by [`GAIN`]. Growth
 //!   doubles the level until the first window that did not gain or the first throttle, then adds
 //!   a quarter of it per window. A window that gained too little holds the level.
-//! * **Halve on throttling.** A throttled answer (503 SlowDown, 429) halves the level at once,
-//!   at most once per window (the requests already in flight were sent at the old level), and
-//!   forgets the best rate: the store's capacity has changed.
+//! * **Halve on throttling.** A throttled answer (503 SlowDown, 429) halves the level at once
+//!   and forgets the best rate: the store's capacity has changed.
+//! * **Judge a level by its own requests.** After a change, the requests that were in flight
+//!   (sent at the old level) complete before the next window starts; their throttling causes
+//!   no second cut, and their answers, which come early, do not inflate the window's rate.
 //! * **Never above the cap, never below 1.** A fixed limiter (adaptive off) stays at its cap.
 
 use std::future::Future;
@@ -39,9 +41,9 @@ pub struct Limiter {
     best: Option<f64>,
     window_start: Duration,
     window_done: usize,
-    /// The level was cut (or a throttle came) in this window: it does not grow at its end.
-    throttled_in_window: bool,
-    cut_in_window: bool,
+    /// Completions still to come of requests sent before the level last changed: they say
+    /// nothing about the level now (neither their rate nor their throttling).
+    settling: usize,
     peak: usize,
     cuts: usize,
 }
@@ -60,8 +62,7 @@ impl Limiter {
             best: None,
             window_start: Duration::ZERO,
             window_done: 0,
-            throttled_in_window: false,
-            cut_in_window: false,
+            settling: 0,
             peak: level,
             cuts: 0,
         }
@@ -83,17 +84,22 @@ impl Limiter {
     }
 
     /// A request completed at `at` (time since the phase began); `throttled` says whether the
-    /// store throttled any attempt since the last completion (its retries got through).
-    pub fn completed(&mut self, at: Duration, throttled: bool) {
+    /// store throttled any attempt since the last completion (its retries got through);
+    /// `in_flight` is how many other requests are still in flight.
+    pub fn completed(&mut self, at: Duration, throttled: bool, in_flight: usize) {
         if !self.adaptive {
             return;
         }
-        if throttled {
-            self.throttled_in_window = true;
-            if !self.cut_in_window {
-                self.cut(at);
-                return;
+        if self.settling > 0 {
+            self.settling -= 1;
+            if self.settling == 0 {
+                self.new_window(at);
             }
+            return;
+        }
+        if throttled {
+            self.cut(at, in_flight);
+            return;
         }
         self.window_done += 1;
         if self.window_done < self.level {
@@ -102,43 +108,48 @@ impl Limiter {
         // The window is over.
         let elapsed = at.saturating_sub(self.window_start).as_secs_f64();
         let rate = self.window_done as f64 / elapsed.max(1e-6);
-        if !self.throttled_in_window {
-            match self.best {
-                Some(best) if rate < best * (1.0 + GAIN) => self.doubling = false,
-                _ => self.grow(),
-            }
-            self.best = Some(self.best.map_or(rate, |b| b.max(rate)));
+        let gained = self.best.is_none_or(|best| rate >= best * (1.0 + GAIN));
+        self.best = Some(self.best.map_or(rate, |b| b.max(rate)));
+        if !gained {
+            self.doubling = false;
+            self.new_window(at);
+            return;
         }
-        self.new_window(at);
-    }
-
-    fn grow(&mut self) {
+        let before = self.level;
         let next = if self.doubling {
-            self.level * 2
+            before * 2
         } else {
-            self.level + (self.level / 4).max(1)
+            before + (before / 4).max(1)
         };
         self.level = next.min(self.cap);
         self.peak = self.peak.max(self.level);
+        if self.level == before {
+            self.new_window(at);
+        } else {
+            self.settle(at, in_flight);
+        }
     }
 
-    fn cut(&mut self, at: Duration) {
+    fn cut(&mut self, at: Duration, in_flight: usize) {
         if self.level > 1 {
             self.level /= 2;
             self.cuts += 1;
         }
         self.doubling = false;
         self.best = None;
+        self.settle(at, in_flight);
+    }
+
+    /// The level changed: the next window starts once the `in_flight` requests sent before
+    /// have completed.
+    fn settle(&mut self, at: Duration, in_flight: usize) {
+        self.settling = in_flight;
         self.new_window(at);
-        self.cut_in_window = true;
-        self.throttled_in_window = true;
     }
 
     fn new_window(&mut self, at: Duration) {
         self.window_start = at;
         self.window_done = 0;
-        self.throttled_in_window = false;
-        self.cut_in_window = false;
     }
 }
 
@@ -174,7 +185,7 @@ where
             Some(result) => {
                 out.push(result?);
                 let now = throttled();
-                limiter.completed(t0.elapsed(), now > seen);
+                limiter.completed(t0.elapsed(), now > seen, running.len());
                 seen = now;
             }
         }
@@ -189,10 +200,11 @@ mod tests {
         Duration::from_millis(n)
     }
 
-    /// Feeds one window of `n` completions spread evenly over `took`, starting at `*t`.
+    /// Feeds one window of `n` completions spread evenly over `took`, starting at `*t`, with
+    /// nothing else in flight.
     fn window(l: &mut Limiter, t: &mut Duration, n: usize, took: Duration) {
         for i in 1..=n {
-            l.completed(*t + took * i as u32 / n as u32, false);
+            l.completed(*t + took * i as u32 / n as u32, false, 0);
         }
         *t += took;
     }
@@ -237,34 +249,60 @@ mod tests {
     }
 
     #[test]
-    fn a_throttle_halves_once_per_window_and_growth_resumes_additively() {
+    fn the_answers_of_requests_sent_before_a_change_do_not_count_for_the_new_level() {
+        let mut l = Limiter::new(128, true);
+        // 16 answers in 100 ms (160/s); at the last, 15 sent since are in flight.
+        for i in 1..=16u64 {
+            l.completed(ms(100 * i / 16), false, if i == 16 { 15 } else { 16 });
+        }
+        assert_eq!(l.level(), 32);
+        // Those 15 answer within 15 ms: counted, they would make 32 in 115 ms look like 278/s.
+        for i in 1..=15 {
+            l.completed(ms(100 + i), false, 31);
+        }
+        // 32 answers of requests sent at 32, in 200 ms: 160/s, no gain: hold.
+        for i in 1..=32u64 {
+            l.completed(ms(115 + 200 * i / 32), false, 31);
+        }
+        assert_eq!(l.level(), 32);
+    }
+
+    #[test]
+    fn a_throttle_halves_and_requests_sent_before_it_cut_no_further() {
         let mut l = Limiter::new(128, true);
         let mut t = Duration::ZERO;
         window(&mut l, &mut t, 16, ms(100));
         window(&mut l, &mut t, 32, ms(100));
         assert_eq!(l.level(), 64);
-        // Every answer of the next 40 completions was throttled (and retried): one cut at the
-        // first, none for the rest of its window (32 completions), the next cut after it.
-        for i in 0..40 {
-            l.completed(t + ms(i), true);
+        // The store throttles from now on: the first throttled answer halves the level; the 63
+        // requests in flight then were sent at 64 and their throttled answers change nothing.
+        l.completed(t, true, 63);
+        assert_eq!((l.level(), l.cuts()), (32, 1));
+        for i in 0..63 {
+            l.completed(t + ms(1 + i), true, 62 - i as usize);
         }
+        assert_eq!((l.level(), l.cuts()), (32, 1));
+        // The first throttled answer of a request sent at 32 halves it again.
+        l.completed(t + ms(70), true, 31);
         assert_eq!((l.level(), l.cuts()), (16, 2));
-        // The storm ends; the window in which the last cut fell finishes without growth.
-        t += ms(40);
-        window(&mut l, &mut t, 16, ms(100)); // 10 of them close the cut's window
-        assert_eq!(l.level(), 16);
-        window(&mut l, &mut t, 16, ms(100)); // the best was forgotten: grow by a quarter
-        assert_eq!(l.level(), 20);
-        assert_eq!(l.peak(), 64);
+        // The storm ends. Once the 31 are answered, a window at 16: the best was forgotten, so
+        // it grows, by a quarter (no more doubling after a cut).
+        for i in 0..31 {
+            l.completed(t + ms(71 + i), false, 30 - i as usize);
+        }
+        t += ms(102);
+        window(&mut l, &mut t, 16, ms(100));
+        assert_eq!((l.level(), l.peak()), (20, 64));
     }
 
     #[test]
     fn a_storm_brings_the_level_down_to_one_and_no_further() {
         let mut l = Limiter::new(32, true);
+        // One request at a time: each throttled answer came to a request sent after the cut.
         for i in 0..200 {
-            l.completed(ms(i), true);
+            l.completed(ms(i), true, 0);
         }
-        // 16 → 8 → 4 → 2 → 1, each cut after the window of the one before.
+        // 16 → 8 → 4 → 2 → 1.
         assert_eq!((l.level(), l.cuts()), (1, 4));
     }
 
@@ -272,7 +310,7 @@ mod tests {
     fn a_fixed_limiter_stays_at_its_cap() {
         let mut l = Limiter::new(16, false);
         for i in 0..100 {
-            l.completed(ms(i), i % 3 == 0);
+            l.completed(ms(i), i % 3 == 0, 15);
         }
         assert_eq!((l.level(), l.peak(), l.cuts()), (16, 16, 0));
     }

@@ -80,7 +80,7 @@ impl Bed {
         for n in 0..files {
             let executor = self.job(job_id).await;
             let local: PathBuf = self.dir.path().join(format!("{job_id}-{n}"));
-            std::fs::write(&local, vec![b'a' + n as u8; size]).unwrap();
+            std::fs::write(&local, vec![b'a' + (n % 26) as u8; size]).unwrap();
             let uri = format!("s3a://{BUCKET}/{}", self.key(job_id, dir, n));
             let set = executor
                 .commit_task(&format!("attempt_{n}"), 0, vec![(local, uri)])
@@ -775,12 +775,12 @@ fn without_throttling_the_completes_in_flight_grow_from_16_to_the_cap() {
     let (report, keys) = run(async {
         let driver = b.job("job_1").await;
         driver.setup().await.unwrap();
-        let sets = b.tasks("job_1", "", 128, 10).await;
+        let sets = b.tasks("job_1", "", 256, 10).await;
         let keys = sorted_keys(&sets);
         (driver.commit_job(sets, vec![], false).await.unwrap(), keys)
     });
     let arrivals = b.mem.in_flight_at_arrival(COMPLETE);
-    assert_eq!(arrivals.len(), 128, "one attempt per file");
+    assert_eq!(arrivals.len(), 256, "one attempt per file");
     assert_eq!(arrivals[..16], (1..=16).collect::<Vec<_>>(), "16 at first");
     assert_eq!(b.mem.most_in_flight(COMPLETE), 64);
     assert_eq!(
@@ -790,10 +790,10 @@ fn without_throttling_the_completes_in_flight_grow_from_16_to_the_cap() {
         ),
         (64, 0)
     );
-    assert_eq!((report.files, report.complete.completes), (128, 128));
-    assert_eq!(requests(&report, COMPLETE), 128);
-    assert_eq!(requests(&report, "CreateMultipartUpload"), 128);
-    assert_eq!(requests(&report, "UploadPart"), 128);
+    assert_eq!((report.files, report.complete.completes), (256, 256));
+    assert_eq!(requests(&report, COMPLETE), 256);
+    assert_eq!(requests(&report, "CreateMultipartUpload"), 256);
+    assert_eq!(requests(&report, "UploadPart"), 256);
     assert_eq!(requests(&report, "HeadObject"), 0);
     let mut want = keys;
     want.insert(0, "dest/_SUCCESS".to_string());
@@ -801,19 +801,20 @@ fn without_throttling_the_completes_in_flight_grow_from_16_to_the_cap() {
     assert!(b.mem.pending().is_empty());
 }
 
-/// Half-way through the commit the store starts throttling: from the 65th upload on, every
-/// Complete is answered 503 SlowDown once (the SDK's retry gets through). The level, 32 (the
-/// cap) before the storm, halves once per window — 16, 8, 4, 2, 1 — so the last Completes go
-/// one at a time; every file is still committed exactly once, nothing is left pending, and the
-/// requests are 3 per file (the retries are attempts of the same request).
+/// A third of the way through the commit the store starts throttling: from the 65th upload
+/// on, every Complete is answered 503 SlowDown once (the SDK's retry gets through). The level,
+/// 32 (the cap) before the storm, halves at the first throttled answer and again at the first
+/// one of a request sent after that cut — 16, 8, 4, 2, 1 — so the last Completes go one at a
+/// time; every file is still committed exactly once, nothing is left pending, and the requests
+/// are 3 per file (the retries are attempts of the same request).
 #[test]
 fn a_503_storm_halves_the_completes_in_flight_down_to_one_and_commits_every_file_once() {
     let b = bed("adaptive-storm", &[("sealcommit.commit.parallelism", "32")]);
-    b.mem.set_latency(COMPLETE, Duration::from_millis(20));
+    b.mem.set_latency(COMPLETE, Duration::from_millis(10));
     let (report, keys) = run(async {
         let driver = b.job("job_1").await;
         driver.setup().await.unwrap();
-        let sets = b.tasks("job_1", "", 128, 10).await;
+        let sets = b.tasks("job_1", "", 192, 10).await;
         let keys = sorted_keys(&sets);
         for k in &keys[64..] {
             b.mem.script(Rule::on(COMPLETE, Fault::slow_down()).key(k));
@@ -821,9 +822,9 @@ fn a_503_storm_halves_the_completes_in_flight_down_to_one_and_commits_every_file
         (driver.commit_job(sets, vec![], false).await.unwrap(), keys)
     });
     let arrivals = b.mem.in_flight_at_arrival(COMPLETE);
-    assert_eq!(arrivals.len(), 128, "the retries are attempts, not calls");
+    assert_eq!(arrivals.len(), 192, "the retries are attempts, not calls");
     assert_eq!(arrivals[..64].iter().max(), Some(&32), "at the cap before");
-    assert_eq!(arrivals[112..], [1; 16], "one at a time at the end");
+    assert_eq!(arrivals[176..], [1; 16], "one at a time at the end");
     assert_eq!(
         (
             report.complete.peak_parallelism,
@@ -831,9 +832,9 @@ fn a_503_storm_halves_the_completes_in_flight_down_to_one_and_commits_every_file
         ),
         (32, 5)
     );
-    assert_eq!(b.mem.attempts_of(COMPLETE), 128 + 64);
+    assert_eq!(b.mem.attempts_of(COMPLETE), 192 + 128);
     assert!(b.mem.unused_script().is_empty());
-    assert_eq!((report.files, requests(&report, COMPLETE)), (128, 128));
+    assert_eq!((report.files, requests(&report, COMPLETE)), (192, 192));
     let mut want = keys;
     want.insert(0, "dest/_SUCCESS".to_string());
     assert_eq!(b.keys(), want, "every file once");
