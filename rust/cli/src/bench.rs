@@ -5,6 +5,13 @@
 //!   pending multipart uploads through the engine's task path, grouped into pendingsets of
 //!   `--per-task` like tasks would report them; then a fresh process (this binary, as the driver)
 //!   reads those pendingsets and runs the job commit. Its time and peak memory are the driver's.
+//! * `bench ceiling <uri> --uploads N --inflight 8,16,32,64,128`: the store's own Complete rate.
+//!   For each in-flight level in turn, N pending multipart uploads of one small part each are
+//!   prepared (not timed), then completed with a raw aws-sdk-s3 client on the engine's TLS client
+//!   with its encryption headers, that many in flight; one JSON object per level (uploads,
+//!   inflight, seconds, completes_per_second, throttled attempts), then the best. The objects
+//!   are deleted after each level. `bench commit` reports its job commit's Complete phase
+//!   (`driver.complete`, `driver.completes_per_second`): its share of the best is the target.
 //! * `bench upload <uri> --mib M`: the same random bytes uploaded three ways — a raw aws-sdk-s3
 //!   multipart upload (the ceiling), the engine's magic writer and its staging upload of a local
 //!   file — each with the engine's part size, parallelism and encryption headers.
@@ -102,6 +109,8 @@ pub enum What {
     DriverCommit,
     /// One large upload three ways: raw aws-sdk-s3, magic writer, staging upload
     Upload,
+    /// The store's CompleteMultipartUpload rate with a raw aws-sdk-s3 client, per in-flight level
+    Ceiling,
 }
 
 /// `sealcommit bench`: measurements for docs/BENCHMARKS.md (tests/bench/run.sh).
@@ -130,6 +139,12 @@ pub struct Args {
     /// Which of the three upload paths goes first (0, 1, 2)
     #[arg(long, default_value_t = 0)]
     rotate: usize,
+    /// `ceiling`: pending uploads completed at each in-flight level
+    #[arg(long, default_value_t = 2000)]
+    uploads: usize,
+    /// `ceiling`: the in-flight levels, in the order they run
+    #[arg(long, value_delimiter = ',', default_value = "8,16,32,64,128")]
+    inflight: Vec<usize>,
     #[command(flatten)]
     conf: crate::conf::ConfOpts,
 }
@@ -162,6 +177,12 @@ pub fn run(mut a: Args, out: &mut crate::out::Out) -> R<()> {
         What::Commit => block_on(prepare_and_commit(&conf, &a)).map_err(err)??,
         What::DriverCommit => block_on(driver_commit(&conf, &a)).map_err(err)??,
         What::Upload => block_on(upload(&conf, &a)).map_err(err)??,
+        What::Ceiling => {
+            for line in block_on(ceiling(&conf, &a)).map_err(err)?? {
+                out.line(line)?;
+            }
+            return Ok(());
+        }
     };
     out.line(result)
 }
@@ -270,9 +291,12 @@ async fn driver_commit(conf: &Conf, a: &Args) -> R<serde_json::Value> {
     let report = job.commit_job(sets, vec![], false).await.map_err(err)?;
     let seconds = t0.elapsed().as_secs_f64();
     let (peak, _) = memory();
+    let complete_s = report.complete.millis as f64 / 1000.0;
     Ok(json!({
         "seconds": seconds,
         "commit_millis": report.millis,
+        "complete": report.complete,
+        "completes_per_second": report.complete.completes as f64 / complete_s.max(1e-3),
         "files": report.files,
         "requests": report.requests,
         "peak_rss_bytes": peak,
@@ -425,4 +449,153 @@ async fn upload_staging(job: &Job, dest: &S3Path, local: &std::path::Path) -> R<
         .await
         .map_err(err)?;
     job.target.abort_uploads(&staged.uploads).await.map_err(err)
+}
+
+/// One pending upload of the ceiling: key, upload id, its one part's ETag.
+type Pending = (String, String, String);
+
+/// `bench ceiling`: at each in-flight level, `--uploads` pending one-part uploads completed with
+/// a raw aws-sdk-s3 client; a JSON object per level, then the best.
+async fn ceiling(conf: &Conf, a: &Args) -> R<Vec<serde_json::Value>> {
+    let dest = S3Path::parse(&a.uri).map_err(err)?;
+    let settings = BucketSettings::resolve(conf, &dest.bucket).map_err(err)?;
+    let client = sealcommit_engine::store::client_for(&settings.store)
+        .await
+        .map_err(err)?;
+    let store = sealcommit_engine::store::Store::connect(&settings.store)
+        .await
+        .map_err(err)?;
+    let body = Bytes::from(parquet_file(0, a.rows)?);
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_err(err)?
+        .as_millis();
+    let mut lines = Vec::new();
+    let mut best: Option<(usize, f64)> = None;
+    for &inflight in &a.inflight {
+        let inflight = inflight.max(1);
+        let prefix = format!(
+            "{}/ceiling-{stamp}-{inflight}",
+            dest.key.trim_end_matches('/')
+        );
+        let pending =
+            prepare_pending(&client, &settings, &dest.bucket, &prefix, a.uploads, &body).await?;
+        let throttles = sealcommit_engine::store::Throttles::default();
+        let t0 = Instant::now();
+        let done = complete_raw(
+            &client,
+            &settings,
+            &dest.bucket,
+            &pending,
+            inflight,
+            &throttles,
+        )
+        .await;
+        let seconds = t0.elapsed().as_secs_f64();
+        // The objects (and, after a failure, the uploads still pending) go before the next level.
+        let keys: Vec<String> = pending.iter().map(|(k, _, _)| k.clone()).collect();
+        if done.is_err() {
+            for (k, id, _) in &pending {
+                let _ = store.abort_upload(&dest.bucket, k, id).await;
+            }
+        }
+        store.delete_many(&dest.bucket, &keys).await.map_err(err)?;
+        done?;
+        let rate = a.uploads as f64 / seconds.max(1e-6);
+        if best.is_none_or(|(_, r)| rate > r) {
+            best = Some((inflight, rate));
+        }
+        lines.push(json!({
+            "scenario": "complete-ceiling",
+            "uploads": a.uploads,
+            "inflight": inflight,
+            "seconds": seconds,
+            "completes_per_second": rate,
+            "throttled_attempts": throttles.count(),
+        }));
+    }
+    if let Some((inflight, rate)) = best {
+        lines.push(json!({
+            "scenario": "complete-ceiling-best",
+            "uploads": a.uploads,
+            "inflight": inflight,
+            "completes_per_second": rate,
+        }));
+    }
+    Ok(lines)
+}
+
+/// `n` pending uploads under `prefix`, each with `body` as its one part (64 at a time).
+async fn prepare_pending(
+    client: &aws_sdk_s3::Client,
+    settings: &BucketSettings,
+    bucket: &str,
+    prefix: &str,
+    n: usize,
+    body: &Bytes,
+) -> R<Vec<Pending>> {
+    let enc = &settings.encryption;
+    stream::iter(0..n)
+        .map(|i| async move {
+            let key = format!("{prefix}/part-{i:06}.parquet");
+            let created = enc
+                .apply_create(client.create_multipart_upload().bucket(bucket).key(&key))
+                .send()
+                .await
+                .map_err(sdk_err)?;
+            let id = created.upload_id().unwrap_or_default().to_string();
+            let part = enc
+                .apply_upload_part(
+                    client
+                        .upload_part()
+                        .bucket(bucket)
+                        .key(&key)
+                        .upload_id(&id)
+                        .part_number(1)
+                        .body(ByteStream::from(body.clone())),
+                )
+                .send()
+                .await
+                .map_err(sdk_err)?;
+            let etag = part.e_tag().unwrap_or_default().to_string();
+            Ok::<_, String>((key, id, etag))
+        })
+        .buffer_unordered(64)
+        .try_collect()
+        .await
+}
+
+/// Completes every upload of `pending`, `inflight` at a time, counting throttled attempts.
+async fn complete_raw(
+    client: &aws_sdk_s3::Client,
+    settings: &BucketSettings,
+    bucket: &str,
+    pending: &[Pending],
+    inflight: usize,
+    throttles: &sealcommit_engine::store::Throttles,
+) -> R<()> {
+    use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+    let enc = &settings.encryption;
+    stream::iter(pending)
+        .map(|(key, id, etag)| {
+            let parts = CompletedMultipartUpload::builder()
+                .parts(CompletedPart::builder().part_number(1).e_tag(etag).build())
+                .build();
+            let req = enc
+                .apply_complete(
+                    client
+                        .complete_multipart_upload()
+                        .bucket(bucket)
+                        .key(key)
+                        .upload_id(id)
+                        .multipart_upload(parts),
+                )
+                .customize()
+                .interceptor(throttles.clone());
+            async move { req.send().await.map(|_| ()).map_err(sdk_err) }
+        })
+        .buffer_unordered(inflight)
+        .try_collect::<Vec<()>>()
+        .await
+        .map(|_| ())
 }

@@ -27,6 +27,7 @@ pub const SEALCOMMIT_KEYS: &[&str] = &[
     "part-size",
     "upload.parallelism",
     "commit.parallelism",
+    "commit.parallelism.adaptive",
     "verify",
     "retry.max-attempts",
     "staging.dir",
@@ -359,7 +360,11 @@ pub struct CommitConfig {
     /// Magic mode: parts of one file being uploaded while the next one fills.
     pub magic_parts_in_flight: usize,
     pub upload_parallelism: usize,
+    /// The most Completes (and aborts) in flight at job commit (`sealcommit.commit.parallelism`).
     pub commit_parallelism: usize,
+    /// Whether the number in flight adapts to the store below that cap (`crate::limiter`), or
+    /// stays at it (`sealcommit.commit.parallelism.adaptive`).
+    pub commit_adaptive: bool,
     pub verify: VerifyMode,
     pub fault_task_commit: Option<String>,
     pub fault_job_commit: Option<String>,
@@ -367,6 +372,10 @@ pub struct CommitConfig {
     /// (`sealcommit.journal.lease`); renewed every third of it.
     pub lease: Duration,
 }
+
+/// The default of `sealcommit.commit.parallelism`: the cap of the adaptive level. Ceph RGW over
+/// TLS completed 2,000 uploads fastest at 128 in flight (4.2 s; 4.4 s at 64, 4.5 s at 256).
+pub const DEFAULT_COMMIT_PARALLELISM: usize = 128;
 
 /// The default of `sealcommit.journal.lease`.
 pub const DEFAULT_LEASE: Duration = Duration::from_secs(60);
@@ -449,7 +458,14 @@ impl CommitConfig {
             magic_part_size: own_part_size.unwrap_or(16 << 20),
             magic_parts_in_flight: conf.usize_own(bucket, "magic.parts-in-flight", 4, 1, 64)?,
             upload_parallelism: conf.usize_own(bucket, "upload.parallelism", 8, 1, 256)?,
-            commit_parallelism: conf.usize_own(bucket, "commit.parallelism", 16, 1, 1024)?,
+            commit_parallelism: conf.usize_own(
+                bucket,
+                "commit.parallelism",
+                DEFAULT_COMMIT_PARALLELISM,
+                1,
+                1024,
+            )?,
+            commit_adaptive: conf.bool_own(bucket, "commit.parallelism.adaptive", true)?,
             verify,
             fault_task_commit: conf.own(bucket, "fault.task-commit").map(|v| v.value),
             fault_job_commit: conf.own(bucket, "fault.job-commit").map(|v| v.value),
@@ -569,6 +585,25 @@ mod tests {
             ("fs.s3a.multipart.size", "1M"),
         ]);
         assert_eq!(CommitConfig::resolve(&c, "b").unwrap().part_size, 8 << 20);
+    }
+
+    #[test]
+    fn commit_parallelism_is_a_cap_that_adapts_unless_pinned() {
+        let c = CommitConfig::resolve(&conf(&[]), "b").unwrap();
+        assert_eq!((c.commit_parallelism, c.commit_adaptive), (128, true));
+        let c = conf(&[
+            ("sealcommit.commit.parallelism", "32"),
+            ("sealcommit.bucket.b.commit.parallelism.adaptive", "false"),
+        ]);
+        c.check_own_keys().unwrap();
+        let c = CommitConfig::resolve(&c, "b").unwrap();
+        assert_eq!((c.commit_parallelism, c.commit_adaptive), (32, false));
+        let c = conf(&[("sealcommit.commit.parallelism.adaptive", "sometimes")]);
+        let err = CommitConfig::resolve(&c, "b").unwrap_err().to_string();
+        assert!(
+            err.contains("sealcommit.commit.parallelism.adaptive"),
+            "{err}"
+        );
     }
 
     #[test]

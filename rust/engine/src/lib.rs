@@ -9,6 +9,7 @@ pub mod checkpoint;
 pub mod config;
 pub mod encryption;
 pub mod error;
+pub mod limiter;
 pub mod magic;
 pub mod model;
 pub mod naming;
@@ -141,7 +142,9 @@ mod tests {
     /// (modules of one layer do not know each other), so there is no cycle, and a module's
     /// imports show where it stands. A new module must be placed here.
     const LAYERS: &[&[&str]] = &[
-        &["error", "secrets", "naming", "progress", "parquet"],
+        &[
+            "error", "secrets", "naming", "progress", "parquet", "limiter",
+        ],
         &["uri", "runtime", "tls"],
         &["config"],
         &["encryption"],

@@ -13,6 +13,7 @@ use tokio::sync::Semaphore;
 use crate::config::{Conf, VerifyMode};
 use crate::encryption::{completion_proof, CompletionProof, EncryptionSpec, Observed};
 use crate::error::{Error, Result};
+use crate::limiter::{self, Limiter};
 use crate::model::{CommittedFile, PendingUpload};
 use crate::settings::BucketSettings;
 use crate::store::{PutOutcome, Store};
@@ -227,13 +228,32 @@ impl Target {
         })
     }
 
-    /// Aborts the given uploads (a task's or a job's). Gone uploads count as aborted.
+    /// A limiter of the Completes or aborts in flight: adaptive up to
+    /// `sealcommit.commit.parallelism` unless `sealcommit.commit.parallelism.adaptive` is false.
+    pub(crate) fn limiter(&self) -> Limiter {
+        Limiter::new(
+            self.settings.commit.commit_parallelism,
+            self.settings.commit.commit_adaptive,
+        )
+    }
+
+    /// Aborts the given uploads (a task's or a job's), every one of them even when some fail
+    /// (the first failure is returned). Gone uploads count as aborted.
     pub async fn abort_uploads(&self, uploads: &[PendingUpload]) -> Result<()> {
-        let results: Vec<Result<()>> = stream::iter(uploads)
-            .map(|u| self.store.abort_upload(&u.bucket, &u.key, &u.upload_id))
-            .buffer_unordered(self.settings.commit.commit_parallelism)
-            .collect()
-            .await;
+        let results: Vec<Result<()>> = limiter::run(
+            &mut self.limiter(),
+            uploads,
+            || self.store.throttled(),
+            |u| async move {
+                Ok::<_, std::convert::Infallible>(
+                    self.store
+                        .abort_upload(&u.bucket, &u.key, &u.upload_id)
+                        .await,
+                )
+            },
+        )
+        .await
+        .unwrap_or_else(|never| match never {});
         results.into_iter().collect()
     }
 

@@ -22,15 +22,14 @@
 use std::collections::HashSet;
 use std::time::Instant;
 
-use futures::stream::{self, StreamExt, TryStreamExt};
-
 use crate::error::{Error, Result};
+use crate::limiter;
 use crate::model::*;
 use crate::uri::S3Path;
 
 use super::abort::MaybeCompleted;
 use super::lease::LeaseGuard;
-use super::{CommitReport, Job, JOURNAL_DIR};
+use super::{CommitReport, CompletePhase, Job, JOURNAL_DIR};
 
 impl Job {
     /// Job commit. `replace` holds the paths a static overwrite replaces: their old objects are
@@ -239,8 +238,14 @@ impl Job {
     ) -> Result<Vec<CommittedFile>> {
         self.fault("after-journal").await?;
         let done = std::sync::atomic::AtomicUsize::new(0);
-        let mut files: Vec<CommittedFile> = stream::iter(uploads)
-            .map(|u| async {
+        let started = Instant::now();
+        // As many in flight as the store keeps up with, up to sealcommit.commit.parallelism.
+        let mut limiter = self.target.limiter();
+        let mut files: Vec<CommittedFile> = limiter::run(
+            &mut limiter,
+            uploads,
+            || self.target.store.throttled(),
+            |u| async {
                 completed.sending(&u.key);
                 let f = self.target.complete_one(u, false).await;
                 completed.answered(&u.key, &f);
@@ -248,10 +253,28 @@ impl Job {
                 let n = done.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
                 self.fault(&format!("after-completes:{n}")).await?;
                 Ok::<_, Error>(f)
-            })
-            .buffer_unordered(self.target.settings.commit.commit_parallelism)
-            .try_collect()
-            .await?;
+            },
+        )
+        .await?;
+        let phase = CompletePhase {
+            completes: files.len(),
+            millis: started.elapsed().as_millis() as u64,
+            peak_parallelism: limiter.peak(),
+            throttle_cuts: limiter.cuts(),
+        };
+        log::debug!(
+            "job {} completed {} uploads in {} ms, at most {} in flight, halved {} times on \
+             throttling",
+            self.job_id,
+            phase.completes,
+            phase.millis,
+            phase.peak_parallelism,
+            phase.throttle_cuts
+        );
+        *self
+            .complete_phase
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = phase;
         files.sort_by(|a, b| a.key.cmp(&b.key));
         self.fault("before-replace").await?;
         Ok(files)
@@ -321,6 +344,10 @@ impl Job {
             replaced_objects: replaced,
             requests: self.target.store.counters.snapshot(),
             millis,
+            complete: *self
+                .complete_phase
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
         };
         log::info!(
             "job {} committed {} files ({} bytes) to {} in {} ms, {} objects replaced; requests {:?}",

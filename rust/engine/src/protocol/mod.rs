@@ -62,6 +62,19 @@ pub struct Job {
     published: std::sync::atomic::AtomicBool,
     /// When this job was opened (recorded as the journal owner's start time).
     pub(crate) opened: SystemTime,
+    /// How the last Complete phase went (job commit step 2), for the report.
+    pub(crate) complete_phase: std::sync::Mutex<CompletePhase>,
+}
+
+/// The Complete phase of a job commit (step 2): how many, how long, how many in flight.
+#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
+pub struct CompletePhase {
+    pub completes: usize,
+    pub millis: u64,
+    /// The most Completes the limiter allowed in flight (`crate::limiter`).
+    pub peak_parallelism: usize,
+    /// How many times throttling answers halved the Completes in flight.
+    pub throttle_cuts: usize,
 }
 
 /// What a job commit did, returned to the caller (and logged by the Java side).
@@ -73,6 +86,8 @@ pub struct CommitReport {
     pub replaced_objects: u64,
     pub requests: BTreeMap<String, u64>,
     pub millis: u64,
+    /// Step 2 alone: its rate is the commit's share of the store's Complete rate.
+    pub complete: CompletePhase,
 }
 
 impl Job {
@@ -98,6 +113,7 @@ impl Job {
             job_id: job_id.to_string(),
             published: Default::default(),
             opened: SystemTime::now(),
+            complete_phase: Default::default(),
         })
     }
 
@@ -109,6 +125,7 @@ impl Job {
             job_id,
             published: Default::default(),
             opened: SystemTime::now(),
+            complete_phase: Default::default(),
         }
     }
 

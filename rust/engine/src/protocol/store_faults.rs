@@ -80,7 +80,7 @@ impl Bed {
         for n in 0..files {
             let executor = self.job(job_id).await;
             let local: PathBuf = self.dir.path().join(format!("{job_id}-{n}"));
-            std::fs::write(&local, vec![b'a' + n as u8; size]).unwrap();
+            std::fs::write(&local, vec![b'a' + (n % 26) as u8; size]).unwrap();
             let uri = format!("s3a://{BUCKET}/{}", self.key(job_id, dir, n));
             let set = executor
                 .commit_task(&format!("attempt_{n}"), 0, vec![(local, uri)])
@@ -746,6 +746,134 @@ fn a_storm_through_the_rollback_leaves_the_commit_to_the_journal() {
         ]
     );
     assert!(b.mem.pending().is_empty());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Adaptive commit parallelism (`crate::limiter`): Completes that take a while (a latency on the
+// fake), so that they overlap as over a network and the fake can count them in flight.
+
+const COMPLETE: &str = "CompleteMultipartUpload";
+
+/// The sorted keys of the uploads in `sets`: the order the job commit sends their Completes.
+fn sorted_keys(sets: &[PendingSet]) -> Vec<String> {
+    let mut keys: Vec<String> = sets
+        .iter()
+        .flat_map(|s| s.uploads.iter().map(|u| u.key.clone()))
+        .collect();
+    keys.sort();
+    keys
+}
+
+/// A store that answers every Complete in 30 ms whatever the load: the rate grows with every
+/// level, so the Completes in flight go from 16 (the start) to 32 (the first window always
+/// grows) to 64 (it doubled the rate), the cap, and stay there. Every file once, 3 requests
+/// per file as always.
+#[test]
+fn without_throttling_the_completes_in_flight_grow_from_16_to_the_cap() {
+    let b = bed("adaptive-grows", &[("sealcommit.commit.parallelism", "64")]);
+    b.mem.set_latency(COMPLETE, Duration::from_millis(30));
+    let (report, keys) = run(async {
+        let driver = b.job("job_1").await;
+        driver.setup().await.unwrap();
+        let sets = b.tasks("job_1", "", 256, 10).await;
+        let keys = sorted_keys(&sets);
+        (driver.commit_job(sets, vec![], false).await.unwrap(), keys)
+    });
+    let arrivals = b.mem.in_flight_at_arrival(COMPLETE);
+    assert_eq!(arrivals.len(), 256, "one attempt per file");
+    assert_eq!(arrivals[..16], (1..=16).collect::<Vec<_>>(), "16 at first");
+    assert_eq!(b.mem.most_in_flight(COMPLETE), 64);
+    assert_eq!(
+        (
+            report.complete.peak_parallelism,
+            report.complete.throttle_cuts
+        ),
+        (64, 0)
+    );
+    assert_eq!((report.files, report.complete.completes), (256, 256));
+    assert_eq!(requests(&report, COMPLETE), 256);
+    assert_eq!(requests(&report, "CreateMultipartUpload"), 256);
+    assert_eq!(requests(&report, "UploadPart"), 256);
+    assert_eq!(requests(&report, "HeadObject"), 0);
+    let mut want = keys;
+    want.insert(0, "dest/_SUCCESS".to_string());
+    assert_eq!(b.keys(), want);
+    assert!(b.mem.pending().is_empty());
+}
+
+/// A third of the way through the commit the store starts throttling: from the 65th upload
+/// on, every Complete is answered 503 SlowDown once (the SDK's retry gets through). The level,
+/// 32 (the cap) before the storm, halves at the first throttled answer and again at the first
+/// one of a request sent after that cut — 16, 8, 4, 2, 1 — so the last Completes go one at a
+/// time; every file is still committed exactly once, nothing is left pending, and the requests
+/// are 3 per file (the retries are attempts of the same request).
+#[test]
+fn a_503_storm_halves_the_completes_in_flight_down_to_one_and_commits_every_file_once() {
+    let b = bed("adaptive-storm", &[("sealcommit.commit.parallelism", "32")]);
+    b.mem.set_latency(COMPLETE, Duration::from_millis(10));
+    let (report, keys) = run(async {
+        let driver = b.job("job_1").await;
+        driver.setup().await.unwrap();
+        let sets = b.tasks("job_1", "", 192, 10).await;
+        let keys = sorted_keys(&sets);
+        for k in &keys[64..] {
+            b.mem.script(Rule::on(COMPLETE, Fault::slow_down()).key(k));
+        }
+        (driver.commit_job(sets, vec![], false).await.unwrap(), keys)
+    });
+    let arrivals = b.mem.in_flight_at_arrival(COMPLETE);
+    assert_eq!(arrivals.len(), 192, "the retries are attempts, not calls");
+    assert_eq!(arrivals[..64].iter().max(), Some(&32), "at the cap before");
+    assert_eq!(arrivals[176..], [1; 16], "one at a time at the end");
+    assert_eq!(
+        (
+            report.complete.peak_parallelism,
+            report.complete.throttle_cuts
+        ),
+        (32, 5)
+    );
+    assert_eq!(b.mem.attempts_of(COMPLETE), 192 + 128);
+    assert!(b.mem.unused_script().is_empty());
+    assert_eq!((report.files, requests(&report, COMPLETE)), (192, 192));
+    let mut want = keys;
+    want.insert(0, "dest/_SUCCESS".to_string());
+    assert_eq!(b.keys(), want, "every file once");
+    assert!(b.mem.pending().is_empty());
+}
+
+/// `sealcommit.commit.parallelism.adaptive=false` pins the level at the cap: 24 in flight from
+/// the first Complete, and still 24 after a throttled one.
+#[test]
+fn pinned_commit_parallelism_stays_at_its_value_through_a_storm() {
+    let b = bed(
+        "adaptive-pinned",
+        &[
+            ("sealcommit.commit.parallelism", "24"),
+            ("sealcommit.commit.parallelism.adaptive", "false"),
+        ],
+    );
+    b.mem.set_latency(COMPLETE, Duration::from_millis(20));
+    let report = run(async {
+        let driver = b.job("job_1").await;
+        driver.setup().await.unwrap();
+        let sets = b.tasks("job_1", "", 48, 10).await;
+        // Four 503s for the first Complete: its fifth attempt (the last) gets through.
+        b.mem
+            .script(Rule::on(COMPLETE, Fault::slow_down()).times(4));
+        driver.commit_job(sets, vec![], false).await.unwrap()
+    });
+    let arrivals = b.mem.in_flight_at_arrival(COMPLETE);
+    assert_eq!(arrivals[..24], (1..=24).collect::<Vec<_>>());
+    assert_eq!(b.mem.most_in_flight(COMPLETE), 24);
+    assert_eq!(
+        (
+            report.complete.peak_parallelism,
+            report.complete.throttle_cuts
+        ),
+        (24, 0)
+    );
+    assert_eq!((report.files, requests(&report, COMPLETE)), (48, 48));
+    assert_eq!(b.mem.attempts_of(COMPLETE), 48 + 4);
 }
 
 /// The store applies another KMS key to one file (and Complete is silent, Create reports it):

@@ -2,9 +2,8 @@
 //! `_SUCCESS`: the sink's log is what readers trust), discard a batch another writer recorded,
 //! abort the leftovers of earlier runs of a batch.
 
-use futures::stream::{self, StreamExt, TryStreamExt};
-
 use crate::error::Result;
+use crate::limiter;
 use crate::model::*;
 
 use super::abort::MaybeCompleted;
@@ -18,16 +17,21 @@ impl Job {
     pub async fn commit_stream(&self, pendingsets: Vec<PendingSet>) -> Result<Vec<CommittedFile>> {
         let uploads = self.collect_uploads(pendingsets)?;
         let completed = MaybeCompleted::default();
-        let result: Result<Vec<CommittedFile>> = stream::iter(&uploads)
-            .map(|u| async {
-                completed.sending(&u.key);
-                let f = self.target.complete_one(u, false).await;
-                completed.answered(&u.key, &f);
-                f
-            })
-            .buffer_unordered(self.target.settings.commit.commit_parallelism)
-            .try_collect()
-            .await;
+        let result: Result<Vec<CommittedFile>> = limiter::run(
+            &mut self.target.limiter(),
+            &uploads,
+            || self.target.store.throttled(),
+            |u| {
+                let completed = &completed;
+                async move {
+                    completed.sending(&u.key);
+                    let f = self.target.complete_one(u, false).await;
+                    completed.answered(&u.key, &f);
+                    f
+                }
+            },
+        )
+        .await;
         match result {
             Ok(mut files) => {
                 files.sort_by(|a, b| a.key.cmp(&b.key));

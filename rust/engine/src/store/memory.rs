@@ -18,7 +18,13 @@
 //! scripted fault is one HTTP attempt, as a fault proxy injects it: one lost response is
 //! retried and the retry meets what the first attempt did (a Complete answers `NoSuchUpload`,
 //! a create-only PUT `412`), and a storm longer than the attempts reaches the engine. Every
-//! attempt is recorded ([`MemoryStore::attempts`]); the engine's counters count calls.
+//! attempt is recorded ([`MemoryStore::attempts`]); the engine's counters count calls. Throttled
+//! attempts (503, 429) of Completes and aborts are counted for the engine as the S3 client
+//! counts them (`ObjectStore::throttled`).
+//!
+//! **Latency.** Calls answer at once unless CompleteMultipartUpload is given a latency
+//! ([`MemoryStore::set_latency`]); then its calls overlap as over a network, and the store
+//! records how many were in flight at each arrival ([`MemoryStore::in_flight_at_arrival`]).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
@@ -67,6 +73,7 @@ pub(super) fn for_endpoint(cfg: &StoreConfig) -> Result<Option<Arc<dyn ObjectSto
     Ok(Some(Arc::new(MemoryClient {
         store,
         max_attempts: cfg.max_attempts.max(1),
+        throttled: Default::default(),
     })))
 }
 
@@ -225,6 +232,13 @@ struct State {
     conditional_complete: bool,
     refuse_delete: BTreeMap<(String, String), String>,
     page_size: usize,
+    /// How long a call of an operation takes (as a round trip would), by operation.
+    latency: BTreeMap<String, Duration>,
+    /// Calls of an operation being served now, by operation.
+    in_flight: BTreeMap<String, usize>,
+    /// Of every call of an operation with a latency, in order of arrival: the calls of that
+    /// operation in flight when it arrived (itself included).
+    arrivals: BTreeMap<String, Vec<usize>>,
 }
 
 /// The in-memory store. Shared by every `Store` connected to its endpoint.
@@ -321,6 +335,49 @@ impl MemoryStore {
             .insert((bucket.into(), key.into()), code.into());
     }
 
+    /// Every call of `op` from now on takes `latency` before it is served, so that calls
+    /// overlap as they do over a network and [`in_flight_at_arrival`](Self::in_flight_at_arrival)
+    /// can count them. Only CompleteMultipartUpload has a latency so far (the operation whose
+    /// parallelism adapts); other operations answer at once whatever is set.
+    pub fn set_latency(&self, op: &str, latency: Duration) {
+        self.state().latency.insert(op.into(), latency);
+    }
+
+    /// For every call of `op` (one with a latency set), in order of arrival: how many calls of
+    /// `op` were in flight when it arrived, itself included.
+    pub fn in_flight_at_arrival(&self, op: &str) -> Vec<usize> {
+        self.state().arrivals.get(op).cloned().unwrap_or_default()
+    }
+
+    /// The most calls of `op` (one with a latency set) ever in flight at once.
+    pub fn most_in_flight(&self, op: &str) -> usize {
+        self.in_flight_at_arrival(op).into_iter().max().unwrap_or(0)
+    }
+
+    /// A call of `op` arrives: counted in flight (until the guard drops) and delayed by the
+    /// operation's latency, if it has one.
+    async fn arrive(self: &Arc<Self>, op: &'static str) -> InFlight {
+        let latency = {
+            let mut s = self.state();
+            let latency = s.latency.get(op).copied();
+            let n = s.in_flight.entry(op.into()).or_default();
+            *n += 1;
+            let n = *n;
+            if latency.is_some() {
+                s.arrivals.entry(op.into()).or_default().push(n);
+            }
+            latency
+        };
+        let guard = InFlight {
+            store: self.clone(),
+            op,
+        };
+        if let Some(d) = latency {
+            tokio::time::sleep(d).await;
+        }
+        guard
+    }
+
     /// At most this many entries per listing page.
     pub fn set_page_size(&self, n: usize) {
         self.state().page_size = n.max(1);
@@ -376,6 +433,20 @@ impl MemoryStore {
             .entry(bucket.into())
             .or_default()
             .insert(key.into(), object);
+    }
+}
+
+/// A call in flight; dropped when it is answered (or abandoned).
+struct InFlight {
+    store: Arc<MemoryStore>,
+    op: &'static str,
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        if let Some(n) = self.store.state().in_flight.get_mut(self.op) {
+            *n = n.saturating_sub(1);
+        }
     }
 }
 
@@ -488,6 +559,8 @@ impl State {
 struct MemoryClient {
     store: Arc<MemoryStore>,
     max_attempts: u32,
+    /// Attempts of Completes and aborts answered with throttling (503, 429).
+    throttled: std::sync::atomic::AtomicU64,
 }
 
 impl MemoryClient {
@@ -521,6 +594,13 @@ impl MemoryClient {
                     "timeout: operation timed out (read timeout)",
                 )),
             };
+            if let Err(e) = &result {
+                let counted = matches!(op, "CompleteMultipartUpload" | "AbortMultipartUpload");
+                if counted && matches!(e.status, Some(503 | 429)) {
+                    self.throttled
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+            }
             match result {
                 Err(e) if sdk_retries(&e) && attempt < self.max_attempts => continue,
                 r => return r,
@@ -537,6 +617,10 @@ async fn collect(body: ByteStream) -> Raw<Bytes> {
 }
 
 impl ObjectStore for MemoryClient {
+    fn throttled(&self) -> u64 {
+        self.throttled.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     fn put_object<'a>(
         &'a self,
         bucket: &'a str,
@@ -646,6 +730,7 @@ impl ObjectStore for MemoryClient {
         if_none_match: bool,
     ) -> StoreFuture<'a, Written> {
         Box::pin(async move {
+            let _in_flight = self.store.arrive("CompleteMultipartUpload").await;
             self.call("CompleteMultipartUpload", key, |s| {
                 let upload = s
                     .uploads

@@ -19,7 +19,9 @@ use crate::encryption::{EncryptionSpec, Observed};
 use crate::error::{Error, Result};
 
 mod s3;
-pub use s3::{client_for, map_sdk_err, server_is_minio, HasStatus, ServerHeader, StoreClock};
+pub use s3::{
+    client_for, map_sdk_err, server_is_minio, HasStatus, ServerHeader, StoreClock, Throttles,
+};
 
 #[cfg(any(test, feature = "fake-store"))]
 pub mod memory;
@@ -339,6 +341,13 @@ pub struct UploadsPage {
 /// the store answered (after the transport's own retries, if it has any) without judging it.
 /// Encryption headers go on each request from `enc`.
 pub trait ObjectStore: Send + Sync {
+    /// Attempts of CompleteMultipartUpload and AbortMultipartUpload that the store answered
+    /// with throttling (503, 429) since this client was connected, the SDK's retries included:
+    /// what commit parallelism backs off on (`crate::limiter`).
+    fn throttled(&self) -> u64 {
+        0
+    }
+
     /// PutObject; with `create_only` (a writer id), `If-None-Match: *` and the id stamped in
     /// `x-amz-meta-sealcommit-writer` ([`WRITER_META`]).
     fn put_object<'a>(
@@ -477,6 +486,11 @@ impl Store {
             backend: self.backend.clone(),
             counters: Arc::default(),
         }
+    }
+
+    /// Throttled attempts of Completes and aborts so far (see [`ObjectStore::throttled`]).
+    pub fn throttled(&self) -> u64 {
+        self.backend.throttled()
     }
 
     /// Counts a request and logs it (debug level): operation and object only.

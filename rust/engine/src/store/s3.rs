@@ -230,6 +230,36 @@ impl aws_smithy_runtime_api::client::interceptors::Intercept for StoreClock {
     }
 }
 
+/// Counts the attempts of a request the store answered with throttling (503 SlowDown or
+/// Service Unavailable, 429): an interceptor sees every attempt, also those the SDK retried
+/// and got past, which the caller never hears of otherwise.
+#[derive(Debug, Clone, Default)]
+pub struct Throttles(Arc<std::sync::atomic::AtomicU64>);
+
+impl Throttles {
+    pub fn count(&self) -> u64 {
+        self.0.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+impl aws_smithy_runtime_api::client::interceptors::Intercept for Throttles {
+    fn name(&self) -> &'static str {
+        "sealcommit-throttles"
+    }
+
+    fn read_before_deserialization(
+        &self,
+        context: &aws_smithy_runtime_api::client::interceptors::context::BeforeDeserializationInterceptorContextRef<'_>,
+        _: &aws_smithy_runtime_api::client::runtime_components::RuntimeComponents,
+        _: &mut aws_smithy_types::config_bag::ConfigBag,
+    ) -> std::result::Result<(), aws_smithy_runtime_api::box_error::BoxError> {
+        if matches!(context.response().status().as_u16(), 503 | 429) {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        Ok(())
+    }
+}
+
 /// Whether the store that answered is MinIO, from the `Server` header of a response (an
 /// interceptor on the request; MinIO and AIStor answer `MinIO`).
 #[derive(Debug, Clone, Default)]
@@ -279,17 +309,24 @@ fn observed(
 /// The real store behind [`super::Store`]: one cached SDK client.
 pub(super) struct S3 {
     client: Client,
+    /// Throttled attempts of this connection's Completes and aborts.
+    throttles: Throttles,
 }
 
 impl S3 {
     pub(super) async fn connect(cfg: &StoreConfig) -> Result<S3> {
         Ok(S3 {
             client: client_for(cfg).await?,
+            throttles: Throttles::default(),
         })
     }
 }
 
 impl ObjectStore for S3 {
+    fn throttled(&self) -> u64 {
+        self.throttles.count()
+    }
+
     fn put_object<'a>(
         &'a self,
         bucket: &'a str,
@@ -401,7 +438,13 @@ impl ObjectStore for S3 {
             if if_none_match {
                 req = req.if_none_match("*");
             }
-            let out = enc.apply_complete(req).send().await.map_err(raw)?;
+            let out = enc
+                .apply_complete(req)
+                .customize()
+                .interceptor(self.throttles.clone())
+                .send()
+                .await
+                .map_err(raw)?;
             Ok(Written {
                 etag: out.e_tag().map(str::to_string),
                 observed: observed(out.server_side_encryption(), out.ssekms_key_id(), None),
@@ -421,6 +464,8 @@ impl ObjectStore for S3 {
                 .bucket(bucket)
                 .key(key)
                 .upload_id(upload_id)
+                .customize()
+                .interceptor(self.throttles.clone())
                 .send()
                 .await
                 .map_err(raw)?;
