@@ -48,3 +48,19 @@ finally:
     assert not ports & set(PORTS.values()), (second["ports"], PORTS)
     # The suite's own store kept answering throughout.
     assert http_status(bed.rgw.http_endpoint + "/") in (200, 403)
+
+
+def test_ports_lie_below_the_kernels_range_for_outgoing_connections():
+    """A port the bed picks, and SeaweedFS's gRPC port beside it, stay out of the range the kernel
+    gives outgoing connections, so no client can take one between the pick and the bind."""
+    from tests.bed import stores
+    low = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
+    assert low > 21000 + stores.SW_GRPC_OFFSET, f"this machine's range starts at {low}: the test needs room"
+    names = [f"p{i}" for i in range(40)]
+    paired = set(names[:20])
+    ports = stores.free_ports(names, paired, stores.SW_GRPC_OFFSET)
+    assert sorted(ports) == sorted(names)
+    needed = list(ports.values()) + [ports[n] + stores.SW_GRPC_OFFSET for n in paired]
+    assert len(set(needed)) == 60, "two names share a port"
+    assert all(20000 <= p < low for p in needed), sorted(needed)
+    assert set(PORTS) >= {"sw_master", "rgw_http"} and all(p < low for p in PORTS.values())

@@ -47,17 +47,31 @@ def _port_free(port: int) -> bool:
     return True
 
 
+def _ephemeral_low() -> int:
+    """The lowest port the kernel gives to outgoing connections (ip_local_port_range)."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_ports(names: list[str], paired: set[str], offset: int) -> dict:
     """Free loopback ports for this run, so the bed starts beside other services (another Ceph on
     6789, a second test run). A port in `paired` also needs port + `offset` free (SeaweedFS puts
-    its gRPC listener there)."""
+    its gRPC listener there). Every port lies below the kernel's range for outgoing connections:
+    a port free when chosen can otherwise be taken by a client's connection before the store
+    binds it (SeaweedFS's master once failed so: "bind: address already in use")."""
     import random
     rng = random.Random()
+    low = _ephemeral_low()
     chosen: dict = {}
     taken: set = set()
     for name in names:
+        top = low - (offset if name in paired else 0)
+        # A kernel range starting below 21000 leaves no room: then anywhere in 20000-30000.
+        span = (20000, min(30000, top)) if top > 21000 else (20000, 30000)
         for _ in range(2000):
-            p = rng.randrange(20000, 30000)
+            p = rng.randrange(*span)
             need = [p, p + offset] if name in paired else [p]
             if taken.isdisjoint(need) and all(_port_free(q) for q in need):
                 chosen[name] = p
