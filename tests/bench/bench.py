@@ -52,6 +52,7 @@ def plan(quick: bool) -> dict:
             "magic_memory": [8, 32],
             "cli_commit_files": 500,
             "cli_upload_mib": 64,
+            "ceiling_uploads": 200,
         }
     return {
         "batch": [dict(kind="batch", scenario="files-100", tasks=10, parts=10, repeats=3),
@@ -68,6 +69,8 @@ def plan(quick: bool) -> dict:
         "magic_memory": [64, 256, 1024],
         "cli_commit_files": 100_000,
         "cli_upload_mib": 512,
+        # The store's own Complete rate at 8-128 in flight, twice (the second time from 128 down).
+        "ceiling_uploads": 2000,
     }
 
 
@@ -105,6 +108,12 @@ def spark_driver(bed, work: Path, name: str, kind: str, measurements: list[dict]
 
 
 def cli(bed, *args) -> dict:
+    [out] = cli_lines(bed, *args)
+    return out
+
+
+def cli_lines(bed, *args) -> list[dict]:
+    """`sealcommit bench ...`: every JSON object it printed (one per line)."""
     bed.rgw.collect_garbage()
     env = dict(os.environ, AWS_ENDPOINT_URL=bed.rgw.https_endpoint, AWS_ACCESS_KEY_ID=ACCESS_KEY,
                AWS_SECRET_ACCESS_KEY=stores.SECRET_KEY, AWS_REGION="us-east-1", AWS_CA_BUNDLE=bed.ca.ca_pem)
@@ -113,7 +122,7 @@ def cli(bed, *args) -> dict:
     p = subprocess.run([str(CLI), "bench", *args, *conf], env=env, capture_output=True, text=True, timeout=3600)
     if p.returncode != 0:
         raise RuntimeError(f"sealcommit bench {' '.join(args)} failed: {p.stderr[-3000:]}")
-    return json.loads(p.stdout)
+    return [json.loads(line) for line in p.stdout.splitlines() if line.startswith("{")]
 
 
 def rgw_ops_total(bed, offset: int) -> dict:
@@ -162,10 +171,11 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="a smoke run of every path with tiny sizes")
     ap.add_argument("--only", default="", help="comma list of: batch, streaming, magic-memory, cli-commit, "
-                                               "cli-upload")
+                                               "cli-upload, cli-ceiling")
     ap.add_argument("--committers", default=",".join(BATCH_COMMITTERS))
     ap.add_argument("--scenarios", default="", help="batch scenarios to run (e.g. files-10000); default all")
     ap.add_argument("--max-repeats", type=int, default=0, help="cap every batch scenario's repeats")
+    ap.add_argument("--commit-files", type=int, default=0, help="files for cli-commit (default: the plan's)")
     ap.add_argument("--out", default=str(RESULTS))
     args = ap.parse_args()
     only = set(filter(None, args.only.split(",")))
@@ -173,6 +183,8 @@ def main() -> None:
     partial = bool(only or scenarios or args.committers != ",".join(BATCH_COMMITTERS))
     want = (lambda s: not only or s in only)
     p = plan(args.quick)
+    if args.commit_files:
+        p["cli_commit_files"] = args.commit_files
     base = Path(os.environ.get("SEALCOMMIT_BENCH_DIR", "/tmp/sealcommit-bench"))
     bed = stores.Bed(base, with_seaweed=False, rgw_memstore_bytes=14 << 30).start()
     records: list[dict] = []
@@ -213,6 +225,17 @@ def main() -> None:
                 records.append({**r, "committer": "engine", "repeat": rep, "requests": rgw_ops_total(bed, off)})
                 log(f"upload {rep}: raw {r['raw_mb_s']:.0f} MB/s, magic {r['magic_mb_s']:.0f} MB/s, "
                     f"staging {r['staging_mb_s']:.0f} MB/s")
+        if want("cli-ceiling"):
+            for rep, levels in enumerate(("8,16,32,64,128", "128,64,32,16,8")):
+                off = bed.rgw.log_offset()
+                lines = cli_lines(bed, "ceiling", f"s3a://{BUCKET}/cli/ceiling-{rep}", "--uploads",
+                                  str(p["ceiling_uploads"]), "--inflight", levels)
+                for r in lines:
+                    records.append({**r, "committer": "raw", "repeat": rep})
+                records[-1]["requests"] = rgw_ops_total(bed, off)
+                log("ceiling " + ", ".join(f"{r['inflight']}: {r['completes_per_second']:.0f}/s"
+                                           for r in lines if r["scenario"] == "complete-ceiling"))
+            saved()
         if want("cli-commit"):
             off = bed.rgw.log_offset()
             r = cli(bed, "commit", f"s3a://{BUCKET}/cli/commit", "--files", str(p["cli_commit_files"]),

@@ -153,6 +153,12 @@ def targets(recs: list[dict], w) -> None:
                      f"{writes / 2:.2f} writes per file (steady state, {ck['steady_batches']} batches)",
                      writes / 2 <= 1.2))
     cc = one(recs, scenario="engine-commit")
+    ceiling = by(recs, scenario="complete-ceiling")
+    if cc and ceiling and "completes_per_second" in cc["driver"]:
+        top = max(r["completes_per_second"] for r in ceiling)
+        x = cc["driver"]["completes_per_second"] / top
+        rows.append(("job commit throughput ≥ 90 % of the store's best Complete rate",
+                     f"{x:.0%} ({cc['driver']['completes_per_second']:.0f}/s of {top:.0f}/s)", x >= 0.9))
     if cc:
         d = cc["driver"]
         mb = d["peak_rss_bytes"] / 2**20
@@ -291,6 +297,24 @@ def main() -> None:
               f"| {ops_text(r['requests_per_batch'])} |")
         w("")
 
+    ceiling = by(recs, scenario="complete-ceiling")
+    if ceiling:
+        import statistics as st
+        w("### The store's ceiling: CompleteMultipartUpload per second")
+        w("")
+        w(f"`sealcommit bench ceiling`: {ceiling[0]['uploads']:,} pending one-part uploads completed with a raw "
+          "aws-sdk-s3 client (the engine's TLS client and encryption headers) at each number in flight; twice, "
+          "the second time from the most in flight down. The job commit's own Complete rate (section 4) is "
+          "reported as a share of the best.")
+        w("")
+        w("| in flight | Completes per second (median, min–max) | throttled attempts |")
+        w("|---|---|---|")
+        for n in sorted({r["inflight"] for r in ceiling}):
+            v = [r["completes_per_second"] for r in ceiling if r["inflight"] == n]
+            t = sum(r.get("throttled_attempts", 0) for r in ceiling if r["inflight"] == n)
+            w(f"| {n} | {st.median(v):.0f} ({min(v):.0f}–{max(v):.0f}) | {t} |")
+        w("")
+
     cc = one(recs, scenario="engine-commit")
     if cc:
         d = cc["driver"]
@@ -305,6 +329,14 @@ def main() -> None:
         w(f"| {d['files']:,} | {d['seconds']:.1f} | {d['commit_millis'] / 1000:.1f} "
           f"| {d['peak_rss_bytes'] / 2**20:.0f} MiB | {ops_text(d['requests'])} |")
         w("")
+        if "complete" in d:
+            c = d["complete"]
+            top = max((r["completes_per_second"] for r in by(recs, scenario="complete-ceiling")), default=None)
+            share = f", {d['completes_per_second'] / top:.0%} of the store's best ({top:.0f}/s)" if top else ""
+            w(f"Its Complete phase: {c['completes']:,} Completes in {c['millis'] / 1000:.1f} s, "
+              f"{d['completes_per_second']:.0f} per second{share}; at most {c['peak_parallelism']} in flight "
+              f"(adaptive), {c['throttle_cuts']} cuts for throttling.")
+            w("")
 
     mm = sorted(by(recs, committer="sealcommit-magic"), key=lambda r: r.get("bytes") or 0)
     mm = [r for r in mm if r.get("scenario", "").startswith("magic-memory")]
