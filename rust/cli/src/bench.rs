@@ -591,7 +591,7 @@ async fn complete_raw(
                         .multipart_upload(parts),
                 )
                 .customize()
-                .interceptor(throttles.clone());
+                .interceptor(sealcommit_engine::store::OnResponse(throttles.clone()));
             async move { req.send().await.map(|_| ()).map_err(sdk_err) }
         })
         .buffer_unordered(inflight)

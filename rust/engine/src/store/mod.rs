@@ -20,7 +20,8 @@ use crate::error::{Error, Result};
 
 mod s3;
 pub use s3::{
-    client_for, map_sdk_err, server_is_minio, HasStatus, ServerHeader, StoreClock, Throttles,
+    client_for, map_sdk_err, server_is_minio, HasStatus, OnResponse, ServerHeader, StoreClock,
+    Throttles,
 };
 
 #[cfg(any(test, feature = "fake-store"))]

@@ -186,9 +186,36 @@ fn millis(t: Option<&aws_smithy_types::DateTime>) -> u64 {
         .unwrap_or(0)
 }
 
-/// The store's own clock, read from the `Date` header of a response (an interceptor on the
-/// request): lease decisions compare the store's times with each other, not with a local clock
-/// that may be skewed.
+/// What an interceptor on a request sees of each response: every attempt, also those the SDK
+/// retried and got past, which the caller never hears of otherwise. [`OnResponse`] makes one an
+/// SDK interceptor (`.customize().interceptor(OnResponse(x.clone()))`).
+pub trait SeeResponse: std::fmt::Debug + Send + Sync + 'static {
+    const NAME: &'static str;
+    fn see(&self, response: &aws_smithy_runtime_api::client::orchestrator::HttpResponse);
+}
+
+/// The SDK interceptor of a [`SeeResponse`].
+#[derive(Debug)]
+pub struct OnResponse<T>(pub T);
+
+impl<T: SeeResponse> aws_smithy_runtime_api::client::interceptors::Intercept for OnResponse<T> {
+    fn name(&self) -> &'static str {
+        T::NAME
+    }
+
+    fn read_before_deserialization(
+        &self,
+        context: &aws_smithy_runtime_api::client::interceptors::context::BeforeDeserializationInterceptorContextRef<'_>,
+        _: &aws_smithy_runtime_api::client::runtime_components::RuntimeComponents,
+        _: &mut aws_smithy_types::config_bag::ConfigBag,
+    ) -> std::result::Result<(), aws_smithy_runtime_api::box_error::BoxError> {
+        self.0.see(context.response());
+        Ok(())
+    }
+}
+
+/// The store's own clock, read from the `Date` header of a response: lease decisions compare
+/// the store's times with each other, not with a local clock that may be skewed.
 #[derive(Debug, Clone, Default)]
 pub struct StoreClock(Arc<Mutex<Option<std::time::SystemTime>>>);
 
@@ -200,19 +227,11 @@ impl StoreClock {
     }
 }
 
-impl aws_smithy_runtime_api::client::interceptors::Intercept for StoreClock {
-    fn name(&self) -> &'static str {
-        "sealcommit-store-clock"
-    }
+impl SeeResponse for StoreClock {
+    const NAME: &'static str = "sealcommit-store-clock";
 
-    fn read_before_deserialization(
-        &self,
-        context: &aws_smithy_runtime_api::client::interceptors::context::BeforeDeserializationInterceptorContextRef<'_>,
-        _: &aws_smithy_runtime_api::client::runtime_components::RuntimeComponents,
-        _: &mut aws_smithy_types::config_bag::ConfigBag,
-    ) -> std::result::Result<(), aws_smithy_runtime_api::box_error::BoxError> {
-        let date = context
-            .response()
+    fn see(&self, response: &aws_smithy_runtime_api::client::orchestrator::HttpResponse) {
+        let date = response
             .headers()
             .get("date")
             .and_then(|d| {
@@ -226,13 +245,11 @@ impl aws_smithy_runtime_api::client::interceptors::Intercept for StoreClock {
         if let Some(d) = date {
             *self.0.lock().unwrap_or_else(PoisonError::into_inner) = Some(d);
         }
-        Ok(())
     }
 }
 
 /// Counts the attempts of a request the store answered with throttling (503 SlowDown or
-/// Service Unavailable, 429): an interceptor sees every attempt, also those the SDK retried
-/// and got past, which the caller never hears of otherwise.
+/// Service Unavailable, 429), retried ones included.
 #[derive(Debug, Clone, Default)]
 pub struct Throttles(Arc<std::sync::atomic::AtomicU64>);
 
@@ -242,26 +259,18 @@ impl Throttles {
     }
 }
 
-impl aws_smithy_runtime_api::client::interceptors::Intercept for Throttles {
-    fn name(&self) -> &'static str {
-        "sealcommit-throttles"
-    }
+impl SeeResponse for Throttles {
+    const NAME: &'static str = "sealcommit-throttles";
 
-    fn read_before_deserialization(
-        &self,
-        context: &aws_smithy_runtime_api::client::interceptors::context::BeforeDeserializationInterceptorContextRef<'_>,
-        _: &aws_smithy_runtime_api::client::runtime_components::RuntimeComponents,
-        _: &mut aws_smithy_types::config_bag::ConfigBag,
-    ) -> std::result::Result<(), aws_smithy_runtime_api::box_error::BoxError> {
-        if matches!(context.response().status().as_u16(), 503 | 429) {
+    fn see(&self, response: &aws_smithy_runtime_api::client::orchestrator::HttpResponse) {
+        if matches!(response.status().as_u16(), 503 | 429) {
             self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
-        Ok(())
     }
 }
 
-/// Whether the store that answered is MinIO, from the `Server` header of a response (an
-/// interceptor on the request; MinIO and AIStor answer `MinIO`).
+/// Whether the store that answered is MinIO, from the `Server` header of a response (MinIO and
+/// AIStor answer `MinIO`).
 #[derive(Debug, Clone, Default)]
 pub struct ServerHeader(Arc<std::sync::atomic::AtomicBool>);
 
@@ -271,21 +280,13 @@ impl ServerHeader {
     }
 }
 
-impl aws_smithy_runtime_api::client::interceptors::Intercept for ServerHeader {
-    fn name(&self) -> &'static str {
-        "sealcommit-server-header"
-    }
+impl SeeResponse for ServerHeader {
+    const NAME: &'static str = "sealcommit-server-header";
 
-    fn read_before_deserialization(
-        &self,
-        context: &aws_smithy_runtime_api::client::interceptors::context::BeforeDeserializationInterceptorContextRef<'_>,
-        _: &aws_smithy_runtime_api::client::runtime_components::RuntimeComponents,
-        _: &mut aws_smithy_types::config_bag::ConfigBag,
-    ) -> std::result::Result<(), aws_smithy_runtime_api::box_error::BoxError> {
-        if server_is_minio(context.response().headers().get("server")) {
+    fn see(&self, response: &aws_smithy_runtime_api::client::orchestrator::HttpResponse) {
+        if server_is_minio(response.headers().get("server")) {
             self.0.store(true, std::sync::atomic::Ordering::Relaxed);
         }
-        Ok(())
     }
 }
 
@@ -441,7 +442,7 @@ impl ObjectStore for S3 {
             let out = enc
                 .apply_complete(req)
                 .customize()
-                .interceptor(self.throttles.clone())
+                .interceptor(OnResponse(self.throttles.clone()))
                 .send()
                 .await
                 .map_err(raw)?;
@@ -465,7 +466,7 @@ impl ObjectStore for S3 {
                 .key(key)
                 .upload_id(upload_id)
                 .customize()
-                .interceptor(self.throttles.clone())
+                .interceptor(OnResponse(self.throttles.clone()))
                 .send()
                 .await
                 .map_err(raw)?;
@@ -591,7 +592,7 @@ impl ObjectStore for S3 {
                 .set_max_keys(max_keys)
                 .set_continuation_token(token)
                 .customize()
-                .interceptor(clock.clone())
+                .interceptor(OnResponse(clock.clone()))
                 .send()
                 .await
                 .map_err(raw)?;
@@ -657,7 +658,7 @@ impl ObjectStore for S3 {
                 .set_key_marker(key_marker)
                 .set_upload_id_marker(upload_id_marker)
                 .customize()
-                .interceptor(server.clone())
+                .interceptor(OnResponse(server.clone()))
                 .send()
                 .await
                 .map_err(raw)?;
