@@ -57,11 +57,17 @@ impl Target {
     /// A target for `dest` with settings already resolved. Sends no request.
     pub async fn connect(dest: S3Path, settings: BucketSettings) -> Result<Target> {
         let store = Store::connect(&settings.store).await?;
-        Ok(Target {
+        Ok(Target::over(dest, settings, store))
+    }
+
+    /// A target for `dest` over a store the caller built (`Store::over` a backend of its own,
+    /// as `sealcommit bench commit --simulate` does). Sends no request.
+    pub fn over(dest: S3Path, settings: BucketSettings, store: Store) -> Target {
+        Target {
             dest,
             settings,
             store,
-        })
+        }
     }
 
     /// The same destination with other settings (recovery: another job's encryption), with
