@@ -14,7 +14,7 @@ use crate::config::{Conf, VerifyMode};
 use crate::encryption::{completion_proof, CompletionProof, EncryptionSpec, Observed};
 use crate::error::{Error, Result};
 use crate::limiter::{self, Limiter};
-use crate::model::{CommittedFile, PendingUpload};
+use crate::model::{Completed, PendingUpload};
 use crate::settings::BucketSettings;
 use crate::store::{PutOutcome, Store};
 use crate::uri::S3Path;
@@ -295,7 +295,7 @@ impl Target {
         &self,
         u: &PendingUpload,
         if_none_match: bool,
-    ) -> Result<CommittedFile> {
+    ) -> Result<Completed> {
         let path = S3Path {
             bucket: u.bucket.clone(),
             key: u.key.clone(),
@@ -333,8 +333,7 @@ impl Target {
             (etag, observed, u.size)
         } else if let (CompletionProof::Created, Some(created)) = (proof, &u.created_with) {
             // Completed, silent on encryption, created with the right one: that is the object's.
-            return Ok(CommittedFile {
-                key: u.key.clone(),
+            return Ok(Completed {
                 size: u.size,
                 etag,
                 encryption: created.clone(),
@@ -372,8 +371,7 @@ impl Target {
             _ if *u.encryption == summary => u.encryption.clone(),
             _ => Arc::new(summary),
         };
-        Ok(CommittedFile {
-            key: u.key.clone(),
+        Ok(Completed {
             size,
             etag,
             encryption,
