@@ -51,6 +51,7 @@ def plan(quick: bool) -> dict:
             "streaming": dict(kind="streaming", scenario="checkpoint", batches=3),
             "magic_memory": [8, 32],
             "cli_commit_files": 500,
+            "cli_scale_files": [1000, 10_000],
             "cli_upload_mib": 64,
             "ceiling_uploads": 200,
         }
@@ -68,6 +69,8 @@ def plan(quick: bool) -> dict:
         "streaming": dict(kind="streaming", scenario="checkpoint", batches=10),
         "magic_memory": [64, 256, 1024],
         "cli_commit_files": 100_000,
+        # Simulated (no store round trip): the driver's time and memory alone.
+        "cli_scale_files": [100_000, 1_000_000],
         "cli_upload_mib": 512,
         # The store's own Complete rate at 8-128 in flight, twice (the second time from 128 down).
         "ceiling_uploads": 2000,
@@ -171,7 +174,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="a smoke run of every path with tiny sizes")
     ap.add_argument("--only", default="", help="comma list of: batch, streaming, magic-memory, cli-commit, "
-                                               "cli-upload, cli-ceiling")
+                                               "cli-upload, cli-ceiling, cli-scale")
     ap.add_argument("--committers", default=",".join(BATCH_COMMITTERS))
     ap.add_argument("--scenarios", default="", help="batch scenarios to run (e.g. files-10000); default all")
     ap.add_argument("--max-repeats", type=int, default=0, help="cap every batch scenario's repeats")
@@ -243,6 +246,16 @@ def main() -> None:
             records.append({**r, "committer": "engine", "requests": rgw_ops_total(bed, off)})
             log(f"engine commit of {r['files']} files: {r['driver']['seconds']:.1f}s, "
                 f"peak {r['driver']['peak_rss_bytes'] >> 20} MiB")
+        if want("cli-scale"):
+            # Made-up pending uploads committed against a store that answers at once and keeps
+            # nothing (`bench commit --simulate`): no request reaches RGW.
+            for n in p["cli_scale_files"]:
+                r = cli(bed, "commit", f"s3a://{BUCKET}/cli/scale", "--simulate", "--files", str(n),
+                        "--per-task", "100")
+                records.append({**r, "scenario": "engine-scale", "committer": "engine"})
+                log(f"simulated commit of {n} files: {r['driver']['seconds']:.1f}s, "
+                    f"peak {r['driver']['peak_rss_bytes'] >> 20} MiB")
+            saved()
     finally:
         save(Path(args.out), records, started, args.quick, partial)
         bed.stop()

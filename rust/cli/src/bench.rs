@@ -5,6 +5,10 @@
 //!   pending multipart uploads through the engine's task path, grouped into pendingsets of
 //!   `--per-task` like tasks would report them; then a fresh process (this binary, as the driver)
 //!   reads those pendingsets and runs the job commit. Its time and peak memory are the driver's.
+//!   With `--simulate`, no store is involved: the N pending uploads are made up (Spark's
+//!   file names, RGW-like upload ids and ETags, `--per-task` to a pendingset) and the driver
+//!   commits them against a store that answers at once and keeps nothing (`sink.rs`): the
+//!   driver's time and memory at any scale, with no store round trip.
 //! * `bench ceiling <uri> --uploads N --inflight 8,16,32,64,128`: the store's own Complete rate.
 //!   For each in-flight level in turn, N pending multipart uploads of one small part each are
 //!   prepared (not timed), then completed with a raw aws-sdk-s3 client on the engine's TLS client
@@ -27,10 +31,15 @@ use aws_sdk_s3::primitives::ByteStream;
 use bytes::Bytes;
 use futures::stream::{self, StreamExt, TryStreamExt};
 use parquet::arrow::ArrowWriter;
+use sealcommit_engine::model::PendingUpload;
 use sealcommit_engine::runtime::block_on;
 use sealcommit_engine::settings::BucketSettings;
+use sealcommit_engine::store::Store;
+use sealcommit_engine::target::Target;
 use sealcommit_engine::uri::S3Path;
 use sealcommit_engine::{Conf, Job, PendingSet};
+
+use crate::sink;
 use serde_json::json;
 
 type R<T> = Result<T, String>;
@@ -126,6 +135,10 @@ pub struct Args {
     /// Files per task (pendingset)
     #[arg(long, default_value_t = 100)]
     per_task: usize,
+    /// `commit`: made-up pending uploads, committed against a store that answers at once and
+    /// keeps nothing (no store round trip: the driver's time and memory alone)
+    #[arg(long)]
+    simulate: bool,
     /// Rows per file
     #[arg(long, default_value_t = 100)]
     rows: usize,
@@ -163,6 +176,9 @@ impl Args {
             out.push(name.into());
             out.push(n.to_string().into());
         }
+        if self.simulate {
+            out.push("--simulate".into());
+        }
         out.extend(self.conf.to_args());
         out
     }
@@ -174,6 +190,7 @@ pub fn run(mut a: Args, out: &mut crate::out::Out) -> R<()> {
     a.mib = a.mib.max(1);
     let conf = a.conf.load(&a.uri)?;
     let result = match a.what {
+        What::Commit if a.simulate => simulate_and_commit(&conf, &a)?,
         What::Commit => block_on(prepare_and_commit(&conf, &a)).map_err(err)??,
         What::DriverCommit => block_on(driver_commit(&conf, &a)).map_err(err)??,
         What::Upload => block_on(upload(&conf, &a)).map_err(err)??,
@@ -239,34 +256,154 @@ async fn prepare_and_commit(conf: &Conf, a: &Args) -> R<serde_json::Value> {
         .map_err(err)?;
     std::fs::write(&file, lines.join("\n")).map_err(err)?;
     let (task_peak, _) = memory();
+    let (args, job) = (a.clone(), job_id.clone());
+    let driver = tokio::task::spawn_blocking(move || run_driver(&args, &job, &file))
+        .await
+        .map_err(err)??;
+    Ok(json!({
+        "scenario": "engine-commit",
+        "files": a.files,
+        "bytes": bytes,
+        "tasks": sets.len(),
+        "prepare_seconds": prepare_s,
+        "prepare_peak_rss_bytes": task_peak,
+        "driver": driver,
+    }))
+}
 
-    // The driver: this binary again, so its memory is the commit's alone.
+/// The driver: this binary again (`bench driver-commit`), so its memory is the commit's alone.
+/// It reads the pendingsets of `file`, which is removed afterwards; its JSON line is returned.
+fn run_driver(a: &Args, job_id: &str, file: &std::path::Path) -> R<serde_json::Value> {
     let exe = std::env::current_exe().map_err(err)?;
-    let mut cmd = std::process::Command::new(exe);
-    cmd.arg("bench")
+    let out = std::process::Command::new(exe)
+        .arg("bench")
         .arg("driver-commit")
         .args(a.driver_args())
         .arg("--job")
-        .arg(&job_id)
+        .arg(job_id)
         .arg("--pendingsets")
-        .arg(&file);
-    let out = tokio::task::spawn_blocking(move || cmd.output())
-        .await
-        .map_err(err)?
-        .map_err(err)?;
-    let _ = std::fs::remove_file(&file);
+        .arg(file)
+        .output();
+    let _ = std::fs::remove_file(file);
+    let out = out.map_err(err)?;
     if !out.status.success() {
         return Err(format!(
             "the driver process failed: {}",
             String::from_utf8_lossy(&out.stderr)
         ));
     }
-    let driver: serde_json::Value = serde_json::from_slice(&out.stdout).map_err(err)?;
+    serde_json::from_slice(&out.stdout).map_err(err)
+}
+
+/// The size of every simulated file: the mean of the 100,000 small Parquet files of the
+/// measured run (386 MB).
+const SIMULATED_SIZE: u64 = 3862;
+
+/// Deterministic pseudo-random numbers (xorshift64*), for made-up ids.
+struct Ids(u64);
+
+impl Ids {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    /// A UUID-shaped id, as Spark's job ids are.
+    fn uuid(&mut self) -> String {
+        let (a, b) = (self.next(), self.next());
+        format!(
+            "{:08x}-{:04x}-4{:03x}-{:04x}-{:012x}",
+            a >> 32,
+            (a >> 16) & 0xffff,
+            a & 0xfff,
+            0x8000 | (b >> 48) & 0x3fff,
+            b & 0xffff_ffff_ffff
+        )
+    }
+
+    /// `n` characters of `[0-9A-Za-z]`.
+    fn alnum(&mut self, n: usize) -> String {
+        const CHARS: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+        (0..n)
+            .map(|_| CHARS[(self.next() % CHARS.len() as u64) as usize] as char)
+            .collect()
+    }
+}
+
+/// `bench commit --simulate`: `--files` made-up pending uploads, as Spark's tasks would report
+/// them from a partitioned write (`<dest>/p=<n>/part-<task>-<job id>.c000.snappy.parquet`, one
+/// part each, RGW's `2~<32 characters>` upload ids, MD5-sized ETags, the job's encryption as
+/// CreateMultipartUpload reported it), `--per-task` to a pendingset, written one pendingset a
+/// line without holding them all; then the driver process commits them against the sink store.
+fn simulate_and_commit(conf: &Conf, a: &Args) -> R<serde_json::Value> {
+    let t0 = Instant::now();
+    let dest = S3Path::parse(&a.uri).map_err(err)?;
+    let settings = BucketSettings::resolve(conf, &dest.bucket).map_err(err)?;
+    let requested = Arc::new(settings.encryption.summary());
+    let created_with = sink::applied(&settings.encryption)
+        .confirms(&settings.encryption)
+        .map(Arc::new);
+    let mut ids = Ids(0x9E37_79B9_7F4A_7C15 ^ a.files as u64);
+    let job_id = ids.uuid();
+    let root = dest.dir_prefix();
+    let file = std::env::temp_dir().join(format!("sealcommit-{job_id}.pendingsets.jsonl"));
+    let written = (|| {
+        let mut w = std::io::BufWriter::new(std::fs::File::create(&file).map_err(err)?);
+        for (t, first) in (0..a.files).step_by(a.per_task).enumerate() {
+            let uploads = (first..(first + a.per_task).min(a.files))
+                .map(|i| PendingUpload {
+                    bucket: dest.bucket.clone(),
+                    key: format!(
+                        "{root}p={}/{}",
+                        i % a.per_task,
+                        sealcommit_engine::naming::output_name(
+                            "",
+                            t as u32,
+                            &job_id,
+                            ".c000.snappy.parquet"
+                        )
+                    ),
+                    upload_id: format!("2~{}", ids.alnum(32)),
+                    parts: vec![(1, format!("{:016x}{:016x}", ids.next(), ids.next()))],
+                    size: SIMULATED_SIZE,
+                    encryption: requested.clone(),
+                    created_with: created_with.clone(),
+                })
+                .collect();
+            let set = PendingSet {
+                version: sealcommit_engine::model::PENDINGSET_VERSION,
+                job_id: job_id.clone(),
+                task_attempt: format!("attempt_202611241945_0001_m_{t:06}_0"),
+                uploads,
+                requests: [("CreateMultipartUpload", 1), ("UploadPart", 1)]
+                    .into_iter()
+                    .map(|(op, n)| (op.to_string(), n * a.per_task as u64))
+                    .collect(),
+                buffer_peak: 0,
+            };
+            let line = set.to_json().map_err(err)?;
+            std::io::Write::write_all(&mut w, line.as_bytes()).map_err(err)?;
+            std::io::Write::write_all(&mut w, b"\n").map_err(err)?;
+        }
+        std::io::Write::flush(&mut w).map_err(err)
+    })();
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&file);
+        return Err(e);
+    }
+    let prepare_s = t0.elapsed().as_secs_f64();
+    let pendingsets_bytes = std::fs::metadata(&file).map_or(0, |m| m.len());
+    let (task_peak, _) = memory();
+    let driver = run_driver(a, &job_id, &file)?;
     Ok(json!({
         "scenario": "engine-commit",
+        "simulated": true,
         "files": a.files,
-        "bytes": bytes,
-        "tasks": sets.len(),
+        "bytes": SIMULATED_SIZE * a.files as u64,
+        "tasks": a.files.div_ceil(a.per_task),
+        "pendingsets_bytes": pendingsets_bytes,
         "prepare_seconds": prepare_s,
         "prepare_peak_rss_bytes": task_peak,
         "driver": driver,
@@ -287,7 +424,16 @@ async fn driver_commit(conf: &Conf, a: &Args) -> R<serde_json::Value> {
     )) {
         sets.push(PendingSet::from_json(&line.map_err(err)?).map_err(err)?);
     }
-    let job = Job::open(conf, &a.uri, job_id).await.map_err(err)?;
+    let job = if a.simulate {
+        let dest = S3Path::parse(&a.uri).map_err(err)?;
+        let settings = BucketSettings::resolve(conf, &dest.bucket).map_err(err)?;
+        let store = Store::over(Arc::new(sink::Sink {
+            size: SIMULATED_SIZE,
+        }));
+        Job::on(Target::over(dest, settings, store), job_id).map_err(err)?
+    } else {
+        Job::open(conf, &a.uri, job_id).await.map_err(err)?
+    };
     let report = job.commit_job(sets, vec![], false).await.map_err(err)?;
     let seconds = t0.elapsed().as_secs_f64();
     let (peak, _) = memory();
@@ -301,6 +447,7 @@ async fn driver_commit(conf: &Conf, a: &Args) -> R<serde_json::Value> {
         "requests": report.requests,
         "peak_rss_bytes": peak,
         "baseline_rss_bytes": base_rss,
+        "simulated": a.simulate,
     }))
 }
 

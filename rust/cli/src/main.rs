@@ -9,6 +9,8 @@ mod bar;
 mod bench;
 mod conf;
 mod out;
+#[cfg(feature = "bench")]
+mod sink;
 
 use std::process::ExitCode;
 use std::sync::OnceLock;

@@ -172,7 +172,8 @@ where
     let mut seen = throttled();
     let mut items = items.into_iter();
     let mut running = FuturesUnordered::new();
-    let mut out = Vec::new();
+    // Sized once when the items say how many there are: no doubling of a large result.
+    let mut out = Vec::with_capacity(items.size_hint().0);
     loop {
         while running.len() < limiter.level() {
             match items.next() {

@@ -92,6 +92,9 @@ impl PendingSet {
         let mut p: PendingSet =
             serde_json::from_slice(b).map_err(|e| Error::document("pendingset", e))?;
         share_encryption(&mut p.uploads, &mut Vec::new());
+        // A driver holds every task's list until the commit gathers them: not what the parser's
+        // growth left spare.
+        p.uploads.shrink_to_fit();
         if p.version != PENDINGSET_VERSION {
             return Err(Error::document(
                 "pendingset",
@@ -192,6 +195,26 @@ pub struct CommittedFile {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub etag: Option<String>,
     pub encryption: Arc<EncryptionSummary>,
+}
+
+/// What the Complete of one upload established, without the upload's key (the commit holds
+/// that once, in its list of uploads): becomes a [`CommittedFile`] with it.
+#[derive(Debug, Clone)]
+pub struct Completed {
+    pub size: u64,
+    pub etag: Option<String>,
+    pub encryption: Arc<EncryptionSummary>,
+}
+
+impl Completed {
+    pub fn file(self, key: String) -> CommittedFile {
+        CommittedFile {
+            key,
+            size: self.size,
+            etag: self.etag,
+            encryption: self.encryption,
+        }
+    }
 }
 
 /// sealcommit's own section of `_SUCCESS`.

@@ -14,7 +14,7 @@ use crate::config::{Conf, VerifyMode};
 use crate::encryption::{completion_proof, CompletionProof, EncryptionSpec, Observed};
 use crate::error::{Error, Result};
 use crate::limiter::{self, Limiter};
-use crate::model::{CommittedFile, PendingUpload};
+use crate::model::{Completed, PendingUpload};
 use crate::settings::BucketSettings;
 use crate::store::{PutOutcome, Store};
 use crate::uri::S3Path;
@@ -57,11 +57,17 @@ impl Target {
     /// A target for `dest` with settings already resolved. Sends no request.
     pub async fn connect(dest: S3Path, settings: BucketSettings) -> Result<Target> {
         let store = Store::connect(&settings.store).await?;
-        Ok(Target {
+        Ok(Target::over(dest, settings, store))
+    }
+
+    /// A target for `dest` over a store the caller built (`Store::over` a backend of its own,
+    /// as `sealcommit bench commit --simulate` does). Sends no request.
+    pub fn over(dest: S3Path, settings: BucketSettings, store: Store) -> Target {
+        Target {
             dest,
             settings,
             store,
-        })
+        }
     }
 
     /// The same destination with other settings (recovery: another job's encryption), with
@@ -289,7 +295,7 @@ impl Target {
         &self,
         u: &PendingUpload,
         if_none_match: bool,
-    ) -> Result<CommittedFile> {
+    ) -> Result<Completed> {
         let path = S3Path {
             bucket: u.bucket.clone(),
             key: u.key.clone(),
@@ -327,8 +333,7 @@ impl Target {
             (etag, observed, u.size)
         } else if let (CompletionProof::Created, Some(created)) = (proof, &u.created_with) {
             // Completed, silent on encryption, created with the right one: that is the object's.
-            return Ok(CommittedFile {
-                key: u.key.clone(),
+            return Ok(Completed {
                 size: u.size,
                 etag,
                 encryption: created.clone(),
@@ -366,8 +371,7 @@ impl Target {
             _ if *u.encryption == summary => u.encryption.clone(),
             _ => Arc::new(summary),
         };
-        Ok(CommittedFile {
-            key: u.key.clone(),
+        Ok(Completed {
             size,
             etag,
             encryption,

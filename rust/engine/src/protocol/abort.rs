@@ -1,8 +1,7 @@
 //! Undoing: a job's abort, the rollback of a commit that failed before its point of no return,
 //! and the sweep of a job's stray uploads (attempts whose pendingsets never reached the driver).
 
-use std::collections::BTreeSet;
-use std::sync::{Mutex, PoisonError};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::error::Result;
 use crate::model::*;
@@ -48,7 +47,7 @@ impl Job {
             log::warn!("rollback could not abort every upload: {e}");
             ok = false;
         }
-        let keys = completed.keys();
+        let keys = completed.keys(uploads);
         if let Err(e) = self
             .target
             .store
@@ -84,35 +83,91 @@ impl Job {
     }
 }
 
-/// The keys a commit may have made visible, for its rollback: a key enters when its Complete is
-/// sent and leaves only when the store refused that Complete with a definite 4xx answer (e.g.
-/// `NoSuchUpload` with no matching object: someone else's object, or none). A Complete that
-/// succeeded, failed its check, timed out, got a 5xx or was cancelled in flight stays: the
-/// object there may be this commit's.
-#[derive(Debug, Default)]
-pub(crate) struct MaybeCompleted(Mutex<BTreeSet<String>>);
+/// The uploads a commit may have made visible, for its rollback, by their place in the
+/// commit's list of uploads (one flag each, not a copy of every key): an upload enters when its
+/// Complete is sent and leaves only when the store refused that Complete with a definite 4xx
+/// answer (e.g. `NoSuchUpload` with no matching object: someone else's object, or none). A
+/// Complete that succeeded, failed its check, timed out, got a 5xx or was cancelled in flight
+/// stays: the object there may be this commit's.
+#[derive(Debug)]
+pub(crate) struct MaybeCompleted(Vec<AtomicBool>);
 
 impl MaybeCompleted {
-    fn set(&self) -> std::sync::MutexGuard<'_, BTreeSet<String>> {
-        // Each update is one insert or remove, so a poisoned set is still whole.
-        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    /// For a commit of `n` uploads, none sent yet.
+    pub(crate) fn new(n: usize) -> MaybeCompleted {
+        MaybeCompleted((0..n).map(|_| AtomicBool::new(false)).collect())
     }
 
-    /// Before a Complete of `key` is sent.
-    pub(crate) fn sending(&self, key: &str) {
-        self.set().insert(key.to_string());
+    fn set(&self, i: usize, maybe: bool) {
+        if let Some(flag) = self.0.get(i) {
+            flag.store(maybe, Ordering::SeqCst);
+        }
     }
 
-    /// After the Complete of `key` (and its checks) returned `result`.
-    pub(crate) fn answered<T>(&self, key: &str, result: &Result<T>) {
+    /// Before the Complete of upload `i` is sent.
+    pub(crate) fn sending(&self, i: usize) {
+        self.set(i, true);
+    }
+
+    /// After the Complete of upload `i` (and its checks) returned `result`.
+    pub(crate) fn answered<T>(&self, i: usize, result: &Result<T>) {
         if let Err(e) = result {
             if e.status().is_some_and(|s| (400..500).contains(&s)) {
-                self.set().remove(key);
+                self.set(i, false);
             }
         }
     }
 
-    pub(crate) fn keys(&self) -> Vec<String> {
-        self.set().iter().cloned().collect()
+    /// The keys of `uploads` (the list the indexes refer to) that may be visible, in its order.
+    pub(crate) fn keys(&self, uploads: &[PendingUpload]) -> Vec<String> {
+        uploads
+            .iter()
+            .zip(&self.0)
+            .filter(|(_, flag)| flag.load(Ordering::SeqCst))
+            .map(|(u, _)| u.key.clone())
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::Error;
+
+    fn upload(key: &str) -> PendingUpload {
+        PendingUpload {
+            bucket: "b".into(),
+            key: key.into(),
+            upload_id: "u".into(),
+            parts: vec![],
+            size: 0,
+            encryption: std::sync::Arc::new(crate::encryption::EncryptionSpec::none().summary()),
+            created_with: None,
+        }
+    }
+
+    #[test]
+    fn maybe_completed_keeps_what_was_sent_and_not_refused() {
+        let ups = [upload("t/a"), upload("t/b"), upload("t/c"), upload("t/d")];
+        let done = MaybeCompleted::new(ups.len());
+        assert!(done.keys(&ups).is_empty());
+        let answer = |status| Error::Store {
+            op: "CompleteMultipartUpload",
+            uri: "s3a://b/t/b".into(),
+            status: Some(status),
+            code: None,
+            detail: String::new(),
+            hint: String::new(),
+            retryable: false,
+        };
+        let (refused, unavailable) = (answer(404), answer(503));
+        for i in 0..3 {
+            done.sending(i);
+        }
+        done.answered(0, &Ok::<(), Error>(()));
+        done.answered(1, &Err::<(), _>(refused));
+        done.answered(2, &Err::<(), _>(unavailable));
+        // d was never sent; b was refused; a completed; c may have completed.
+        assert_eq!(done.keys(&ups), ["t/a", "t/c"]);
     }
 }

@@ -141,7 +141,7 @@ impl Job {
         self.write_journal(&journal).await?;
 
         // 2. Complete and 3. verify, undoable: nothing old has been touched.
-        let files = self.complete_or_roll_back(lease, &uploads).await?;
+        let done = self.complete_or_roll_back(lease, &uploads).await?;
 
         // ---- The point of no return: the new output is visible. From here on a failure keeps
         // the journal, which records what is left to do: rolling back would lose data.
@@ -154,9 +154,9 @@ impl Job {
             journal.state = JournalState::Publishing;
             self.write_journal(&journal).await?;
         }
-        // From here on only the committed files are needed.
+        // From here on only the committed files are needed: each takes its upload's key.
         drop(journal);
-        drop(uploads);
+        let files = committed_files(uploads.into_iter().map(|u| u.key), done);
         // 4. Replace, then the sweep of stray uploads and 5. `_SUCCESS`.
         let done = if lease.held() {
             self.publish(files, &replace_prefixes, t0, buffer_peak)
@@ -210,8 +210,8 @@ impl Job {
         &self,
         lease: &LeaseGuard,
         uploads: &[PendingUpload],
-    ) -> Result<Vec<CommittedFile>> {
-        let completed = MaybeCompleted::default();
+    ) -> Result<Vec<Completed>> {
+        let completed = MaybeCompleted::new(uploads.len());
         match self.complete_all(uploads, &completed).await {
             Ok(files) => Ok(files),
             Err(e) if !lease.held() => {
@@ -231,28 +231,31 @@ impl Job {
         }
     }
 
+    /// Steps 2 and 3 (also recovery's roll forward): completes every upload in parallel (as
+    /// many in flight as the limiter allows), each checked for size and encryption by
+    /// `Target::complete_one`. The results are in the order of `uploads`, one each.
     pub(crate) async fn complete_all(
         &self,
         uploads: &[PendingUpload],
         completed: &MaybeCompleted,
-    ) -> Result<Vec<CommittedFile>> {
+    ) -> Result<Vec<Completed>> {
         self.fault("after-journal").await?;
-        let done = std::sync::atomic::AtomicUsize::new(0);
+        let done = &std::sync::atomic::AtomicUsize::new(0);
         let started = Instant::now();
         // As many in flight as the store keeps up with, up to sealcommit.commit.parallelism.
         let mut limiter = self.target.limiter();
-        let mut files: Vec<CommittedFile> = limiter::run(
+        let files = limiter::run(
             &mut limiter,
-            uploads,
+            uploads.iter().enumerate(),
             || self.target.store.throttled(),
-            |u| async {
-                completed.sending(&u.key);
+            |(i, u)| async move {
+                completed.sending(i);
                 let f = self.target.complete_one(u, false).await;
-                completed.answered(&u.key, &f);
+                completed.answered(i, &f);
                 let f = f?;
                 let n = done.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
                 self.fault(&format!("after-completes:{n}")).await?;
-                Ok::<_, Error>(f)
+                Ok::<_, Error>((i, f))
             },
         )
         .await?;
@@ -275,13 +278,10 @@ impl Job {
             .complete_phase
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = phase;
-        files.sort_by(|a, b| a.key.cmp(&b.key));
         self.fault("before-replace").await?;
-        Ok(files)
+        Ok(in_order(files))
     }
 
-    /// Steps 2 and 3 (also recovery's roll forward): completes every upload in parallel
-    /// (bounded), each checked for size and encryption by `Target::complete_one`.
     /// Steps 4 and 5, forward only (also recovery's roll forward): replace what the job
     /// replaces, abort the job's stray uploads, write `_SUCCESS`.
     pub(crate) async fn publish(
@@ -300,6 +300,9 @@ impl Job {
     /// Step 4: deletes the old objects under every replaced prefix, except the new files and
     /// the journals. Returns how many went.
     async fn replace(&self, files: &[CommittedFile], replace_prefixes: &[String]) -> Result<u64> {
+        if replace_prefixes.is_empty() {
+            return Ok(0);
+        }
         let new_keys: HashSet<&str> = files.iter().map(|f| f.key.as_str()).collect();
         let journal_dir = self.target.dest.child(JOURNAL_DIR).dir_prefix();
         let mut replaced = 0u64;
@@ -361,6 +364,24 @@ impl Job {
         );
         Ok(report)
     }
+}
+
+/// The results of Completes sent as `(index in the uploads, result)`, in the uploads' order.
+pub(crate) fn in_order(mut done: Vec<(usize, Completed)>) -> Vec<Completed> {
+    done.sort_unstable_by_key(|(i, _)| *i);
+    done.into_iter().map(|(_, c)| c).collect()
+}
+
+/// The committed files: each upload's key (`keys`, in the uploads' order) with what its
+/// Complete established (`done`, the same order), sorted by key.
+pub(crate) fn committed_files(
+    keys: impl IntoIterator<Item = String>,
+    done: Vec<Completed>,
+) -> Vec<CommittedFile> {
+    let mut files: Vec<CommittedFile> =
+        keys.into_iter().zip(done).map(|(k, c)| c.file(k)).collect();
+    files.sort_unstable_by(|a, b| a.key.cmp(&b.key));
+    files
 }
 
 /// The partition directories (key prefixes ending in `/`) that uploads write to, below `dest`.

@@ -108,6 +108,18 @@ impl Job {
             settings.commit
         );
         let target = Target::connect(dest, settings).await?;
+        Job::on(target, job_id)
+    }
+
+    /// A job on a target already connected (`Target::over` a store of the caller's own).
+    /// Sends no request.
+    pub fn on(target: Target, job_id: &str) -> Result<Job> {
+        if job_id.is_empty() || job_id.contains('/') {
+            return Err(Error::config(
+                "job id",
+                format!("'{job_id}' is not a usable job id"),
+            ));
+        }
         Ok(Job {
             target,
             job_id: job_id.to_string(),

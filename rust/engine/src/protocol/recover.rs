@@ -27,6 +27,7 @@ use crate::model::{Journal, JournalState};
 use crate::uri::S3Path;
 
 use super::abort::MaybeCompleted;
+use super::job_commit::committed_files;
 use super::lease::{decision_clock, holder, lease_state, LeaseState};
 use super::{Job, JOURNAL_DIR};
 
@@ -172,9 +173,13 @@ impl Job {
     /// replace what the job replaces, write `_SUCCESS`, delete the journal.
     async fn roll_forward(&self, journal: &Journal<'_>) -> Result<usize> {
         let t0 = std::time::Instant::now();
-        let files = self
-            .complete_all(&journal.uploads, &MaybeCompleted::default())
+        let done = self
+            .complete_all(
+                &journal.uploads,
+                &MaybeCompleted::new(journal.uploads.len()),
+            )
             .await?;
+        let files = committed_files(journal.uploads.iter().map(|u| u.key.clone()), done);
         let n = files.len();
         self.publish(files, &journal.replace_prefixes, t0, 0)
             .await?;

@@ -7,6 +7,7 @@ use crate::limiter;
 use crate::model::*;
 
 use super::abort::MaybeCompleted;
+use super::job_commit::{committed_files, in_order};
 use super::Job;
 
 impl Job {
@@ -16,27 +17,27 @@ impl Job {
     /// not part of the output. On failure, everything this call completed is deleted again.
     pub async fn commit_stream(&self, pendingsets: Vec<PendingSet>) -> Result<Vec<CommittedFile>> {
         let uploads = self.collect_uploads(pendingsets)?;
-        let completed = MaybeCompleted::default();
-        let result: Result<Vec<CommittedFile>> = limiter::run(
+        let completed = MaybeCompleted::new(uploads.len());
+        let result: Result<Vec<(usize, Completed)>> = limiter::run(
             &mut self.target.limiter(),
-            &uploads,
+            uploads.iter().enumerate(),
             || self.target.store.throttled(),
-            |u| {
+            |(i, u)| {
                 let completed = &completed;
                 async move {
-                    completed.sending(&u.key);
+                    completed.sending(i);
                     let f = self.target.complete_one(u, false).await;
-                    completed.answered(&u.key, &f);
-                    f
+                    completed.answered(i, &f);
+                    Ok((i, f?))
                 }
             },
         )
         .await;
         match result {
-            Ok(mut files) => {
-                files.sort_by(|a, b| a.key.cmp(&b.key));
-                Ok(files)
-            }
+            Ok(done) => Ok(committed_files(
+                uploads.iter().map(|u| u.key.clone()),
+                in_order(done),
+            )),
             Err(e) => {
                 log::error!(
                     "streaming batch {} of {} failed, rolling back: {e}",
