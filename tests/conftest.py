@@ -26,6 +26,8 @@ from tests.bed.stores import ACCESS_KEY, KMS_KEY_1, PORTS
 
 ROOT = Path(__file__).resolve().parent.parent
 JAR = ROOT / "build" / "libs" / "sealcommit-0.1.0.jar"
+# tests/bed/build.sh: the CLI is built for the JNI library's target (glibc 2.17).
+CLI = ROOT / "target" / "x86_64-unknown-linux-gnu" / "release" / "sealcommit"
 CACHE = Path(os.environ.get("SEALCOMMIT_CACHE", Path.home() / ".cache" / "sealcommit"))
 
 # Spark's scratch space (spark.local.dir: each session's copy of its spark.jars, block manager and

@@ -25,7 +25,7 @@ sys.path.insert(0, str(ROOT))
 
 from tests.bed import stores  # noqa: E402
 from tests.bed.stores import ACCESS_KEY, KMS_KEY_1, PORTS  # noqa: E402
-from tests.conftest import JAR, field_s3a_conf, line_s3a  # noqa: E402
+from tests.conftest import CLI, JAR, field_s3a_conf, line_s3a  # noqa: E402
 
 USERS = [(1, "Alice", 100), (2, "Bob", 200), (3, "Charlie", 150)]
 
@@ -78,10 +78,9 @@ def main() -> int:
             failures.append(f"high_value_users holds {result}, expected Bob and Charlie")
 
         banner("Committed objects (sealcommit verify s3a://spark-data)")
-        cli = ROOT / "target" / "release" / "sealcommit"
         env = dict(os.environ, AWS_ENDPOINT_URL=proxy, AWS_ACCESS_KEY_ID=ACCESS_KEY,
                    AWS_SECRET_ACCESS_KEY=stores.SECRET_KEY, AWS_REGION="us-east-1")
-        verify = subprocess.run([str(cli), "verify", "s3a://spark-data", "--expect-algorithm", "SSE-KMS",
+        verify = subprocess.run([str(CLI), "verify", "s3a://spark-data", "--expect-algorithm", "SSE-KMS",
                                  "--expect-key", KMS_KEY_1, "--conf", "fs.s3a.path.style.access=true"],
                                 env=env, text=True, capture_output=True)
         print(verify.stdout + verify.stderr, end="", flush=True)

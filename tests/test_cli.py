@@ -12,10 +12,9 @@ import subprocess
 
 from tests.bed import stores
 from tests.bed.stores import ACCESS_KEY, KMS_KEY_1, KMS_KEY_2
-from tests.conftest import ROOT
+from tests.conftest import CLI
 from tests.test_batch import A, write
 
-CLI = ROOT / "target" / "release" / "sealcommit"
 
 
 def cli_env(bed) -> dict:

@@ -30,14 +30,13 @@ import pytest
 
 from tests.bed import stores
 from tests.bed.stores import ACCESS_KEY, KMS_KEY_1
-from tests.conftest import (CACHE, JAR, ROOT, WHOLE_SUITE_LINES, Wire, field_s3a_conf, line_s3a, spark_lines, assert_all_encrypted,
+from tests.conftest import (CACHE, CLI, JAR, ROOT, WHOLE_SUITE_LINES, Wire, field_s3a_conf, line_s3a, spark_lines, assert_all_encrypted,
                             assert_no_copy, list_keys, pending_uploads, success_json)
 
 VERSION = re.search(r"sealcommit-(.+)\.jar$", JAR.name).group(1)
 COORDS = f"io.sealcommit:sealcommit:{VERSION}"
 REPO = ROOT / "build" / "repo"
 PUBLISHED = REPO / "io" / "sealcommit" / "sealcommit" / VERSION
-CLI = ROOT / "target" / "release" / "sealcommit"
 POM_NS = {"m": "http://maven.apache.org/POM/4.0.0"}
 BUCKET = "spark-data"
 USERS = [[1, "Alice", 100], [2, "Bob", 200], [3, "Charlie", 150]]

@@ -28,13 +28,12 @@ import pytest
 from tests.bed import stores
 from tests.bed.stores import ACCESS_KEY, KMS_KEY_1
 from tests.conftest import (
-    JAR, ROOT, STREAMING_PROTOCOL, PROTOCOL, Wire, assert_all_encrypted,
+    CLI, JAR, ROOT, STREAMING_PROTOCOL, PROTOCOL, Wire, assert_all_encrypted,
     assert_no_copy, field_s3a_conf, line_s3a, list_keys, spark_lines, WHOLE_SUITE_LINES, pending_uploads, success_json,
 )
 
 VERSION = re.fullmatch(r"sealcommit-(.+)\.jar", JAR.name).group(1)
 WHEEL = ROOT / "build" / "python" / f"sealcommit-{VERSION}-py3-none-any.whl"
-CLI = ROOT / "target" / "release" / "sealcommit"
 LINES = [spark_lines()[line]["pyspark"] for line in WHOLE_SUITE_LINES]  # 3.5.7, 4.3.0
 CKPT_35 = "io.sealcommit.spark.SealCheckpointFileManager"
 CKPT_41 = "io.sealcommit.spark.checkpointing.SealCheckpointFileManager"
