@@ -7,6 +7,8 @@ import socket
 import subprocess
 import sys
 
+import pytest
+
 from tests.conftest import ROOT
 from tests.bed.stores import PORTS, http_status
 
@@ -64,3 +66,24 @@ def test_ports_lie_below_the_kernels_range_for_outgoing_connections():
     assert len(set(needed)) == 60, "two names share a port"
     assert all(20000 <= p < low for p in needed), sorted(needed)
     assert set(PORTS) >= {"sw_master", "rgw_http"} and all(p < low for p in PORTS.values())
+
+
+def test_runs_started_together_pick_disjoint_ports(monkeypatch):
+    """tests/run.sh starts two lines' runs at once, each with its own port slice: no port (nor a
+    SeaweedFS gRPC port beside one) of one run can be another's, and a malformed slice is refused
+    with the setting's name."""
+    from tests.bed import stores
+    names = [f"p{i}" for i in range(12)]
+    paired = set(names[:4])
+    picked = []
+    for k in range(2):
+        monkeypatch.setenv("SEALCOMMIT_BED_PORT_SLICE", f"{k}/2")
+        ports = stores.free_ports(names, paired, stores.SW_GRPC_OFFSET)
+        needed = set(ports.values()) | {ports[n] + stores.SW_GRPC_OFFSET for n in paired}
+        assert len(needed) == 16 and all(p % 2 == k for p in needed), sorted(needed)
+        picked.append(needed)
+    assert not picked[0] & picked[1]
+    for bad in ["2/2", "1/3", "x"]:
+        monkeypatch.setenv("SEALCOMMIT_BED_PORT_SLICE", bad)
+        with pytest.raises(RuntimeError, match="SEALCOMMIT_BED_PORT_SLICE"):
+            stores.free_ports(names, paired, stores.SW_GRPC_OFFSET)

@@ -55,15 +55,33 @@ def _ephemeral_low() -> int:
         return 32768
 
 
+def _port_slice(offset: int) -> tuple[int, int]:
+    """This run's `SEALCOMMIT_BED_PORT_SLICE` (k/n), or 0/1: every port."""
+    text = os.environ.get("SEALCOMMIT_BED_PORT_SLICE", "0/1")
+    try:
+        k, n = (int(x) for x in text.split("/"))
+    except ValueError:
+        k, n = -1, 0
+    if not (0 <= k < n and offset % n == 0):
+        raise RuntimeError(f"SEALCOMMIT_BED_PORT_SLICE={text}: expected k/n with 0 <= k < n and n "
+                           f"dividing {offset}, e.g. 1/2")
+    return k, n
+
+
 def free_ports(names: list[str], paired: set[str], offset: int) -> dict:
     """Free loopback ports for this run, so the bed starts beside other services (another Ceph on
     6789, a second test run). A port in `paired` also needs port + `offset` free (SeaweedFS puts
     its gRPC listener there). Every port lies below the kernel's range for outgoing connections:
     a port free when chosen can otherwise be taken by a client's connection before the store
-    binds it (SeaweedFS's master once failed so: "bind: address already in use")."""
+    binds it (SeaweedFS's master once failed so: "bind: address already in use").
+
+    Test runs that start at the same moment (tests/run.sh runs two lines at once) could pick the
+    same port before either binds it: `SEALCOMMIT_BED_PORT_SLICE=k/n` gives a run only ports
+    p with p % n == k (n must divide `offset`, so p + offset stays in the run's slice)."""
     import random
     rng = random.Random()
     low = _ephemeral_low()
+    k, n = _port_slice(offset)
     chosen: dict = {}
     taken: set = set()
     for name in names:
@@ -72,6 +90,9 @@ def free_ports(names: list[str], paired: set[str], offset: int) -> dict:
         span = (20000, min(30000, top)) if top > 21000 else (20000, 30000)
         for _ in range(2000):
             p = rng.randrange(*span)
+            p += k - p % n  # span starts at a multiple of n: p stays at or above it
+            if p >= span[1]:
+                p -= n
             need = [p, p + offset] if name in paired else [p]
             if taken.isdisjoint(need) and all(_port_free(q) for q in need):
                 chosen[name] = p
