@@ -2,7 +2,8 @@
 # README command 2: the whole test suite on a fresh machine. Installs what is missing, builds,
 # checks formatting and lints, runs the Rust unit tests, then the end-to-end suite against real
 # Ceph RGW, SeaweedFS, nginx and Spark (the suite starts and stops the stores itself, once per
-# pytest run) on every Spark line of tests/bed/lines.txt, each with the S3A its users pair with it:
+# pytest run; two runs at a time, see below) on every Spark line of tests/bed/lines.txt, each with
+# the S3A its users pair with it:
 #   3.5 (hadoop-aws 3.3.4, AWS SDK v1)  the whole suite
 #   4.3 (hadoop-aws 3.5.0, SDK v2)      the whole suite but the packaging tests (test_packages,
 #                                       test_pip run both 3.5 and 4.3 from the 3.5 run) and those

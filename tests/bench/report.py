@@ -22,6 +22,8 @@ LABEL = {
     "s3a-filecontext": "S3A + FileContext manager*", "s3a-abortable": "S3A + AbortableStream manager",
     "sealcommit-staging-4.1": "sealcommit (staging), Spark 4.1", "sealcommit-magic-4.1": "sealcommit (magic), Spark 4.1",
     "s3a-3.4-magic": "S3A 3.4 magic (in-memory tracking)", "s3a-3.4-directory": "S3A 3.4 directory",
+    "sealcommit-4.1": "SealCheckpointFileManager, Spark 4.1", "s3a-3.4-filecontext": "S3A 3.4 + FileContext manager*",
+    "s3a-3.4-abortable": "S3A 3.4 + AbortableStream manager",
 }
 PEER = ["s3a-3.4-magic", "s3a-3.4-directory"]  # the S3A committers of the 3.4.x line (SDK v2)
 SMALL = ["files-100", "files-1000", "files-10000"]

@@ -65,6 +65,12 @@ CHECKPOINT_MANAGERS = {
     "sealcommit": ("io.sealcommit.spark.SealCheckpointFileManager", SSE_KMS),
     "s3a-filecontext": ("org.apache.spark.sql.execution.streaming.FileContextBasedCheckpointFileManager", {}),
     "s3a-abortable": ("org.apache.spark.internal.io.cloud.AbortableStreamBasedCheckpointFileManager", SSE_KMS),
+    # Spark 4.1 moved the checkpoint managers to a `checkpointing` package (sealcommit's follows).
+    # S3A 3.4.2 (SDK v2) sends SSE-KMS PUTs over http, so the abortable manager runs encrypted.
+    "sealcommit-4.1": ("io.sealcommit.spark.checkpointing.SealCheckpointFileManager", SSE_KMS),
+    "s3a-3.4-filecontext": (
+        "org.apache.spark.sql.execution.streaming.checkpointing.FileContextBasedCheckpointFileManager", {}),
+    "s3a-3.4-abortable": ("org.apache.spark.internal.io.cloud.AbortableStreamBasedCheckpointFileManager", SSE_KMS),
 }
 
 LOG4J = """\
