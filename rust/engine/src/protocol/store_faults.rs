@@ -1242,3 +1242,43 @@ fn a_dropped_task_attempt_aborts_its_uploads() {
     assert_eq!(b.mem.pending(), vec![]);
     assert_eq!(b.keys(), Vec::<String>::new());
 }
+
+/// Finishing files hold at most what one open file may (part size × (parts in flight + 1)):
+/// a large file's close waits while another large file still holds that much, whatever
+/// `sealcommit.magic.files-in-flight` allows.
+#[test]
+fn finishing_large_files_hold_at_most_one_open_files_memory() {
+    let b = bed(
+        "magic-memory-bound",
+        &[
+            ("sealcommit.mode", "magic"),
+            ("sealcommit.part-size", "5M"),
+            ("sealcommit.magic.parts-in-flight", "1"),
+        ],
+    );
+    b.mem.set_latency(PART, Duration::from_millis(100));
+    let (parts_when_closed, set) = run(async {
+        let exec = b.job("job_l").await;
+        let mut parts_when_closed = Vec::new();
+        for n in 0..2 {
+            let key = b.key("job_l", "", n);
+            let mut w = exec.magic_writer(&format!("s3a://{BUCKET}/{key}")).unwrap();
+            // One full part (sent while writing) and one byte: the file holds two parts.
+            w.write(&vec![b'a' + n as u8; (5 << 20) + 1]).await.unwrap();
+            w.close().await.unwrap();
+            parts_when_closed.push(b.mem.attempts_of(PART));
+        }
+        let set = exec.commit_magic_task("attempt_l", 0).await.unwrap();
+        (parts_when_closed, set)
+    });
+    // The first close returned at once; the second only once the first file's two parts were
+    // in, its buffers freed.
+    assert_eq!(parts_when_closed[0], 0, "{parts_when_closed:?}");
+    assert!(parts_when_closed[1] >= 2, "{parts_when_closed:?}");
+    assert_eq!(set.uploads.len(), 2);
+    assert!(set
+        .uploads
+        .iter()
+        .all(|u| u.parts.len() == 2 && u.size == (5 << 20) + 1));
+    assert!(set.buffer_peak <= 10 << 20, "{}", set.buffer_peak);
+}
