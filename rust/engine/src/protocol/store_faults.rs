@@ -1061,19 +1061,20 @@ async fn magic_files(
 #[test]
 fn closing_magic_files_returns_without_waiting_for_their_uploads() {
     let b = magic_bed("magic-close-overlaps", 4);
-    b.mem.set_latency(CREATE, Duration::from_millis(30));
+    // The first four Creates take 2 s: long enough that no pause of a loaded machine between
+    // their closes and the check below can let one finish.
+    b.mem.set_latency(CREATE, Duration::from_secs(2));
     b.mem.set_latency(PART, Duration::from_millis(30));
     let files = 24u32;
-    let (set, closed, report) = run(async {
+    let (set, report) = run(async {
         let driver = b.job("job_m").await;
         driver.setup().await.unwrap();
         let exec = b.job("job_m").await;
-        let t0 = std::time::Instant::now();
         let mut keys = magic_files(&b, &exec, "job_m", 0..4).await;
         // Four files closed, and not one of their uploads exists yet: no close waited.
         assert!(b.mem.pending().is_empty(), "{:?}", b.mem.pending());
+        b.mem.set_latency(CREATE, Duration::from_millis(30));
         keys.extend(magic_files(&b, &exec, "job_m", 4..files).await);
-        let closed = t0.elapsed();
         let set = exec.commit_magic_task("attempt_m", 0).await.unwrap();
         let mut got: Vec<String> = set.uploads.iter().map(|u| u.key.clone()).collect();
         got.sort();
@@ -1083,13 +1084,10 @@ fn closing_magic_files_returns_without_waiting_for_their_uploads() {
             .commit_job(vec![set.clone()], vec![], false)
             .await
             .unwrap();
-        (set, closed, report)
+        (set, report)
     });
-    // One after the other, the closes would take 24 × 60 ms.
-    assert!(
-        closed < Duration::from_millis(u64::from(files) * 60 / 2),
-        "closing {files} files took {closed:?}"
-    );
+    // How much sooner the closes return is a benchmark's question (tests/bench); here, that
+    // they overlap up to the limit.
     assert_eq!(
         b.mem.most_in_flight(CREATE),
         4,
