@@ -271,6 +271,21 @@ def main() -> None:
               f"| {fmt_s(r['job_seconds'])} | {total(r['requests'])} ({total(r['requests']) / r['files']:.2f}) "
               f"| {total(r['commit_requests'])} | {ops_text(r['requests'])} |")
         w("")
+    phased = [r for s in scenarios for r in by(recs, scenario=s) if r.get("phases")]
+    if phased:
+        w("Where the time of a sealcommit job goes, from the engine's job commit line: the tasks' uploads "
+          "and task commits in task-seconds (summed over the tasks; in magic mode the uploads overlap "
+          "the writing), the longest task's, and the engine's job commit.")
+        w("")
+        w("| files | committer | task uploads, s | longest task's uploads, s | task commits, s "
+          "| longest task commit, s | job commit (engine), s |")
+        w("|---|---|---|---|---|---|---|")
+        for r in phased:
+            p = r["phases"]
+            w(f"| {r['files']} | {LABEL.get(r['committer'], r['committer'])} | {fmt_s(p.get('task_upload_seconds'))} "
+              f"| {fmt_s(p.get('task_upload_longest_seconds'))} | {fmt_s(p.get('task_commit_seconds'))} "
+              f"| {fmt_s(p.get('task_commit_longest_seconds'))} | {fmt_s(p.get('engine_commit_seconds'))} |")
+        w("")
     w("![commit time vs files](benchmarks/commit-time.png)")
     w("![requests per file](benchmarks/requests-per-file.png)")
     w("")

@@ -5,8 +5,11 @@ committer, and the measurements to make. Prints one JSON record per measurement 
 
 Job commit time is Spark's own figure: FileFormatWriter logs "Write Job <id> committed. Elapsed
 time: N ms" around FileCommitProtocol.commitJob, whichever committer it is; a log4j appender sends
-that logger's lines (with epoch milliseconds) to a file. Requests come from the RGW log: all the
-job's requests by operation, and those that completed inside the commit window.
+that logger's lines (with epoch milliseconds) to a file. For sealcommit the same file gets the
+engine's job commit line (logger io.sealcommit.engine.commit), which splits the job into phases
+from the tasks' pendingsets: task uploads and task commits (task-seconds summed over the tasks,
+and the longest task) and the engine's job commit. Requests come from the RGW log: all the job's
+requests by operation, and those that completed inside the commit window.
 """
 
 from __future__ import annotations
@@ -90,6 +93,10 @@ logger.ffw.name = org.apache.spark.sql.execution.datasources.FileFormatWriter
 logger.ffw.level = info
 logger.ffw.additivity = false
 logger.ffw.appenderRef.bench.ref = bench
+logger.seal.name = io.sealcommit.engine.commit
+logger.seal.level = info
+logger.seal.additivity = false
+logger.seal.appenderRef.bench.ref = bench
 """
 
 
@@ -140,6 +147,29 @@ def commit_lines(log: Path, offset: int) -> list[tuple[int, int]]:
         text = f.read().decode("utf-8", "replace")
     return [(int(m.group(1)), int(m.group(2)))
             for m in re.finditer(r"^(\d+) Write Job \S+ committed\. Elapsed time: (\d+) ms", text, re.M)]
+
+
+ENGINE_COMMIT = re.compile(
+    r"^\d+ job \S+ committed \d+ files .* in (\d+) ms, \d+ objects replaced; (\d+) tasks: "
+    r"uploads (\d+) ms in all \(longest (\d+) ms\), task commits (\d+) ms in all \(longest (\d+) ms\)",
+    re.M)
+
+
+def engine_phases(log: Path, offset: int) -> list[dict]:
+    """The phases of each sealcommit job commit logged since `offset`, in seconds: task uploads and
+    task commits summed over the tasks and the longest task, and the engine's job commit."""
+    if not log.exists():
+        return []
+    with open(log, "rb") as f:
+        f.seek(offset)
+        text = f.read().decode("utf-8", "replace")
+    out = []
+    for m in ENGINE_COMMIT.finditer(text):
+        commit, tasks, up, up_max, tc, tc_max = (int(g) for g in m.groups())
+        out.append({"tasks": tasks, "task_upload_s": up / 1000, "task_upload_longest_s": up_max / 1000,
+                    "task_commit_s": tc / 1000, "task_commit_longest_s": tc_max / 1000,
+                    "engine_commit_s": commit / 1000})
+    return out
 
 
 RGW_LINE = re.compile(r"^(\S+) \S+\s+\d+ req \d+ [\d.]+s s3:(\w+) completing", re.M)
@@ -218,16 +248,23 @@ def batch(spark, log: Path, bed, s3, m: dict) -> dict:
         commits = commit_lines(log, log_off)
         assert len(commits) == 1, f"expected one job commit in Spark's log, found {commits}"
         end, elapsed = commits[0]
+        phases = engine_phases(log, log_off)
         written, size = data_files(s3, prefix)
         assert written == files, f"{TASK['name']} wrote {written} files, expected {files}"
         runs.append({"commit_s": elapsed / 1000, "job_s": wall, "bytes": size,
                      "requests": rgw_ops(bed, rgw_off),
-                     "commit_requests": rgw_ops(bed, rgw_off, (end - elapsed, end))})
+                     "commit_requests": rgw_ops(bed, rgw_off, (end - elapsed, end)),
+                     "phases": phases[0] if len(phases) == 1 else None})
         clear(s3, prefix)
         if m.get("gc"):
             bed.rgw.collect_garbage()
     median_run = sorted(runs, key=lambda r: r["commit_s"])[len(runs) // 2]
-    return {"scenario": m["scenario"], "committer": TASK["name"], "files": files,
+    # sealcommit only: the job's phases (task-seconds for the tasks), each summarized over the runs.
+    phases = None
+    if all(r["phases"] for r in runs):
+        phases = {k.removesuffix("_s") + "_seconds": summary([r["phases"][k] for r in runs])
+                  for k in runs[0]["phases"] if k.endswith("_s")}
+    return {"scenario": m["scenario"], "committer": TASK["name"], "files": files, "phases": phases,
             "bytes": runs[0]["bytes"], "repeats": repeats,
             "commit_seconds": summary([r["commit_s"] for r in runs]),
             "job_seconds": summary([r["job_s"] for r in runs]),

@@ -427,7 +427,7 @@ public final class HandleStress {
     long freed0 = jobs.freed();
     for (int c = 0; c < cycles; c++) {
       SealJob job = SealJob.open(conf, "s3a://stress/handles", "writers-" + c);
-      NativeOutput magic = job.openMagic("s3a://stress/handles/part-" + c, f -> {
+      NativeOutput magic = job.openMagic("s3a://stress/handles/part-" + c, () -> {
         violation("writers: a cancelled magic file was finished");
       });
       magic.write(data);

@@ -62,14 +62,16 @@ final class Native {
 
   static native void magicWrite(long writer, byte[] data, int off, int len) throws Exception;
 
-  static native String magicFinish(long writer) throws Exception;
+  static native void magicFinish(long writer) throws Exception;
 
   static native void magicAbort(long writer) throws Exception;
 
-  static native String magicTaskCommit(long job, String attempt, int attemptNumber,
-      String[] files) throws Exception;
+  static native void magicTaskWait(long job) throws Exception;
 
-  static native void magicAbortFiles(long job, String[] files) throws Exception;
+  static native String magicTaskCommit(long job, String attempt, int attemptNumber)
+      throws Exception;
+
+  static native void magicTaskAbort(long job) throws Exception;
 
   static native long cpOpen(String[] conf, String root) throws Exception;
 

@@ -4,7 +4,6 @@ import java.io.IOException;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
-import java.util.function.Consumer;
 import org.apache.hadoop.conf.Configuration;
 
 /**
@@ -146,10 +145,13 @@ public final class SealJob extends NativeHandle {
 
   /**
    * Magic mode: a stream whose bytes go straight into the multipart upload of {@code destUri}
-   * while they are written. At close the upload is left pending and {@code onFinish} receives
-   * the file (JSON) for {@link #commitMagicTask}; {@code cancel()} aborts the upload.
+   * while they are written, owned by the task attempt this job was opened for. {@code close()}
+   * hands the rest of the upload to the attempt, which finishes it in the background (the
+   * close waits only while {@code sealcommit.magic.files-in-flight} files are finishing), then
+   * runs {@code onClosed}; {@link #commitMagicTask} reports how every upload went.
+   * {@code cancel()} aborts the upload.
    */
-  public NativeOutput openMagic(String destUri, Consumer<String> onFinish) throws IOException {
+  public NativeOutput openMagic(String destUri, Runnable onClosed) throws IOException {
     MagicWriter w = new MagicWriter(call(h -> Native.magicOpen(h, destUri)));
     return new NativeOutput() {
       @Override
@@ -159,7 +161,11 @@ public final class SealJob extends NativeHandle {
 
       @Override
       protected void finish() throws IOException {
-        onFinish.accept(w.closeWith(Native::magicFinish));
+        w.closeWith(h -> {
+          Native.magicFinish(h);
+          return null;
+        });
+        onClosed.run();
       }
 
       @Override
@@ -185,15 +191,26 @@ public final class SealJob extends NativeHandle {
     }
   }
 
-  /** Magic mode's task commit: the pendingset (JSON) of the finished files. */
-  public String commitMagicTask(String attempt, int attemptNumber, String[] files)
-      throws IOException {
-    return call(h -> Native.magicTaskCommit(h, attempt, attemptNumber, files));
+  /**
+   * Magic mode: waits until every file the attempt closed has finished its upload. If one
+   * failed, every upload of the attempt is aborted and the failure thrown.
+   */
+  public void awaitMagicTask() throws IOException {
+    run(h -> Native.magicTaskWait(h));
   }
 
-  /** Aborts the uploads of finished magic-mode files. */
-  public void abortMagicFiles(String[] files) throws IOException {
-    run(h -> Native.magicAbortFiles(h, files));
+  /**
+   * Magic mode's task commit: waits for the files still finishing, then returns the pendingset
+   * (JSON) of every file the attempt closed. If one failed, every upload of the attempt is
+   * aborted and the failure thrown.
+   */
+  public String commitMagicTask(String attempt, int attemptNumber) throws IOException {
+    return call(h -> Native.magicTaskCommit(h, attempt, attemptNumber));
+  }
+
+  /** Magic mode's task abort: stops the files still finishing and aborts every upload. */
+  public void abortMagicTask() throws IOException {
+    run(h -> Native.magicTaskAbort(h));
   }
 
   public void abort(String[] pendingSets) throws IOException {

@@ -245,6 +245,8 @@ async fn prepare_and_commit(conf: &Conf, a: &Args) -> R<serde_json::Value> {
             uploads: chunk.iter().map(|(u, _)| u.clone()).collect(),
             requests: Default::default(),
             buffer_peak: 0,
+            upload_ms: 0,
+            commit_ms: 0,
         })
         .collect();
     // One pendingset per line, as the driver receives them: one per task.

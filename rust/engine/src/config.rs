@@ -34,6 +34,7 @@ pub const SEALCOMMIT_KEYS: &[&str] = &[
     "native.path",
     "mode",
     "magic.parts-in-flight",
+    "magic.files-in-flight",
     "fault.task-commit",
     "fault.job-commit",
     "journal.lease",
@@ -359,6 +360,9 @@ pub struct CommitConfig {
     pub magic_part_size: u64,
     /// Magic mode: parts of one file being uploaded while the next one fills.
     pub magic_parts_in_flight: usize,
+    /// Magic mode: closed files of one task attempt still finishing their upload in the
+    /// background (`sealcommit.magic.files-in-flight`); a close past it waits.
+    pub magic_files_in_flight: usize,
     pub upload_parallelism: usize,
     /// The most Completes (and aborts) in flight at job commit (`sealcommit.commit.parallelism`).
     pub commit_parallelism: usize,
@@ -457,6 +461,7 @@ impl CommitConfig {
             part_size: own_part_size.or(s3a_part_size).unwrap_or(64 << 20),
             magic_part_size: own_part_size.unwrap_or(16 << 20),
             magic_parts_in_flight: conf.usize_own(bucket, "magic.parts-in-flight", 4, 1, 64)?,
+            magic_files_in_flight: conf.usize_own(bucket, "magic.files-in-flight", 16, 1, 256)?,
             upload_parallelism: conf.usize_own(bucket, "upload.parallelism", 8, 1, 256)?,
             commit_parallelism: conf.usize_own(
                 bucket,

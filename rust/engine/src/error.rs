@@ -88,6 +88,11 @@ pub enum Error {
         source: Box<Error>,
     },
 
+    /// A magic-mode file's upload did not finish because its task attempt ended first: aborted,
+    /// committed, or failed on another of its files. Its upload is aborted.
+    #[error("the upload of {uri} was stopped: {reason}")]
+    TaskEnded { uri: String, reason: String },
+
     /// The job was failed on purpose by a `sealcommit.fault.*` setting (tests only).
     #[error("injected fault: {0}")]
     Injected(String),
@@ -199,6 +204,7 @@ impl Error {
             Error::Store { uri, .. }
             | Error::EncryptionNotApplied { uri, .. }
             | Error::AlreadyExists { uri }
+            | Error::TaskEnded { uri, .. }
             | Error::NotFound { uri } => Some(uri),
             _ => None,
         }

@@ -72,6 +72,15 @@ pub struct PendingSet {
     /// Magic mode: the most bytes one file's part buffers held at once in this task.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub buffer_peak: u64,
+    /// How long the task's uploads took (ms): staging mode, the uploads inside task commit;
+    /// magic mode, from its first file opened to its last upload finished (while it wrote).
+    /// 0 in pendingsets of earlier releases.
+    #[serde(default)]
+    pub upload_ms: u64,
+    /// How long the task commit took (ms), from its start to the pendingset (staging mode: the
+    /// uploads included; magic mode: the wait for the files still finishing).
+    #[serde(default)]
+    pub commit_ms: u64,
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -280,6 +289,23 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_pendingset_of_an_earlier_release_has_no_task_times() {
+        let p = PendingSet::from_json(
+            r#"{"version":1,"job_id":"j","task_attempt":"a","uploads":[],"requests":{}}"#,
+        )
+        .unwrap();
+        assert_eq!((p.upload_ms, p.commit_ms, p.buffer_peak), (0, 0, 0));
+        let json = PendingSet {
+            upload_ms: 7,
+            commit_ms: 3,
+            ..p
+        }
+        .to_json()
+        .unwrap();
+        assert!(json.contains(r#""upload_ms":7,"commit_ms":3"#), "{json}");
+    }
+
+    #[test]
     fn pending_uploads_without_created_with_still_read() {
         let mut u = upload();
         let old = serde_json::to_string(&u).unwrap();
@@ -337,6 +363,8 @@ mod tests {
             uploads: vec![upload(), upload()],
             requests: BTreeMap::new(),
             buffer_peak: 0,
+            upload_ms: 0,
+            commit_ms: 0,
         };
         let back = PendingSet::from_json(&p.to_json().unwrap()).unwrap();
         assert!(Arc::ptr_eq(
@@ -402,6 +430,8 @@ mod tests {
             uploads: vec![upload()],
             requests: [("UploadPart".to_string(), 2)].into_iter().collect(),
             buffer_peak: 0,
+            upload_ms: 0,
+            commit_ms: 0,
         };
         let json = p.to_json().unwrap();
         assert_eq!(PendingSet::from_json(&json).unwrap(), p);
@@ -419,6 +449,8 @@ mod tests {
             uploads: vec![],
             requests: BTreeMap::new(),
             buffer_peak: 0,
+            upload_ms: 0,
+            commit_ms: 0,
         };
         let err = PendingSet::from_json(&p.to_json().unwrap())
             .unwrap_err()

@@ -12,7 +12,7 @@
 use jni::objects::{JByteArray, JObject, JObjectArray, JString, JValue};
 use jni::sys::{jboolean, jobject};
 use jni::JNIEnv;
-use sealcommit_engine::{Conf, Entry, Error, MagicFile, PendingSet};
+use sealcommit_engine::{Conf, Entry, Error, PendingSet};
 
 use crate::bridge::{too_many, BResult, ToJava};
 use crate::logger;
@@ -58,14 +58,6 @@ pub fn pendingsets(env: &mut JNIEnv, arr: &JObjectArray) -> BResult<Vec<PendingS
     let mut out = Vec::new();
     for s in strings(env, arr)? {
         out.push(PendingSet::from_json(&s)?);
-    }
-    Ok(out)
-}
-
-pub fn magic_files(env: &mut JNIEnv, arr: &JObjectArray) -> BResult<Vec<MagicFile>> {
-    let mut out = Vec::new();
-    for s in strings(env, arr)? {
-        out.push(MagicFile::from_json(&s)?);
     }
     Ok(out)
 }

@@ -1,14 +1,15 @@
 //! Magic-mode exports: a task's bytes streamed straight into the destination's multipart
-//! upload (`SealJob.openMagic`), and the magic task commit.
+//! upload (`SealJob.openMagic`), and the magic task commit. A closed file finishes in the
+//! background, owned by the task attempt's engine job (`Job::magic`), not by its writer handle.
 
-use jni::objects::{JByteArray, JClass, JObjectArray, JString};
+use jni::objects::{JByteArray, JClass, JString};
 use jni::sys::{jint, jlong, jstring};
 use jni::JNIEnv;
 use sealcommit_engine::runtime::block_on;
 use sealcommit_engine::MagicWriter;
 
 use crate::bridge::{guard, BResult, BridgeError};
-use crate::conv::{as_signed_mut, magic_files, string};
+use crate::conv::{as_signed_mut, string};
 use crate::handles::{borrow, into_handle, job, take};
 
 /// `long magicOpen(long job, String uri)`: a writer streaming into `uri`'s multipart upload.
@@ -67,22 +68,24 @@ fn intern_magic_write(
     Ok(())
 }
 
-/// `String magicFinish(long writer)`: uploads the rest, leaves the upload pending and returns
-/// the file (JSON) for the task commit. Frees the writer, whatever the outcome.
+/// `void magicFinish(long writer)`: closes the file; the rest of its upload finishes in the
+/// background, owned by the writer's task attempt (task commit reports how it went). Returns
+/// at once unless `sealcommit.magic.files-in-flight` files are finishing. Frees the writer,
+/// whatever the outcome.
 #[no_mangle]
 pub extern "system" fn Java_io_sealcommit_Native_magicFinish(
     mut env: JNIEnv,
     _: JClass,
     handle: jlong,
-) -> jstring {
+) {
     guard(&mut env, "magicFinish", |_| intern_magic_finish(handle))
 }
 
-fn intern_magic_finish(handle: i64) -> BResult<String> {
-    // SAFETY: see `handles`; the Java owner makes this its one freeing call, as `close`.
+fn intern_magic_finish(handle: i64) -> BResult<()> {
+    // SAFETY: see `handles`; the Java owner makes this its one freeing call, as `close`. The
+    // writer is moved out of its box: what finishes in the background owns it.
     let w = unsafe { take::<MagicWriter>(handle) }.ok_or(BridgeError::Closed)?;
-    let file = block_on(w.finish())??;
-    Ok(file.to_json()?)
+    Ok(block_on(w.close())??)
 }
 
 /// `void magicAbort(long writer)`: aborts the upload; frees the writer.
@@ -103,8 +106,26 @@ fn intern_magic_abort(handle: i64) -> BResult<()> {
     Ok(())
 }
 
-/// `String magicTaskCommit(long job, String attempt, int attemptNumber, String[] files)`:
-/// the pendingset of a magic-mode task.
+/// `void magicTaskWait(long job)`: waits until every closed file of the task attempt has
+/// finished its upload; if one failed, aborts every upload of the attempt and throws the first
+/// failure. Called before the attempt asks to commit.
+#[no_mangle]
+pub extern "system" fn Java_io_sealcommit_Native_magicTaskWait(
+    mut env: JNIEnv,
+    _: JClass,
+    handle: jlong,
+) {
+    guard(&mut env, "magicTaskWait", |_| {
+        intern_magic_task_wait(handle)
+    })
+}
+
+fn intern_magic_task_wait(handle: i64) -> BResult<()> {
+    Ok(block_on(job(handle)?.magic.wait())??)
+}
+
+/// `String magicTaskCommit(long job, String attempt, int attemptNumber)`: the pendingset of a
+/// magic-mode task: every file its writers closed, once finished.
 #[no_mangle]
 pub extern "system" fn Java_io_sealcommit_Native_magicTaskCommit(
     mut env: JNIEnv,
@@ -112,10 +133,9 @@ pub extern "system" fn Java_io_sealcommit_Native_magicTaskCommit(
     handle: jlong,
     attempt: JString,
     attempt_number: jint,
-    files: JObjectArray,
 ) -> jstring {
     guard(&mut env, "magicTaskCommit", |env| {
-        intern_magic_task_commit(env, handle, &attempt, attempt_number, &files)
+        intern_magic_task_commit(env, handle, &attempt, attempt_number)
     })
 }
 
@@ -124,34 +144,27 @@ fn intern_magic_task_commit(
     handle: i64,
     attempt: &JString,
     attempt_number: i32,
-    files: &JObjectArray,
 ) -> BResult<String> {
     let job = job(handle)?;
     let attempt = string(env, attempt)?;
-    let files = magic_files(env, files)?;
     let number = attempt_number.max(0) as u32;
-    let set = block_on(job.commit_magic_task(&attempt, number, files))??;
+    let set = block_on(job.commit_magic_task(&attempt, number))??;
     Ok(set.to_json()?)
 }
 
-/// `void magicAbortFiles(long job, String[] files)`: aborts the uploads of finished files.
+/// `void magicTaskAbort(long job)`: stops the attempt's files still finishing and aborts every
+/// upload of the attempt.
 #[no_mangle]
-pub extern "system" fn Java_io_sealcommit_Native_magicAbortFiles(
+pub extern "system" fn Java_io_sealcommit_Native_magicTaskAbort(
     mut env: JNIEnv,
     _: JClass,
     handle: jlong,
-    files: JObjectArray,
 ) {
-    guard(&mut env, "magicAbortFiles", |env| {
-        intern_magic_abort_files(env, handle, &files)
+    guard(&mut env, "magicTaskAbort", |_| {
+        intern_magic_task_abort(handle)
     })
 }
 
-fn intern_magic_abort_files(env: &mut JNIEnv, handle: i64, files: &JObjectArray) -> BResult<()> {
-    let job = job(handle)?;
-    let uploads: Vec<_> = magic_files(env, files)?
-        .into_iter()
-        .map(|f| f.upload)
-        .collect();
-    Ok(block_on(job.target.abort_uploads(&uploads))??)
+fn intern_magic_task_abort(handle: i64) -> BResult<()> {
+    Ok(block_on(job(handle)?.magic.abort())?)
 }

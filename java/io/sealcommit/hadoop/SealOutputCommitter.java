@@ -71,7 +71,6 @@ public class SealOutputCommitter extends PathOutputCommitter {
   private String magicToken;
   private final Map<String, NativeOutput> magicOpen = new HashMap<>();
   private final Map<String, Long> magicSizes = new HashMap<>();
-  private final List<String> magicFinished = new ArrayList<>();
 
   public SealOutputCommitter(org.apache.hadoop.fs.Path outputPath, String jobId,
       TaskAttemptContext context) throws IOException {
@@ -239,15 +238,30 @@ public class SealOutputCommitter extends PathOutputCommitter {
           + " was already written by this task");
     }
     NativeOutput[] self = new NativeOutput[1];
-    self[0] = magicJob.openMagic(destination(relative), file -> finished(relative, self[0], file));
+    self[0] = magicJob.openMagic(destination(relative), () -> closed(relative, self[0]));
     magicOpen.put(relative, self[0]);
     return self[0];
   }
 
-  private synchronized void finished(String relative, NativeOutput out, String file) {
+  private synchronized void closed(String relative, NativeOutput out) {
     magicOpen.remove(relative);
     magicSizes.put(relative, out.written());
-    magicFinished.add(file);
+  }
+
+  /**
+   * Magic mode: waits until the files this task closed have finished their uploads (they do
+   * in the background), so a failed upload fails the task before it asks to commit. If one
+   * failed, every upload of the attempt is aborted and the failure thrown. Nothing to do in
+   * staging mode.
+   */
+  public void awaitUploads() throws IOException {
+    SealJob job;
+    synchronized (this) {
+      job = magicJob;
+    }
+    if (job != null) {
+      job.awaitMagicTask();
+    }
   }
 
   @Override
@@ -274,9 +288,8 @@ public class SealOutputCommitter extends PathOutputCommitter {
                 + unwritten.size() + " file(s) it did not write and close, e.g. "
                 + unwritten.get(0) + "; the task fails rather than commit without them");
           }
-          pendingSet = magicJob.commitMagicTask(attempt, attemptNumber,
-              magicFinished.toArray(new String[0]));
-          magicFinished.clear();
+          // Waits for the files still finishing; fails (every upload aborted) if one failed.
+          pendingSet = magicJob.commitMagicTask(attempt, attemptNumber);
         }
         if (savePendingSet) {
           magicJob.savePendingSet(context.getTaskAttemptID().getTaskID().toString(), pendingSet);
@@ -338,10 +351,7 @@ public class SealOutputCommitter extends PathOutputCommitter {
       if (magicJob != null) {
         synchronized (this) {
           cancelOpenMagicStreams();
-          if (!magicFinished.isEmpty()) {
-            magicJob.abortMagicFiles(magicFinished.toArray(new String[0]));
-            magicFinished.clear();
-          }
+          magicJob.abortMagicTask();
         }
       }
       String p = takePendingSet();

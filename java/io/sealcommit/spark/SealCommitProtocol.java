@@ -130,6 +130,14 @@ public class SealCommitProtocol extends FileCommitProtocol implements java.io.Se
   @Override
   public TaskCommitMessage commitTask(TaskAttemptContext taskContext) {
     TaskAttemptID attempt = taskContext.getTaskAttemptID();
+    // Magic mode: closed files finish their uploads in the background. Wait for them before
+    // asking to commit, so a failed upload fails this attempt (Spark retries it) rather than
+    // an attempt already authorized to commit.
+    try {
+      taskCommitter.awaitUploads();
+    } catch (IOException e) {
+      throw new UncheckedIOException(e);
+    }
     // Asks the driver's OutputCommitCoordinator; only the authorized attempt runs commitTask.
     SparkHadoopMapRedUtil.commitTask(taskCommitter, taskContext, attempt.getJobID().getId(),
         attempt.getTaskID().getId());

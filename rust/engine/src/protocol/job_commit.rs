@@ -29,7 +29,7 @@ use crate::uri::S3Path;
 
 use super::abort::MaybeCompleted;
 use super::lease::LeaseGuard;
-use super::{CommitReport, CompletePhase, Job, JOURNAL_DIR};
+use super::{CommitReport, CompletePhase, Job, TaskPhases, JOURNAL_DIR};
 
 impl Job {
     /// Job commit. `replace` holds the paths a static overwrite replaces: their old objects are
@@ -63,6 +63,14 @@ impl Job {
     ) -> Result<Vec<PendingUpload>> {
         let mut uploads = Vec::with_capacity(pendingsets.iter().map(|p| p.uploads.len()).sum());
         let mut encryptions = Vec::new();
+        let mut phases = TaskPhases::default();
+        for p in &pendingsets {
+            phases.add(p.upload_ms, p.commit_ms);
+        }
+        *self
+            .task_phases
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = phases;
         for mut p in pendingsets {
             for (op, n) in &p.requests {
                 self.target.store.counters.add(op, *n);
@@ -351,15 +359,27 @@ impl Job {
                 .complete_phase
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner),
+            tasks: *self
+                .task_phases
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
         };
+        let t = &report.tasks;
         log::info!(
-            "job {} committed {} files ({} bytes) to {} in {} ms, {} objects replaced; requests {:?}",
+            "job {} committed {} files ({} bytes) to {} in {} ms, {} objects replaced; \
+             {} tasks: uploads {} ms in all (longest {} ms), task commits {} ms in all \
+             (longest {} ms); requests {:?}",
             self.job_id,
             report.files,
             report.bytes,
             report.destination,
             report.millis,
             report.replaced_objects,
+            t.tasks,
+            t.upload_ms,
+            t.upload_ms_max,
+            t.commit_ms,
+            t.commit_ms_max,
             report.requests
         );
         Ok(report)
@@ -414,6 +434,8 @@ mod tests {
             uploads: keys.iter().map(|k| upload(k)).collect(),
             requests: BTreeMap::new(),
             buffer_peak: 0,
+            upload_ms: 0,
+            commit_ms: 0,
         }
     }
 

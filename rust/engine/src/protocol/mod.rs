@@ -41,6 +41,7 @@ use std::time::SystemTime;
 
 use crate::config::Conf;
 use crate::error::{Error, Result};
+use crate::magic::MagicTask;
 use crate::model::JournalState;
 use crate::settings::BucketSettings;
 use crate::target::Target;
@@ -64,6 +65,32 @@ pub struct Job {
     pub(crate) opened: SystemTime,
     /// How the last Complete phase went (job commit step 2), for the report.
     pub(crate) complete_phase: std::sync::Mutex<CompletePhase>,
+    /// The task phases of the pendingsets the last job commit gathered, for the report.
+    pub(crate) task_phases: std::sync::Mutex<TaskPhases>,
+    /// Magic mode: the files of the task attempt this job was opened for (an executor opens one
+    /// job per attempt), finishing in the background once closed (`crate::magic`).
+    pub magic: MagicTask,
+}
+
+/// The task side of a job, from the pendingsets' times: how many tasks, and how long their
+/// uploads and their task commits took in all (task-milliseconds) and at most.
+#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
+pub struct TaskPhases {
+    pub tasks: usize,
+    pub upload_ms: u64,
+    pub upload_ms_max: u64,
+    pub commit_ms: u64,
+    pub commit_ms_max: u64,
+}
+
+impl TaskPhases {
+    pub fn add(&mut self, upload_ms: u64, commit_ms: u64) {
+        self.tasks += 1;
+        self.upload_ms += upload_ms;
+        self.upload_ms_max = self.upload_ms_max.max(upload_ms);
+        self.commit_ms += commit_ms;
+        self.commit_ms_max = self.commit_ms_max.max(commit_ms);
+    }
 }
 
 /// The Complete phase of a job commit (step 2): how many, how long, how many in flight.
@@ -88,6 +115,8 @@ pub struct CommitReport {
     pub millis: u64,
     /// Step 2 alone: its rate is the commit's share of the store's Complete rate.
     pub complete: CompletePhase,
+    /// The tasks' uploads and task commits, from their pendingsets.
+    pub tasks: TaskPhases,
 }
 
 impl Job {
@@ -121,23 +150,28 @@ impl Job {
             ));
         }
         Ok(Job {
+            magic: MagicTask::new(&target),
             target,
             job_id: job_id.to_string(),
             published: Default::default(),
             opened: SystemTime::now(),
             complete_phase: Default::default(),
+            task_phases: Default::default(),
         })
     }
 
     /// The same destination under another job's identity and settings (recovery), with its
     /// own request counters.
     pub(crate) fn with_identity(&self, job_id: String, settings: BucketSettings) -> Job {
+        let target = self.target.with_settings(settings);
         Job {
-            target: self.target.with_settings(settings),
+            magic: MagicTask::new(&target),
+            target,
             job_id,
             published: Default::default(),
             opened: SystemTime::now(),
             complete_phase: Default::default(),
+            task_phases: Default::default(),
         }
     }
 

@@ -1011,3 +1011,272 @@ fn a_create_only_put_over_another_writers_file_is_already_exists() {
         assert_eq!((&now.body, &now.metadata), (&first.body, &first.metadata));
     });
 }
+
+// ---------------------------------------------------------------------------------------------
+// Magic mode: a closed file finishes its upload in the background, owned by its task attempt
+// (`crate::magic::MagicTask`); task commit waits for every one of them.
+
+const CREATE: &str = "CreateMultipartUpload";
+const PART: &str = "UploadPart";
+
+/// A magic-mode bed: `files` closed files finish at once per task attempt.
+fn magic_bed(name: &str, files: usize) -> Bed {
+    bed(
+        name,
+        &[
+            ("sealcommit.mode", "magic"),
+            ("sealcommit.magic.files-in-flight", &files.to_string()),
+        ],
+    )
+}
+
+/// Writes small files `range` of job `job_id` through the executor's job `exec` and closes
+/// each; their keys. A close may only fail because another file of the attempt failed first.
+async fn magic_files(
+    b: &Bed,
+    exec: &Job,
+    job_id: &str,
+    range: std::ops::Range<u32>,
+) -> Vec<String> {
+    let mut keys = Vec::new();
+    for n in range {
+        let key = b.key(job_id, "", n);
+        let mut w = exec.magic_writer(&format!("s3a://{BUCKET}/{key}")).unwrap();
+        w.write(format!("file {n}\n").as_bytes()).await.unwrap();
+        if let Err(e) = w.close().await {
+            assert!(
+                e.to_string()
+                    .contains("another file of its task attempt failed"),
+                "{e}"
+            );
+        }
+        keys.push(key);
+    }
+    keys
+}
+
+/// With 30 ms per Create and per UploadPart, a close returns before its upload is even
+/// created, 4 files (the limit) finish at once, the task commit gathers every file, and each
+/// small file still costs one Create and one UploadPart (its Complete comes at job commit).
+#[test]
+fn closing_magic_files_returns_without_waiting_for_their_uploads() {
+    let b = magic_bed("magic-close-overlaps", 4);
+    // The first four Creates take 2 s: long enough that no pause of a loaded machine between
+    // their closes and the check below can let one finish.
+    b.mem.set_latency(CREATE, Duration::from_secs(2));
+    b.mem.set_latency(PART, Duration::from_millis(30));
+    let files = 24u32;
+    let (set, report) = run(async {
+        let driver = b.job("job_m").await;
+        driver.setup().await.unwrap();
+        let exec = b.job("job_m").await;
+        let mut keys = magic_files(&b, &exec, "job_m", 0..4).await;
+        // Four files closed, and not one of their uploads exists yet: no close waited.
+        assert!(b.mem.pending().is_empty(), "{:?}", b.mem.pending());
+        b.mem.set_latency(CREATE, Duration::from_millis(30));
+        keys.extend(magic_files(&b, &exec, "job_m", 4..files).await);
+        let set = exec.commit_magic_task("attempt_m", 0).await.unwrap();
+        let mut got: Vec<String> = set.uploads.iter().map(|u| u.key.clone()).collect();
+        got.sort();
+        keys.sort();
+        assert_eq!(got, keys);
+        let report = driver
+            .commit_job(vec![set.clone()], vec![], false)
+            .await
+            .unwrap();
+        (set, report)
+    });
+    // How much sooner the closes return is a benchmark's question (tests/bench); here, that
+    // they overlap up to the limit.
+    assert_eq!(
+        b.mem.most_in_flight(CREATE),
+        4,
+        "the limit, reached at once"
+    );
+    let parts = b.mem.most_in_flight(PART);
+    assert!(
+        (2..=4).contains(&parts),
+        "{parts} UploadParts in flight at most"
+    );
+    assert_eq!(b.mem.in_flight_at_arrival(CREATE).len(), files as usize);
+    // Requests per small file unchanged: Create + UploadPart at the task, Complete at commit.
+    assert_eq!(set.requests.get(CREATE), Some(&u64::from(files)));
+    assert_eq!(set.requests.get(PART), Some(&u64::from(files)));
+    assert_eq!(set.requests.get(COMPLETE), None);
+    assert_eq!(requests(&report, COMPLETE), u64::from(files));
+    assert_eq!(requests(&report, CREATE), u64::from(files));
+    assert_eq!(requests(&report, PART), u64::from(files));
+    assert!(b.mem.pending().is_empty());
+    assert_eq!(
+        b.keys().len(),
+        files as usize + 1,
+        "every file and _SUCCESS"
+    );
+    // The phases: the uploads took at least one Create and one UploadPart; the report sums
+    // the task's times.
+    assert!(set.upload_ms >= 60, "{set:?}");
+    assert_eq!(
+        (
+            report.tasks.tasks,
+            report.tasks.upload_ms,
+            report.tasks.commit_ms
+        ),
+        (1, set.upload_ms, set.commit_ms)
+    );
+}
+
+/// One file's UploadPart is refused: its close returned, so task commit is where the task
+/// learns it; the commit fails with the store's error naming the key, the operation and the
+/// bucket, and leaves no upload and no object of the task. A second commit does not succeed
+/// with the files that are left.
+#[test]
+fn a_failed_background_upload_fails_the_task_commit_and_leaves_nothing() {
+    let b = magic_bed("magic-part-refused", 4);
+    b.mem.set_latency(CREATE, Duration::from_millis(10));
+    b.mem.set_latency(PART, Duration::from_millis(10));
+    let bad = b.key("job_f", "", 5);
+    b.mem
+        .script(Rule::on(PART, Fault::status(403, "AccessDenied", "Access Denied")).key(&bad));
+    let (first, second) = run(async {
+        let exec = b.job("job_f").await;
+        magic_files(&b, &exec, "job_f", 0..12).await;
+        let first = exec.commit_magic_task("attempt_f", 0).await.unwrap_err();
+        let second = exec.commit_magic_task("attempt_f", 0).await.unwrap_err();
+        (first, second)
+    });
+    let (op, uri, status, code, _) = store_fields(&first);
+    assert_eq!(
+        (op, uri, status, code),
+        (
+            PART,
+            format!("s3a://{BUCKET}/{bad}").as_str(),
+            Some(403),
+            Some("AccessDenied")
+        )
+    );
+    assert!(first.to_string().contains(&bad), "{first}");
+    assert!(second.to_string().contains("AccessDenied"), "{second}");
+    assert!(b.mem.unused_script().is_empty());
+    assert_eq!(
+        b.mem.pending(),
+        vec![],
+        "every upload of the attempt aborted"
+    );
+    assert_eq!(
+        b.keys(),
+        Vec::<String>::new(),
+        "nothing of the task visible"
+    );
+}
+
+/// The wait before asking to commit fails the same way, and the task's abort after it leaves
+/// nothing either.
+#[test]
+fn the_wait_before_task_commit_reports_a_failed_upload() {
+    let b = magic_bed("magic-wait-fails", 2);
+    let bad = b.key("job_w", "", 0);
+    b.mem
+        .script(Rule::on(CREATE, Fault::status(403, "AccessDenied", "Access Denied")).key(&bad));
+    let e = run(async {
+        let exec = b.job("job_w").await;
+        magic_files(&b, &exec, "job_w", 0..3).await;
+        let e = exec.magic.wait().await.unwrap_err();
+        exec.magic.abort().await;
+        e
+    });
+    assert_eq!(store_fields(&e).0, CREATE);
+    assert!(e.to_string().contains(&bad), "{e}");
+    assert_eq!(b.mem.pending(), vec![]);
+    assert_eq!(b.keys(), Vec::<String>::new());
+}
+
+/// Task abort while files are still finishing: they are stopped or awaited, every upload of
+/// the attempt is aborted, and a file closed afterwards is refused (its upload aborted too).
+#[test]
+fn a_task_abort_with_uploads_in_flight_leaves_nothing() {
+    let b = magic_bed("magic-abort-in-flight", 4);
+    b.mem.set_latency(CREATE, Duration::from_millis(30));
+    b.mem.set_latency(PART, Duration::from_millis(30));
+    let (late, commit) = run(async {
+        let exec = b.job("job_a").await;
+        magic_files(&b, &exec, "job_a", 0..8).await;
+        exec.magic.abort().await;
+        let key = b.key("job_a", "", 8);
+        let mut w = exec.magic_writer(&format!("s3a://{BUCKET}/{key}")).unwrap();
+        w.write(&[b'x'; 6 << 20]).await.unwrap();
+        let late = w.close().await.unwrap_err();
+        let commit = exec.commit_magic_task("attempt_a", 0).await.unwrap_err();
+        (late, commit)
+    });
+    assert!(
+        late.to_string().contains("its task attempt was aborted"),
+        "{late}"
+    );
+    assert!(commit.to_string().contains("aborted"), "{commit}");
+    assert_eq!(b.mem.pending(), vec![], "every upload aborted");
+    assert_eq!(b.keys(), Vec::<String>::new());
+    assert!(b.mem.attempts_of("AbortMultipartUpload") >= 8);
+}
+
+/// The job a task attempt opened is freed with files still finishing (no commit, no abort):
+/// they are stopped and their uploads aborted in the background.
+#[test]
+fn a_dropped_task_attempt_aborts_its_uploads() {
+    let b = magic_bed("magic-dropped", 4);
+    b.mem.set_latency(CREATE, Duration::from_millis(20));
+    b.mem.set_latency(PART, Duration::from_millis(20));
+    run(async {
+        let exec = b.job("job_d").await;
+        magic_files(&b, &exec, "job_d", 0..6).await;
+        drop(exec);
+        for _ in 0..200 {
+            if b.mem.pending().is_empty() && b.mem.attempts_of(CREATE) == 6 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    });
+    assert_eq!(b.mem.attempts_of(CREATE), 6);
+    assert_eq!(b.mem.pending(), vec![]);
+    assert_eq!(b.keys(), Vec::<String>::new());
+}
+
+/// Finishing files hold at most what one open file may (part size × (parts in flight + 1)):
+/// a large file's close waits while another large file still holds that much, whatever
+/// `sealcommit.magic.files-in-flight` allows.
+#[test]
+fn finishing_large_files_hold_at_most_one_open_files_memory() {
+    let b = bed(
+        "magic-memory-bound",
+        &[
+            ("sealcommit.mode", "magic"),
+            ("sealcommit.part-size", "5M"),
+            ("sealcommit.magic.parts-in-flight", "1"),
+        ],
+    );
+    b.mem.set_latency(PART, Duration::from_millis(100));
+    let (parts_when_closed, set) = run(async {
+        let exec = b.job("job_l").await;
+        let mut parts_when_closed = Vec::new();
+        for n in 0..2 {
+            let key = b.key("job_l", "", n);
+            let mut w = exec.magic_writer(&format!("s3a://{BUCKET}/{key}")).unwrap();
+            // One full part (sent while writing) and one byte: the file holds two parts.
+            w.write(&vec![b'a' + n as u8; (5 << 20) + 1]).await.unwrap();
+            w.close().await.unwrap();
+            parts_when_closed.push(b.mem.attempts_of(PART));
+        }
+        let set = exec.commit_magic_task("attempt_l", 0).await.unwrap();
+        (parts_when_closed, set)
+    });
+    // The first close returned at once; the second only once the first file's two parts were
+    // in, its buffers freed.
+    assert_eq!(parts_when_closed[0], 0, "{parts_when_closed:?}");
+    assert!(parts_when_closed[1] >= 2, "{parts_when_closed:?}");
+    assert_eq!(set.uploads.len(), 2);
+    assert!(set
+        .uploads
+        .iter()
+        .all(|u| u.parts.len() == 2 && u.size == (5 << 20) + 1));
+    assert!(set.buffer_peak <= 10 << 20, "{}", set.buffer_peak);
+}

@@ -3,12 +3,13 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Instant;
 
 use futures::stream::{self, StreamExt, TryStreamExt};
 use tokio::sync::Semaphore;
 
 use crate::error::{Error, Result};
-use crate::magic::{MagicFile, MagicWriter};
+use crate::magic::{MagicWriter, TaskTimes};
 use crate::model::*;
 use crate::target::{started_uploads, Started};
 use crate::uri::S3Path;
@@ -16,9 +17,10 @@ use crate::uri::S3Path;
 use super::Job;
 
 impl Job {
-    /// A magic-mode writer for `uri`, which must be in the job's bucket. Sends no request.
+    /// A magic-mode writer for `uri`, which must be in the job's bucket, owned by the task
+    /// attempt this job was opened for ([`Job::magic`]). Sends no request.
     pub fn magic_writer(&self, uri: &str) -> Result<MagicWriter> {
-        MagicWriter::open(&self.target, uri)
+        MagicWriter::open(&self.target, &self.magic, uri)
     }
 
     /// Task commit: uploads every `(local file, destination uri)` and leaves the uploads pending.
@@ -31,9 +33,14 @@ impl Job {
         attempt_number: u32,
         files: Vec<(PathBuf, String)>,
     ) -> Result<PendingSet> {
+        let t0 = Instant::now();
         let started: Started = Arc::default();
         let result = self.upload_all(files, &started).await;
-        match self.task_pendingset(attempt, attempt_number, result, 0) {
+        let times = TaskTimes {
+            upload_ms: millis(t0),
+            commit_ms: millis(t0),
+        };
+        match self.task_pendingset(attempt, attempt_number, result, 0, times) {
             Ok(p) => Ok(p),
             Err(e) => {
                 for (bucket, key, id) in started_uploads(&started) {
@@ -49,17 +56,19 @@ impl Job {
         }
     }
 
-    /// Task commit in magic mode: the files were uploaded while the task wrote them; this only
-    /// gathers them into the task's pendingset. If that fails, the uploads are aborted.
+    /// Task commit in magic mode: the files were uploaded while the task wrote them and
+    /// finished in the background once closed; this waits for the last of them and gathers
+    /// them into the task's pendingset. If one failed, or the pendingset cannot be made, every
+    /// upload of the attempt is aborted and the first failure returned.
     pub async fn commit_magic_task(
         &self,
         attempt: &str,
         attempt_number: u32,
-        files: Vec<MagicFile>,
     ) -> Result<PendingSet> {
+        let (files, times) = self.magic.commit().await?;
         let peak = files.iter().map(|f| f.buffer_peak).max().unwrap_or(0);
         let uploads: Vec<PendingUpload> = files.into_iter().map(|f| f.upload).collect();
-        match self.task_pendingset(attempt, attempt_number, Ok(uploads.clone()), peak) {
+        match self.task_pendingset(attempt, attempt_number, Ok(uploads.clone()), peak, times) {
             Ok(p) => Ok(p),
             Err(e) => {
                 if let Err(abort_err) = self.target.abort_uploads(&uploads).await {
@@ -78,6 +87,7 @@ impl Job {
         attempt_number: u32,
         result: Result<Vec<PendingUpload>>,
         buffer_peak: u64,
+        times: TaskTimes,
     ) -> Result<PendingSet> {
         let uploads = match (result, &self.target.settings.commit.fault_task_commit) {
             (Ok(_), Some(f))
@@ -92,9 +102,12 @@ impl Job {
             (r, _) => r?,
         };
         log::info!(
-            "task {attempt} uploaded {} files ({} bytes), pending until job commit",
+            "task {attempt} uploaded {} files ({} bytes), pending until job commit; \
+             uploads {} ms, task commit {} ms",
             uploads.len(),
-            uploads.iter().map(|u| u.size).sum::<u64>()
+            uploads.iter().map(|u| u.size).sum::<u64>(),
+            times.upload_ms,
+            times.commit_ms
         );
         Ok(PendingSet {
             version: PENDINGSET_VERSION,
@@ -103,6 +116,8 @@ impl Job {
             uploads,
             requests: self.target.store.counters.snapshot(),
             buffer_peak,
+            upload_ms: times.upload_ms,
+            commit_ms: times.commit_ms,
         })
     }
 
@@ -133,4 +148,8 @@ impl Job {
             .try_collect()
             .await
     }
+}
+
+fn millis(since: Instant) -> u64 {
+    u64::try_from(since.elapsed().as_millis()).unwrap_or(u64::MAX)
 }

@@ -22,9 +22,10 @@
 //! attempts (503, 429) of Completes and aborts are counted for the engine as the S3 client
 //! counts them (`ObjectStore::throttled`).
 //!
-//! **Latency.** Calls answer at once unless CompleteMultipartUpload is given a latency
-//! ([`MemoryStore::set_latency`]); then its calls overlap as over a network, and the store
-//! records how many were in flight at each arrival ([`MemoryStore::in_flight_at_arrival`]).
+//! **Latency.** Calls answer at once unless CreateMultipartUpload, UploadPart or
+//! CompleteMultipartUpload is given a latency ([`MemoryStore::set_latency`]); then its calls
+//! overlap as over a network, and the store records how many were in flight at each arrival
+//! ([`MemoryStore::in_flight_at_arrival`]).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
@@ -337,8 +338,9 @@ impl MemoryStore {
 
     /// Every call of `op` from now on takes `latency` before it is served, so that calls
     /// overlap as they do over a network and [`in_flight_at_arrival`](Self::in_flight_at_arrival)
-    /// can count them. Only CompleteMultipartUpload has a latency so far (the operation whose
-    /// parallelism adapts); other operations answer at once whatever is set.
+    /// can count them. CreateMultipartUpload and UploadPart (a magic-mode file's close) and
+    /// CompleteMultipartUpload (the operation whose parallelism adapts) take it; other
+    /// operations answer at once whatever is set.
     pub fn set_latency(&self, op: &str, latency: Duration) {
         self.state().latency.insert(op.into(), latency);
     }
@@ -673,6 +675,7 @@ impl ObjectStore for MemoryClient {
         enc: &'a EncryptionSpec,
     ) -> StoreFuture<'a, (Option<String>, Observed)> {
         Box::pin(async move {
+            let _in_flight = self.store.arrive("CreateMultipartUpload").await;
             self.call("CreateMultipartUpload", key, |s| {
                 s.bucket(bucket)?;
                 s.next_id += 1;
@@ -707,6 +710,7 @@ impl ObjectStore for MemoryClient {
     ) -> StoreFuture<'a, Option<String>> {
         Box::pin(async move {
             let body = collect(body).await?;
+            let _in_flight = self.store.arrive("UploadPart").await;
             self.call("UploadPart", key, |s| {
                 let upload = s
                     .uploads
