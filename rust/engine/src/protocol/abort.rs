@@ -133,18 +133,7 @@ impl MaybeCompleted {
 mod tests {
     use super::*;
     use crate::error::Error;
-
-    fn upload(key: &str) -> PendingUpload {
-        PendingUpload {
-            bucket: "b".into(),
-            key: key.into(),
-            upload_id: "u".into(),
-            parts: vec![],
-            size: 0,
-            encryption: std::sync::Arc::new(crate::encryption::EncryptionSpec::none().summary()),
-            created_with: None,
-        }
-    }
+    use crate::protocol::test_upload as upload;
 
     #[test]
     fn maybe_completed_keeps_what_was_sent_and_not_refused() {

@@ -423,8 +423,7 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use crate::encryption::EncryptionSummary;
-    use crate::protocol::offline_job;
+    use crate::protocol::{offline_job, test_upload as upload};
 
     fn set(attempt: &str, keys: &[&str]) -> PendingSet {
         PendingSet {
@@ -436,22 +435,6 @@ mod tests {
             buffer_peak: 0,
             upload_ms: 0,
             commit_ms: 0,
-        }
-    }
-
-    fn upload(key: &str) -> PendingUpload {
-        PendingUpload {
-            bucket: "b".into(),
-            key: key.into(),
-            upload_id: "u".into(),
-            parts: vec![],
-            size: 0,
-            encryption: Arc::new(EncryptionSummary {
-                algorithm: "none".into(),
-                kms_key_id: None,
-                sse_c_key_md5: None,
-            }),
-            created_with: None,
         }
     }
 

@@ -239,6 +239,21 @@ impl Job {
     }
 }
 
+/// A pending upload of `key` in bucket `b`, unencrypted, for unit tests of the commit's
+/// bookkeeping.
+#[cfg(test)]
+pub(crate) fn test_upload(key: &str) -> crate::model::PendingUpload {
+    crate::model::PendingUpload {
+        bucket: "b".into(),
+        key: key.into(),
+        upload_id: "u".into(),
+        parts: vec![],
+        size: 0,
+        encryption: std::sync::Arc::new(crate::encryption::EncryptionSpec::none().summary()),
+        created_with: None,
+    }
+}
+
 /// A job on a store nobody listens on, for unit tests of what sends no request.
 #[cfg(test)]
 pub(crate) fn offline_job(extra: &[(&str, &str)]) -> Job {
