@@ -36,9 +36,11 @@ impl Job {
         let t0 = Instant::now();
         let started: Started = Arc::default();
         let result = self.upload_all(files, &started).await;
+        // Staging uploads inside task commit: both phases are the same span.
+        let ms = millis(t0);
         let times = TaskTimes {
-            upload_ms: millis(t0),
-            commit_ms: millis(t0),
+            upload_ms: ms,
+            commit_ms: ms,
         };
         match self.task_pendingset(attempt, attempt_number, result, 0, times) {
             Ok(p) => Ok(p),
