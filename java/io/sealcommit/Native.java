@@ -66,12 +66,15 @@ final class Native {
 
   static native void magicAbort(long writer) throws Exception;
 
-  static native void magicTaskWait(long job) throws Exception;
 
   static native String magicTaskCommit(long job, String attempt, int attemptNumber)
       throws Exception;
 
-  static native void magicTaskAbort(long job) throws Exception;
+  static native void stagedClose(long job, String localFile, String destUri) throws Exception;
+
+  static native void taskWait(long job) throws Exception;
+
+  static native void taskAbort(long job) throws Exception;
 
   static native long cpOpen(String[] conf, String root) throws Exception;
 

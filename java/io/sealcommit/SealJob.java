@@ -1,5 +1,7 @@
 package io.sealcommit;
 
+import java.io.File;
+import java.io.FileOutputStream;
 import java.io.IOException;
 import java.util.ArrayList;
 import java.util.List;
@@ -72,7 +74,11 @@ public final class SealJob extends NativeHandle {
     run(h -> Native.jobSetup(h));
   }
 
-  /** Uploads the files as pending multipart uploads; returns the pendingset (JSON). */
+  /**
+   * Staging mode's task commit: waits for the uploads of the files the attempt closed through
+   * {@link #openStaged}, uploads the other files, all as pending multipart uploads; returns the
+   * pendingset (JSON).
+   */
   public String commitTask(String attempt, int attemptNumber, String[] localFiles,
       String[] destUris) throws IOException {
     return call(h -> Native.taskCommit(h, attempt, attemptNumber, localFiles, destUris));
@@ -192,11 +198,52 @@ public final class SealJob extends NativeHandle {
   }
 
   /**
-   * Magic mode: waits until every file the attempt closed has finished its upload. If one
+   * Staging mode: a stream into the local file {@code local}, whose {@code close()} starts the
+   * file's upload to {@code destUri} in the background, owned by the task attempt this job was
+   * opened for (the close waits only while {@code sealcommit.upload.parallelism} files are
+   * uploading), then runs {@code onClosed}; {@link #commitTask} waits for every upload.
+   * {@code cancel()} deletes the local file.
+   */
+  public NativeOutput openStaged(File local, String destUri, Runnable onClosed)
+      throws IOException {
+    FileOutputStream out = new FileOutputStream(local);
+    String path = local.getPath();
+    return new NativeOutput() {
+      @Override
+      protected void send(byte[] b, int off, int len) throws IOException {
+        out.write(b, off, len);
+      }
+
+      @Override
+      protected void finish() throws IOException {
+        try {
+          out.close();
+        } catch (IOException e) {
+          local.delete();
+          throw e;
+        }
+        run(h -> Native.stagedClose(h, path, destUri));
+        onClosed.run();
+      }
+
+      @Override
+      protected void discard() {
+        try {
+          out.close();
+        } catch (IOException e) {
+          // The file is deleted next either way.
+        }
+        local.delete();
+      }
+    };
+  }
+
+  /**
+   * Waits until every file the attempt closed (either mode) has finished its upload. If one
    * failed, every upload of the attempt is aborted and the failure thrown.
    */
-  public void awaitMagicTask() throws IOException {
-    run(h -> Native.magicTaskWait(h));
+  public void awaitTask() throws IOException {
+    run(h -> Native.taskWait(h));
   }
 
   /**
@@ -208,9 +255,9 @@ public final class SealJob extends NativeHandle {
     return call(h -> Native.magicTaskCommit(h, attempt, attemptNumber));
   }
 
-  /** Magic mode's task abort: stops the files still finishing and aborts every upload. */
-  public void abortMagicTask() throws IOException {
-    run(h -> Native.magicTaskAbort(h));
+  /** Task abort (either mode): stops the files still uploading and aborts every upload. */
+  public void abortTask() throws IOException {
+    run(h -> Native.taskAbort(h));
   }
 
   public void abort(String[] pendingSets) throws IOException {

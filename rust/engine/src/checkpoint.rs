@@ -527,7 +527,13 @@ impl AtomicWriter {
         let started: Started = Arc::default();
         let permits = Arc::new(Semaphore::new(target.settings.commit.upload_parallelism));
         let upload = target
-            .upload_file(local, self.path.clone(), permits, &started)
+            .upload_file(
+                local,
+                self.path.clone(),
+                permits,
+                &started,
+                std::future::pending(),
+            )
             .await;
         let result = match &upload {
             Ok(u) => target.complete_one(u, !self.overwrite).await.map(|_| ()),

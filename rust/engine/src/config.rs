@@ -363,6 +363,8 @@ pub struct CommitConfig {
     /// Magic mode: closed files of one task attempt still finishing their upload in the
     /// background (`sealcommit.magic.files-in-flight`); a close past it waits.
     pub magic_files_in_flight: usize,
+    /// Staging mode: closed files of one task attempt uploading at once in the background (a
+    /// close past it waits), and the attempt's parts in flight (`sealcommit.upload.parallelism`).
     pub upload_parallelism: usize,
     /// The most Completes (and aborts) in flight at job commit (`sealcommit.commit.parallelism`).
     pub commit_parallelism: usize,
@@ -389,7 +391,7 @@ pub const MIN_LEASE: Duration = Duration::from_secs(3);
 /// How task output reaches the store (`sealcommit.mode`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
-    /// Tasks write local files, uploaded at task commit (the default).
+    /// Tasks write local files, each uploaded from its close (the default).
     Staging,
     /// Tasks stream into the multipart upload while writing: no local disk, bounded memory.
     Magic,

@@ -88,8 +88,9 @@ pub enum Error {
         source: Box<Error>,
     },
 
-    /// A magic-mode file's upload did not finish because its task attempt ended first: aborted,
-    /// committed, or failed on another of its files. Its upload is aborted.
+    /// A closed file's upload (magic or staging mode) did not finish because its task attempt
+    /// ended first: aborted, committed, or failed on another of its files. Its upload is
+    /// aborted.
     #[error("the upload of {uri} was stopped: {reason}")]
     TaskEnded { uri: String, reason: String },
 

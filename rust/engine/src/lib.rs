@@ -5,6 +5,7 @@
 //! This crate holds all logic and has no JNI dependency; `sealcommit-jni` exposes it to the JVM
 //! and `sealcommit-cli` to operators. See `docs/ARCHITECTURE.md`.
 
+pub mod attempt;
 pub mod checkpoint;
 pub mod config;
 pub mod encryption;
@@ -26,10 +27,11 @@ pub mod uploads;
 pub mod uri;
 pub mod verify;
 
+pub use attempt::{ClosedFile, TaskAttempt};
 pub use checkpoint::{AtomicWriter, CheckpointFs, Entry, Reader};
 pub use config::Conf;
 pub use error::{Error, ErrorKind, Result};
-pub use magic::{MagicFile, MagicWriter};
+pub use magic::MagicWriter;
 pub use model::PendingSet;
 pub use protocol::{CommitReport, Job};
 
@@ -45,8 +47,10 @@ pub const REVISION: &str = env!("SEALCOMMIT_REVISION");
 pub const LOG_MODULES: &[&str] = &["checkpoint", "commit", "magic", "recover", "store"];
 
 /// Modules whose records go to a logger of another name (most specific first): the protocol's
-/// files keep the loggers they had as the modules `commit` and `recover`.
+/// files keep the loggers they had as the modules `commit` and `recover`; a task attempt's
+/// background uploads (`attempt`) log with task commit.
 const LOG_RENAMED: &[(&str, &str)] = &[
+    ("attempt", "commit"),
     ("protocol::lease", "recover"),
     ("protocol::recover", "recover"),
     ("protocol", "commit"),
@@ -129,6 +133,7 @@ mod tests {
             ("sealcommit_engine::protocol::recover", Some("recover")),
             ("sealcommit_engine::protocol::lease", Some("recover")),
             ("sealcommit_engine::magic", Some("magic")),
+            ("sealcommit_engine::attempt", Some("commit")),
             ("sealcommit_engine::checkpoint", Some("checkpoint")),
             ("sealcommit_engine::protocolx", None),
             ("sealcommit_engine::config", None),
@@ -149,7 +154,7 @@ mod tests {
         &["config"],
         &["encryption"],
         &["settings", "model", "store"],
-        &["target"],
+        &["target", "attempt"],
         &["magic", "checkpoint"],
         &["protocol"],
         &["uploads", "verify"],

@@ -1,27 +1,25 @@
 //! Magic mode (`sealcommit.mode=magic`): a task's output goes straight into the multipart
 //! upload of its final key while the task is still writing. Each part is uploaded as soon as it
 //! fills, up to `sealcommit.magic.parts-in-flight` at once; a writer that gets ahead waits for
-//! a slot. At close the upload is left pending, exactly like a staging upload after task
-//! commit, and the driver completes it at job commit. No local disk is used, and the memory a
+//! a slot. At close the upload is left pending, exactly like a staging upload, and the driver
+//! completes it at job commit. No local disk is used, and the memory a
 //! file holds is bounded by `part size × (parts in flight + 1)`, which every writer accounts
 //! for and reports (`buffer_peak`).
 //!
 //! Closing a file does not wait for its upload: the rest of it (creating the upload if no part
 //! was full yet, the last part, waiting for every part) goes on in the background, owned by the
-//! file's task attempt ([`MagicTask`]), which lets at most `sealcommit.magic.files-in-flight`
-//! files finish at once, holding together at most what one open file may hold. Task commit
-//! waits for all of them; if one failed, the task fails and every upload of the attempt is
-//! aborted.
+//! file's task attempt ([`TaskAttempt`], shared with staging mode), which lets at most
+//! `sealcommit.magic.files-in-flight` files finish at once, holding together at most what one
+//! open file may hold. Task commit waits for all of them; if one failed, the task fails and
+//! every upload of the attempt is aborted.
 
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
-use std::time::Instant;
+use std::sync::Arc;
 
 use aws_sdk_s3::primitives::ByteStream;
-use futures::stream::{self, StreamExt};
-use serde::{Deserialize, Serialize};
-use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
+use crate::attempt::{ClosedFile, Stop, TaskAttempt};
 use crate::encryption::EncryptionSpec;
 use crate::error::{Error, Result};
 use crate::model::PendingUpload;
@@ -34,14 +32,6 @@ const MAX_PARTS: i32 = 10_000;
 
 /// The first allocation of a file's buffer (it doubles from there up to the part size).
 const FIRST_BUFFER: usize = 64 << 10;
-
-/// A file written in magic mode, handed from the task's writer to its task commit.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct MagicFile {
-    pub upload: PendingUpload,
-    /// The most bytes this file's part buffers held at once.
-    pub buffer_peak: u64,
-}
 
 /// Bytes held by part buffers: the one filling plus those being uploaded.
 #[derive(Default)]
@@ -89,13 +79,13 @@ pub struct MagicWriter {
     parts: Vec<(i32, String)>,
     held: Arc<Held>,
     /// The task attempt that finishes this file once it is closed; taken at close.
-    task: Option<Arc<TaskFiles>>,
+    task: Option<TaskAttempt>,
 }
 
 impl MagicWriter {
     /// A magic-mode writer for `uri`, which must be in the target's bucket, owned by `task`.
     /// Sends no request: the upload is created when the first part is full (or at close).
-    pub fn open(target: &Target, task: &MagicTask, uri: &str) -> Result<MagicWriter> {
+    pub fn open(target: &Target, task: &TaskAttempt, uri: &str) -> Result<MagicWriter> {
         let dest = S3Path::parse(uri)?;
         if dest.bucket != target.dest.bucket {
             return Err(Error::config(
@@ -107,7 +97,7 @@ impl MagicWriter {
             ));
         }
         let c = &target.settings.commit;
-        task.files.opened.get_or_init(Instant::now);
+        task.started();
         Ok(MagicWriter {
             store: target.store.clone(),
             dest,
@@ -122,7 +112,7 @@ impl MagicWriter {
             running: JoinSet::new(),
             parts: Vec::new(),
             held: Arc::default(),
-            task: Some(task.files.clone()),
+            task: Some(task.clone()),
         })
     }
 
@@ -260,58 +250,22 @@ impl MagicWriter {
             return self.finish().await.map(|_| ());
         };
         let uri = self.uri();
-        let refused = task.state().refusal(&uri);
-        if let Some(e) = refused {
-            self.abort().await;
-            return Err(e);
-        }
-        let permits = match task.permits(self.held.now()).await {
-            Ok(p) => p,
-            Err(e) => {
-                self.abort().await;
-                return Err(e);
-            }
-        };
-        let stop = task.stop.subscribe();
-        // Checked and handed over under one lock: an attempt that ends meanwhile either sees
-        // this file finishing or refuses it, never neither.
-        let mut writer = Some(self);
-        let refused = {
-            let mut state = task.state();
-            // A file that failed meanwhile fails the attempt: this one is refused too.
-            state.reap();
-            match state.refusal(&uri) {
-                Some(e) => {
-                    if state.failure.is_some() {
-                        task.stop.send_replace(true);
-                    }
-                    drop(permits);
-                    Some(e)
-                }
-                None => {
-                    if let Some(w) = writer.take() {
-                        state.finishing.spawn(async move {
-                            let result = w.finish_unless(stop).await;
-                            drop(permits);
-                            (uri, result, Instant::now())
-                        });
-                    }
-                    None
-                }
-            }
-        };
-        match (refused, writer) {
-            (Some(e), Some(w)) => {
+        let held = self.held.now();
+        match task
+            .hand_over(&uri, held, self, |w, stop| w.finish_unless(stop))
+            .await
+        {
+            Ok(()) => Ok(()),
+            Err((e, w)) => {
                 w.abort().await;
                 Err(e)
             }
-            _ => Ok(()),
         }
     }
 
     /// Uploads the last part, waits for every part and returns the upload, still pending.
     /// On failure the upload is aborted.
-    pub async fn finish(mut self) -> Result<MagicFile> {
+    pub async fn finish(mut self) -> Result<ClosedFile> {
         let result = match self.send_last().await {
             Ok(()) => self.join_parts().await,
             Err(e) => Err(e),
@@ -322,11 +276,11 @@ impl MagicWriter {
     /// [`finish`](Self::finish), unless the task attempt says stop while the parts travel: then
     /// the part uploads are dropped and the upload aborted. A Create or the last part's send
     /// is not interrupted, so an upload that exists is always known and can be aborted.
-    async fn finish_unless(mut self, stop: watch::Receiver<bool>) -> Result<MagicFile> {
+    async fn finish_unless(mut self, stop: Stop) -> Result<ClosedFile> {
         let result = match self.send_last().await {
             Ok(()) => tokio::select! {
                 r = self.join_parts() => r,
-                _ = stopped(stop) => Err(Error::TaskEnded {
+                _ = stop.stopped() => Err(Error::TaskEnded {
                     uri: self.uri(),
                     reason: "its task attempt ended first".into(),
                 }),
@@ -336,14 +290,14 @@ impl MagicWriter {
         self.finished(result).await
     }
 
-    async fn finished(mut self, result: Result<()>) -> Result<MagicFile> {
+    async fn finished(mut self, result: Result<()>) -> Result<ClosedFile> {
         if let Err(e) = result {
             self.abort().await;
             return Err(e);
         }
         let mut parts = std::mem::take(&mut self.parts);
         parts.sort_by_key(|p| p.0);
-        let file = MagicFile {
+        let file = ClosedFile {
             upload: PendingUpload {
                 bucket: self.dest.bucket.clone(),
                 key: self.dest.key.clone(),
@@ -403,317 +357,19 @@ fn joined<T>(done: std::result::Result<T, tokio::task::JoinError>, dest: &S3Path
     done.map_err(|e| Error::io("upload a part of", dest, std::io::Error::other(e)))
 }
 
-/// Returns once `stop` says stop (or its sender is gone: the attempt that owned it is gone).
-async fn stopped(mut stop: watch::Receiver<bool>) {
-    let _ = stop.wait_for(|s| *s).await;
-}
-
-/// How long a task attempt's uploads and its task commit took (ms), for its pendingset.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct TaskTimes {
-    /// From the first file opened to the last upload finished (magic mode: it overlaps the
-    /// writing); staging mode: the uploads inside task commit.
-    pub upload_ms: u64,
-    /// From the start of task commit (magic mode: its first wait for the files still
-    /// finishing) until the pendingset is made.
-    pub commit_ms: u64,
-}
-
-/// The magic-mode files of one task attempt: those closed and still finishing their upload in
-/// the background, and those finished, until the attempt commits or aborts. The engine job a
-/// task attempt opens (the JNI job handle of `SealOutputCommitter`) holds one; each writer it
-/// opens holds it too, so a closed file always has an owner, whichever handle Java frees first.
-pub struct MagicTask {
-    files: Arc<TaskFiles>,
-}
-
-/// A running finish: the file's URI, how it went, when it ended.
-type Finish = (String, Result<MagicFile>, Instant);
-
-struct TaskFiles {
-    store: crate::store::Store,
-    /// `sealcommit.magic.files-in-flight`: files finishing at once.
-    in_flight: Arc<Semaphore>,
-    /// KiB of part buffers the finishing files may hold together: as much as one open file may
-    /// hold (`part size × (parts in flight + 1)`).
-    memory: Arc<Semaphore>,
-    memory_kib: u32,
-    /// Tells the finishing files to stop (task abort, a failed file, the attempt dropped).
-    stop: watch::Sender<bool>,
-    state: Mutex<TaskState>,
-    /// When the attempt's first file was opened.
-    opened: OnceLock<Instant>,
-    /// When the attempt's task commit started waiting for its files.
-    committing: OnceLock<Instant>,
-}
-
-#[derive(Default)]
-struct TaskState {
-    ended: Option<Ended>,
-    finishing: JoinSet<Finish>,
-    finished: Vec<MagicFile>,
-    /// When the last finish ended.
-    last: Option<Instant>,
-    /// The first failure, until task commit (or a wait) reports it.
-    failure: Option<Error>,
-}
-
-/// Why an attempt takes no more files.
-#[derive(Debug, Clone)]
-enum Ended {
-    Committed,
-    Aborted,
-    /// A file failed (its message): the attempt fails, every upload of it is aborted.
-    Failed(String),
-}
-
-impl TaskState {
-    /// The error a file closed now gets, if the attempt has ended.
-    fn refusal(&self, uri: &str) -> Option<Error> {
-        let reason = match self.ended.as_ref()? {
-            Ended::Committed => "its task attempt has already committed".to_string(),
-            Ended::Aborted => "its task attempt was aborted".to_string(),
-            Ended::Failed(m) => format!("another file of its task attempt failed: {m}"),
-        };
-        Some(Error::TaskEnded {
-            uri: uri.to_string(),
-            reason,
-        })
-    }
-
-    /// Takes in the finishes that have ended, without waiting.
-    fn reap(&mut self) {
-        while let Some(done) = self.finishing.try_join_next() {
-            self.record(done);
-        }
-    }
-
-    fn record(&mut self, done: std::result::Result<Finish, tokio::task::JoinError>) {
-        let (uri, result, end) = match done {
-            Ok(f) => f,
-            Err(e) => (
-                "a magic-mode file".to_string(),
-                Err(Error::io(
-                    "finish the upload of",
-                    "a magic-mode file",
-                    std::io::Error::other(e),
-                )),
-                Instant::now(),
-            ),
-        };
-        self.last = self.last.max(Some(end));
-        match result {
-            Ok(file) => self.finished.push(file),
-            Err(e) if self.ended.is_none() => {
-                self.ended = Some(Ended::Failed(e.to_string()));
-                self.failure = Some(e);
-            }
-            Err(e) => log::debug!("upload of {uri} ended: {e}"),
-        }
-    }
-}
-
-impl TaskFiles {
-    fn state(&self) -> MutexGuard<'_, TaskState> {
-        // Each update is a push, a take or a field set: a panic elsewhere cannot leave the
-        // state half-changed, so a poisoned lock is still right to use.
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// A slot among the files finishing, and room for `held` bytes of buffers among theirs.
-    async fn permits(&self, held: u64) -> Result<(OwnedSemaphorePermit, OwnedSemaphorePermit)> {
-        let closed = |e| Error::io("finish", "a magic-mode file", std::io::Error::other(e));
-        let kib = u32::try_from(held.div_ceil(1024))
-            .unwrap_or(u32::MAX)
-            .clamp(1, self.memory_kib);
-        let file = self
-            .in_flight
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(closed)?;
-        let memory = self
-            .memory
-            .clone()
-            .acquire_many_owned(kib)
-            .await
-            .map_err(closed)?;
-        Ok((file, memory))
-    }
-
-    /// Waits until no file is finishing. If one failed, the attempt fails: the others are
-    /// stopped, every finished upload is aborted, and the first failure is returned.
-    async fn settle(&self) -> Result<()> {
-        loop {
-            let mut set = std::mem::take(&mut self.state().finishing);
-            if set.is_empty() {
-                break;
-            }
-            while let Some(done) = set.join_next().await {
-                let mut state = self.state();
-                state.record(done);
-                if state.failure.is_some() {
-                    // Whatever else is finishing is of no use now.
-                    self.stop.send_replace(true);
-                }
-            }
-        }
-        let (failure, ended, finished) = {
-            let mut state = self.state();
-            let failure = state.failure.take();
-            let finished = match (&failure, &state.ended) {
-                (Some(_), _) | (_, Some(Ended::Failed(_))) => std::mem::take(&mut state.finished),
-                _ => Vec::new(),
-            };
-            (failure, state.ended.clone(), finished)
-        };
-        if failure.is_some() || matches!(ended, Some(Ended::Failed(_))) {
-            self.stop.send_replace(true);
-            self.abort_files(finished).await;
-        }
-        match (failure, ended) {
-            (Some(e), _) => Err(e),
-            (None, Some(Ended::Failed(m))) => Err(Error::TaskEnded {
-                uri: "the task attempt's files".into(),
-                reason: format!("one of them failed earlier: {m}"),
-            }),
-            _ => Ok(()),
-        }
-    }
-
-    async fn abort_files(&self, files: Vec<MagicFile>) {
-        stream::iter(files)
-            .for_each_concurrent(16, |f| async move {
-                let u = &f.upload;
-                if let Err(e) = self
-                    .store
-                    .abort_upload(&u.bucket, &u.key, &u.upload_id)
-                    .await
-                {
-                    log::warn!("could not abort upload {} of {}: {e}", u.upload_id, u.uri());
-                }
-            })
-            .await;
-    }
-}
-
-impl Drop for TaskFiles {
-    /// An attempt dropped before it committed or aborted (its job freed with files still
-    /// finishing): they are stopped and every upload of it aborted, in the background.
-    fn drop(&mut self) {
-        let state = self.state.get_mut().unwrap_or_else(PoisonError::into_inner);
-        if state.finishing.is_empty() && state.finished.is_empty() {
-            return;
-        }
-        self.stop.send_replace(true);
-        let mut set = std::mem::take(&mut state.finishing);
-        let finished = std::mem::take(&mut state.finished);
-        let store = self.store.clone();
-        let Ok(rt) = crate::runtime::runtime() else {
-            return;
-        };
-        rt.spawn(async move {
-            let mut files = finished;
-            while let Some(done) = set.join_next().await {
-                if let Ok((_, Ok(f), _)) = done {
-                    files.push(f);
-                }
-            }
-            for f in files {
-                let u = &f.upload;
-                if let Err(e) = store.abort_upload(&u.bucket, &u.key, &u.upload_id).await {
-                    log::warn!("could not abort upload {} of {}: {e}", u.upload_id, u.uri());
-                }
-            }
-        });
-    }
-}
-
-impl MagicTask {
-    /// The files of a new task attempt writing to `target`.
-    pub fn new(target: &Target) -> MagicTask {
-        let c = &target.settings.commit;
-        let one_file = c
-            .magic_part_size
-            .saturating_mul(c.magic_parts_in_flight as u64 + 1)
-            .div_ceil(1024);
-        let memory_kib = u32::try_from(one_file).unwrap_or(u32::MAX).max(1);
-        MagicTask {
-            files: Arc::new(TaskFiles {
-                store: target.store.clone(),
-                in_flight: Arc::new(Semaphore::new(c.magic_files_in_flight.max(1))),
-                memory: Arc::new(Semaphore::new(memory_kib as usize)),
-                memory_kib,
-                stop: watch::channel(false).0,
-                state: Mutex::default(),
-                opened: OnceLock::new(),
-                committing: OnceLock::new(),
-            }),
-        }
-    }
-
-    /// Waits for every closed file to finish its upload, before the attempt asks to commit
-    /// (so a failed upload fails the attempt while Spark may still retry it). If one failed,
-    /// the attempt fails: its uploads are aborted and the first failure (naming the file's
-    /// key, the operation and the bucket) is returned.
-    pub async fn wait(&self) -> Result<()> {
-        self.files.committing.get_or_init(Instant::now);
-        self.files.settle().await
-    }
-
-    /// Task commit's part: waits for every closed file, then returns the finished files (their
-    /// uploads still pending) and the attempt's times. Fails as [`wait`](Self::wait) does;
-    /// after it the attempt takes no more files.
-    pub async fn commit(&self) -> Result<(Vec<MagicFile>, TaskTimes)> {
-        let started = *self.files.committing.get_or_init(Instant::now);
-        loop {
-            self.files.settle().await?;
-            let mut state = self.files.state();
-            if let Some(e) = state.refusal("the task attempt's files") {
-                return Err(e);
-            }
-            // A file closed while the others were awaited is awaited too.
-            if state.finishing.is_empty() {
-                state.ended = Some(Ended::Committed);
-                let files = std::mem::take(&mut state.finished);
-                let upload_ms = match (self.files.opened.get(), state.last) {
-                    (Some(first), Some(last)) => millis(last.saturating_duration_since(*first)),
-                    _ => 0,
-                };
-                let times = TaskTimes {
-                    upload_ms,
-                    commit_ms: millis(started.elapsed()),
-                };
-                return Ok((files, times));
-            }
-        }
-    }
-
-    /// Task abort: stops the files still finishing and aborts every upload of the attempt
-    /// (those finished too). The attempt takes no more files.
-    pub async fn abort(&self) {
-        self.files.state().ended = Some(Ended::Aborted);
-        self.files.stop.send_replace(true);
-        loop {
-            let mut set = std::mem::take(&mut self.files.state().finishing);
-            if set.is_empty() {
-                break;
-            }
-            while let Some(done) = set.join_next().await {
-                self.files.state().record(done);
-            }
-        }
-        let finished = {
-            let mut state = self.files.state();
-            state.failure = None;
-            std::mem::take(&mut state.finished)
-        };
-        self.files.abort_files(finished).await;
-    }
-}
-
-fn millis(d: std::time::Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+/// The task attempt of a magic-mode job: at most `sealcommit.magic.files-in-flight` closed files
+/// finishing at once, holding together at most what one open file may hold
+/// (`part size × (parts in flight + 1)`).
+pub fn task_attempt(target: &Target) -> TaskAttempt {
+    let c = &target.settings.commit;
+    let one_file = c
+        .magic_part_size
+        .saturating_mul(c.magic_parts_in_flight as u64 + 1);
+    TaskAttempt::new(
+        target.store.clone(),
+        c.magic_files_in_flight,
+        Some(one_file),
+    )
 }
 
 #[cfg(test)]
@@ -737,7 +393,7 @@ mod tests {
             ("sealcommit.mode", "magic"),
             ("sealcommit.part-size", &part),
         ]);
-        let task = MagicTask::new(&target);
+        let task = task_attempt(&target);
         MagicWriter::open(&target, &task, "s3a://b/t/part-0").unwrap()
     }
 

@@ -72,13 +72,15 @@ pub struct PendingSet {
     /// Magic mode: the most bytes one file's part buffers held at once in this task.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub buffer_peak: u64,
-    /// How long the task's uploads took (ms): staging mode, the uploads inside task commit;
-    /// magic mode, from its first file opened to its last upload finished (while it wrote).
-    /// 0 in pendingsets of earlier releases.
+    /// How long the task's uploads took (ms), while it wrote: staging mode, from its first file
+    /// closed to its last upload finished (MapReduce: the uploads inside task commit); magic
+    /// mode, from its first file opened to its last upload finished. 0 in pendingsets of
+    /// earlier releases.
     #[serde(default)]
     pub upload_ms: u64,
-    /// How long the task commit took (ms), from its start to the pendingset (staging mode: the
-    /// uploads included; magic mode: the wait for the files still finishing).
+    /// How long the task commit took (ms), from its first wait for the uploads still running
+    /// (before Spark's coordinator is asked) to the pendingset (MapReduce: the uploads
+    /// included).
     #[serde(default)]
     pub commit_ms: u64,
 }

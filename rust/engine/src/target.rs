@@ -159,12 +159,18 @@ impl Target {
             })
     }
 
+    /// Uploads a local file as a multipart upload left pending: one Create, then its parts
+    /// streamed from the file, at most as many in flight as `permits` gives out. Every upload
+    /// created is recorded in `started` first (the caller aborts those of a failure). Once the
+    /// upload exists, `stop` ending interrupts the parts (the upload is then the caller's to
+    /// abort); the Create itself is never interrupted, so an upload that exists is known.
     pub(crate) async fn upload_file(
         &self,
         local: PathBuf,
         dest: S3Path,
         permits: Arc<Semaphore>,
         started: &Started,
+        stop: impl std::future::Future<Output = ()>,
     ) -> Result<PendingUpload> {
         let shown = local.display().to_string();
         let size = tokio::fs::metadata(&local)
@@ -187,7 +193,7 @@ impl Target {
         record_started(started, &dest.bucket, &dest.key, &upload_id);
         let part_size = self.settings.commit.part_size;
         let nparts = size.div_ceil(part_size).max(1);
-        let mut parts: Vec<(i32, String)> = stream::iter(0..nparts)
+        let parts = stream::iter(0..nparts)
             .map(|i| {
                 let (local, dest, upload_id, permits, shown) =
                     (&local, &dest, &upload_id, permits.clone(), &shown);
@@ -220,8 +226,16 @@ impl Target {
                 }
             })
             .buffer_unordered(self.settings.commit.upload_parallelism)
-            .try_collect()
-            .await?;
+            .try_collect::<Vec<(i32, String)>>();
+        let mut parts = tokio::select! {
+            parts = parts => parts?,
+            _ = stop => {
+                return Err(Error::TaskEnded {
+                    uri: dest.to_string(),
+                    reason: "its task attempt ended first".into(),
+                })
+            }
+        };
         parts.sort_by_key(|p| p.0);
         Ok(PendingUpload {
             bucket: dest.bucket,

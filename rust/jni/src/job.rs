@@ -112,7 +112,8 @@ fn task_files(
 }
 
 /// `String taskCommit(long job, String attempt, int attemptNumber, String[] localFiles,
-/// String[] destUris)`: returns the pendingset JSON.
+/// String[] destUris)`: staging mode's task commit (waits for the files the attempt closed,
+/// uploads the others); returns the pendingset JSON.
 #[no_mangle]
 pub extern "system" fn Java_io_sealcommit_Native_taskCommit(
     mut env: JNIEnv,
@@ -142,6 +143,66 @@ fn intern_task_commit(
     let number = attempt_number.max(0) as u32;
     let set = block_on(job.commit_task(&attempt, number, files))??;
     Ok(set.to_json()?)
+}
+
+/// `void stagedClose(long job, String localFile, String destUri)`: staging mode, the task
+/// closed `localFile`: its upload to `destUri` starts in the background, owned by the task
+/// attempt (task commit reports how it went). Returns at once unless
+/// `sealcommit.upload.parallelism` files of the attempt are uploading.
+#[no_mangle]
+pub extern "system" fn Java_io_sealcommit_Native_stagedClose(
+    mut env: JNIEnv,
+    _: JClass,
+    handle: jlong,
+    local: JString,
+    dest: JString,
+) {
+    guard(&mut env, "stagedClose", |env| {
+        intern_staged_close(env, handle, &local, &dest)
+    })
+}
+
+fn intern_staged_close(
+    env: &mut JNIEnv,
+    handle: i64,
+    local: &JString,
+    dest: &JString,
+) -> BResult<()> {
+    let job = job(handle)?;
+    let local = PathBuf::from(string(env, local)?);
+    let dest = string(env, dest)?;
+    Ok(block_on(job.close_staged(local, &dest))??)
+}
+
+/// `void taskWait(long job)`: waits until every file the task attempt closed (either mode) has
+/// finished its upload; if one failed, aborts every upload of the attempt and throws the first
+/// failure. Called before the attempt asks to commit.
+#[no_mangle]
+pub extern "system" fn Java_io_sealcommit_Native_taskWait(
+    mut env: JNIEnv,
+    _: JClass,
+    handle: jlong,
+) {
+    guard(&mut env, "taskWait", |_| intern_task_wait(handle))
+}
+
+fn intern_task_wait(handle: i64) -> BResult<()> {
+    Ok(block_on(job(handle)?.task.wait())??)
+}
+
+/// `void taskAbort(long job)`: stops the uploads of the files the attempt closed (either mode)
+/// and aborts every upload of the attempt.
+#[no_mangle]
+pub extern "system" fn Java_io_sealcommit_Native_taskAbort(
+    mut env: JNIEnv,
+    _: JClass,
+    handle: jlong,
+) {
+    guard(&mut env, "taskAbort", |_| intern_task_abort(handle))
+}
+
+fn intern_task_abort(handle: i64) -> BResult<()> {
+    Ok(block_on(job(handle)?.task.abort())?)
 }
 
 /// `String taskCommitSaved(long job, String taskId, String attempt, int attemptNumber,

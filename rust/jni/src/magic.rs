@@ -1,6 +1,7 @@
 //! Magic-mode exports: a task's bytes streamed straight into the destination's multipart
 //! upload (`SealJob.openMagic`), and the magic task commit. A closed file finishes in the
-//! background, owned by the task attempt's engine job (`Job::magic`), not by its writer handle.
+//! background, owned by the task attempt's engine job (`Job::task`), not by its writer handle;
+//! the attempt's wait and abort are `taskWait` and `taskAbort` (`job`), shared with staging.
 
 use jni::objects::{JByteArray, JClass, JString};
 use jni::sys::{jint, jlong, jstring};
@@ -106,24 +107,6 @@ fn intern_magic_abort(handle: i64) -> BResult<()> {
     Ok(())
 }
 
-/// `void magicTaskWait(long job)`: waits until every closed file of the task attempt has
-/// finished its upload; if one failed, aborts every upload of the attempt and throws the first
-/// failure. Called before the attempt asks to commit.
-#[no_mangle]
-pub extern "system" fn Java_io_sealcommit_Native_magicTaskWait(
-    mut env: JNIEnv,
-    _: JClass,
-    handle: jlong,
-) {
-    guard(&mut env, "magicTaskWait", |_| {
-        intern_magic_task_wait(handle)
-    })
-}
-
-fn intern_magic_task_wait(handle: i64) -> BResult<()> {
-    Ok(block_on(job(handle)?.magic.wait())??)
-}
-
 /// `String magicTaskCommit(long job, String attempt, int attemptNumber)`: the pendingset of a
 /// magic-mode task: every file its writers closed, once finished.
 #[no_mangle]
@@ -150,21 +133,4 @@ fn intern_magic_task_commit(
     let number = attempt_number.max(0) as u32;
     let set = block_on(job.commit_magic_task(&attempt, number))??;
     Ok(set.to_json()?)
-}
-
-/// `void magicTaskAbort(long job)`: stops the attempt's files still finishing and aborts every
-/// upload of the attempt.
-#[no_mangle]
-pub extern "system" fn Java_io_sealcommit_Native_magicTaskAbort(
-    mut env: JNIEnv,
-    _: JClass,
-    handle: jlong,
-) {
-    guard(&mut env, "magicTaskAbort", |_| {
-        intern_magic_task_abort(handle)
-    })
-}
-
-fn intern_magic_task_abort(handle: i64) -> BResult<()> {
-    Ok(block_on(job(handle)?.magic.abort())?)
 }

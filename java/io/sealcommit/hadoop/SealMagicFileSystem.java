@@ -13,12 +13,14 @@ import org.apache.hadoop.fs.permission.FsPermission;
 import org.apache.hadoop.util.Progressable;
 
 /**
- * The {@code sealmagic:} paths a magic-mode task writes to ({@code sealcommit.mode=magic}):
- * {@code sealmagic:/<task token>/<relative path>}. Creating one opens an engine stream into the
- * multipart upload of the file's final key, owned by the running task's
- * {@link SealOutputCommitter}; the status of a closed one reports its size (Spark's write
+ * The {@code sealmagic:} paths a Spark task writes to: {@code sealmagic:/<task token>/<relative
+ * path>}. Creating one opens, for the running task's {@link SealOutputCommitter}, an engine
+ * stream into the multipart upload of the file's final key (magic mode,
+ * {@code sealcommit.mode=magic}) or a stream into the file's local staging file whose close
+ * starts its upload (staging mode); the status of a closed one reports its size (Spark's write
  * statistics ask). Nothing can be read, listed or renamed here: the files become readable at
- * their {@code s3a://} keys once the job commits.
+ * their {@code s3a://} keys once the job commits. (The scheme keeps the name it had when only
+ * magic mode used it.)
  *
  * <p>Registered for the {@code sealmagic} scheme through {@code META-INF/services}; the
  * committer also sets {@code fs.sealmagic.impl} in the job's configuration.
@@ -49,7 +51,7 @@ public class SealMagicFileSystem extends FileSystem {
   public FSDataOutputStream create(Path f, FsPermission permission, boolean overwrite,
       int bufferSize, short replication, long blockSize, Progressable progress)
       throws IOException {
-    return new FSDataOutputStream(SealOutputCommitter.createMagic(f), statistics);
+    return new FSDataOutputStream(SealOutputCommitter.createFile(f), statistics);
   }
 
   @Override

@@ -23,12 +23,13 @@ import org.apache.hadoop.mapreduce.TaskAttemptContext;
 import org.apache.hadoop.mapreduce.lib.output.PathOutputCommitter;
 
 /**
- * The task side of sealcommit's commit. In staging mode (the default) task output is written
- * to a local work directory and {@link #commitTask} uploads it as multipart uploads that stay
- * pending until the job commits. In magic mode ({@code sealcommit.mode=magic}) the work path
- * is a {@code sealmagic:} path: the bytes go into the uploads while the task writes them, and
- * {@link #commitTask} only gathers them. Nothing is visible under the destination before job
- * commit, and nothing is ever renamed or copied.
+ * The task side of sealcommit's commit. Spark's task files are {@code sealmagic:} paths served
+ * by {@link SealMagicFileSystem}. In staging mode (the default) their bytes go to a local file,
+ * whose upload starts when the task closes it; in magic mode ({@code sealcommit.mode=magic})
+ * they go into the upload while the task writes them. Either way a closed file's upload
+ * finishes in the background, owned by the attempt's engine job, and {@link #commitTask}
+ * waits for all of them; the uploads stay pending until the job commits. Nothing is visible
+ * under the destination before job commit, and nothing is ever renamed or copied.
  *
  * <p>Spark's {@code SealCommitProtocol} uses it for each task (so Spark's OutputCommitCoordinator
  * decides which attempt commits) and carries the pendingset to the driver in the
@@ -40,8 +41,8 @@ import org.apache.hadoop.mapreduce.lib.output.PathOutputCommitter;
 public class SealOutputCommitter extends PathOutputCommitter {
   public static final String STAGING_DIR_KEY = "sealcommit.staging.dir";
 
-  /** Running magic-mode tasks of this JVM, by the token in their {@code sealmagic:} paths. */
-  private static final Map<String, SealOutputCommitter> MAGIC_TASKS = new ConcurrentHashMap<>();
+  /** Running tasks of this JVM, by the token in their {@code sealmagic:} paths. */
+  private static final Map<String, SealOutputCommitter> TASKS = new ConcurrentHashMap<>();
 
   private final org.apache.hadoop.fs.Path outputPath;
   private final String jobId;
@@ -66,11 +67,15 @@ public class SealOutputCommitter extends PathOutputCommitter {
   private String pendingSet;
   private int attemptNumber;
 
-  /** Magic mode: the task's engine job, open from setupTask to commit or abort. */
-  private SealJob magicJob;
-  private String magicToken;
-  private final Map<String, NativeOutput> magicOpen = new HashMap<>();
-  private final Map<String, Long> magicSizes = new HashMap<>();
+  /**
+   * The task attempt's engine job, open from setupTask to commit or abort (not for MapReduce,
+   * whose record writer uses another committer instance): it owns the closed files' uploads.
+   */
+  private SealJob taskJob;
+  private boolean magic;
+  private String taskToken;
+  private final Map<String, NativeOutput> openFiles = new HashMap<>();
+  private final Map<String, Long> closedSizes = new HashMap<>();
 
   public SealOutputCommitter(org.apache.hadoop.fs.Path outputPath, String jobId,
       TaskAttemptContext context) throws IOException {
@@ -115,15 +120,20 @@ public class SealOutputCommitter extends PathOutputCommitter {
 
   @Override
   public org.apache.hadoop.fs.Path getWorkPath() {
-    if (magicToken != null) {
-      return new org.apache.hadoop.fs.Path(SealMagicFileSystem.SCHEME + ":/" + magicToken);
+    if (magic) {
+      return taskPath();
     }
     return new org.apache.hadoop.fs.Path(workDir.toURI());
   }
 
+  private org.apache.hadoop.fs.Path taskPath() {
+    return new org.apache.hadoop.fs.Path(SealMagicFileSystem.SCHEME + ":/" + taskToken);
+  }
+
   /**
-   * Registers a task output file: returns the path the writer should write (local in staging
-   * mode, {@code sealmagic:} in magic mode), which job commit will publish at {@code destUri}.
+   * Registers a task output file: returns the path the writer should write (a {@code sealmagic:}
+   * path, or, without a task job, a local one), which job commit will publish at
+   * {@code destUri}.
    */
   public String addFile(String relative, String destUri) throws IOException {
     if (destinations.putIfAbsent(relative, destUri) != null) {
@@ -135,8 +145,8 @@ public class SealOutputCommitter extends PathOutputCommitter {
           + "one directory, such as null and the empty string?); failing the task rather than "
           + "letting one file replace the other");
     }
-    if (magicToken != null) {
-      return getWorkPath() + "/" + relative;
+    if (magic) {
+      return taskPath() + "/" + relative;
     }
     File local = new File(new File(workDir, Integer.toString(stagedCount.getAndIncrement())),
         localName(relative));
@@ -146,6 +156,9 @@ public class SealOutputCommitter extends PathOutputCommitter {
           + "; set " + STAGING_DIR_KEY + " to a writable directory");
     }
     staged.put(relative, local);
+    if (taskJob != null) {
+      return taskPath() + "/" + relative;
+    }
     // A Hadoop path string names the file literally (Path's string form is not URI-encoded),
     // so the writer opens exactly `local`, whatever characters the staging root holds.
     return new org.apache.hadoop.fs.Path(local.toURI()).toString();
@@ -183,44 +196,57 @@ public class SealOutputCommitter extends PathOutputCommitter {
   public void setupTask(TaskAttemptContext context) throws IOException {
     SealJob job = SealJob.open(conf, outputPath.toString(), jobId);
     // MapReduce makes a second committer for the record writer, which never sees setupTask:
-    // only Spark's protocol, which registers every file here, can stream in magic mode.
-    if (!savePendingSet && job.isMagic()) {
-      magicJob = job;
-      magicToken = UUID.randomUUID().toString();
+    // only Spark's protocol, which registers every file here, can hand files over at close.
+    if (savePendingSet) {
+      job.close();
+    } else {
+      try {
+        magic = job.isMagic();
+      } catch (IOException | RuntimeException e) {
+        job.close();
+        throw e;
+      }
+      taskJob = job;
+      taskToken = UUID.randomUUID().toString();
       registerMagicScheme(conf);
-      MAGIC_TASKS.put(magicToken, this);
-      return;
+      TASKS.put(taskToken, this);
+      if (magic) {
+        return;
+      }
     }
-    job.close();
     if (!workDir.isDirectory() && !workDir.mkdirs()) {
+      closeTaskJob();
       throw new IOException("cannot create the local staging directory " + workDir
           + "; set " + STAGING_DIR_KEY + " to a writable directory");
     }
   }
 
   /** The running task and relative path a {@code sealmagic:} path names. */
-  private static Map.Entry<SealOutputCommitter, String> magicTask(org.apache.hadoop.fs.Path p)
+  private static Map.Entry<SealOutputCommitter, String> task(org.apache.hadoop.fs.Path p)
       throws IOException {
     String path = p.toUri().getPath();
     String rest = path.startsWith("/") ? path.substring(1) : path;
     int slash = rest.indexOf('/');
-    SealOutputCommitter task = slash > 0 ? MAGIC_TASKS.get(rest.substring(0, slash)) : null;
+    SealOutputCommitter task = slash > 0 ? TASKS.get(rest.substring(0, slash)) : null;
     if (task == null) {
-      throw new FileNotFoundException(p + " belongs to no running sealcommit magic-mode task "
-          + "in this JVM (the task has committed or aborted)");
+      throw new FileNotFoundException(p + " belongs to no running sealcommit task in this JVM "
+          + "(the task has committed or aborted)");
     }
     return new java.util.AbstractMap.SimpleImmutableEntry<>(task, rest.substring(slash + 1));
   }
 
-  /** {@link SealMagicFileSystem#create}: a stream into the upload of the file's final key. */
-  static NativeOutput createMagic(org.apache.hadoop.fs.Path p) throws IOException {
-    Map.Entry<SealOutputCommitter, String> t = magicTask(p);
-    return t.getKey().openMagic(t.getValue());
+  /**
+   * {@link SealMagicFileSystem#create}: a stream into the upload of the file's final key (magic
+   * mode) or into its local file, uploaded from its close (staging mode).
+   */
+  static NativeOutput createFile(org.apache.hadoop.fs.Path p) throws IOException {
+    Map.Entry<SealOutputCommitter, String> t = task(p);
+    return t.getKey().open(t.getValue());
   }
 
   /** {@link SealMagicFileSystem#getFileStatus}: the size of a file this task has closed. */
   static FileStatus magicStatus(org.apache.hadoop.fs.Path p) throws IOException {
-    Map.Entry<SealOutputCommitter, String> t = magicTask(p);
+    Map.Entry<SealOutputCommitter, String> t = task(p);
     Long size = t.getKey().closedSize(t.getValue());
     if (size == null) {
       throw new FileNotFoundException(p + " has not been written and closed by its task");
@@ -229,38 +255,50 @@ public class SealOutputCommitter extends PathOutputCommitter {
   }
 
   private synchronized Long closedSize(String relative) {
-    return magicSizes.get(relative);
+    return closedSizes.get(relative);
   }
 
-  private synchronized NativeOutput openMagic(String relative) throws IOException {
-    if (magicOpen.containsKey(relative) || magicSizes.containsKey(relative)) {
+  private synchronized NativeOutput open(String relative) throws IOException {
+    if (openFiles.containsKey(relative) || closedSizes.containsKey(relative)) {
       throw new org.apache.hadoop.fs.FileAlreadyExistsException(relative
           + " was already written by this task");
     }
+    if (taskJob == null) {
+      throw new IOException("sealcommit: " + relative + " was opened after its task ended");
+    }
     NativeOutput[] self = new NativeOutput[1];
-    self[0] = magicJob.openMagic(destination(relative), () -> closed(relative, self[0]));
-    magicOpen.put(relative, self[0]);
+    Runnable onClosed = () -> closed(relative, self[0]);
+    if (magic) {
+      self[0] = taskJob.openMagic(destination(relative), onClosed);
+    } else {
+      File local = staged.get(relative);
+      if (local == null) {
+        throw new FileNotFoundException(relative + " was not registered by this task");
+      }
+      self[0] = taskJob.openStaged(local, destination(relative), onClosed);
+    }
+    openFiles.put(relative, self[0]);
     return self[0];
   }
 
   private synchronized void closed(String relative, NativeOutput out) {
-    magicOpen.remove(relative);
-    magicSizes.put(relative, out.written());
+    openFiles.remove(relative);
+    closedSizes.put(relative, out.written());
   }
 
   /**
-   * Magic mode: waits until the files this task closed have finished their uploads (they do
-   * in the background), so a failed upload fails the task before it asks to commit. If one
-   * failed, every upload of the attempt is aborted and the failure thrown. Nothing to do in
-   * staging mode.
+   * Waits until the files this task closed have finished their uploads (they do in the
+   * background, in either mode), so a failed upload fails the task before it asks to commit.
+   * If one failed, every upload of the attempt is aborted and the failure thrown. Nothing to
+   * do without a task job (MapReduce).
    */
   public void awaitUploads() throws IOException {
     SealJob job;
     synchronized (this) {
-      job = magicJob;
+      job = taskJob;
     }
     if (job != null) {
-      job.awaitMagicTask();
+      job.awaitTask();
     }
   }
 
@@ -272,16 +310,20 @@ public class SealOutputCommitter extends PathOutputCommitter {
   @Override
   public void commitTask(TaskAttemptContext context) throws IOException {
     String attempt = context.getTaskAttemptID().toString();
-    if (magicJob != null) {
+    if (magic) {
+      if (taskJob == null) {
+        throw new IOException("sealcommit: task " + attempt + " has already committed or "
+            + "aborted");
+      }
       try {
         synchronized (this) {
           List<String> unwritten = new ArrayList<>();
           for (Map.Entry<String, String> e : destinations.entrySet()) {
-            if (!magicSizes.containsKey(e.getKey())) {
+            if (!closedSizes.containsKey(e.getKey())) {
               unwritten.add(e.getValue());
             }
           }
-          cancelOpenMagicStreams();
+          cancelOpenStreams();
           if (!unwritten.isEmpty()) {
             abortTask(context);
             throw new IOException("sealcommit: task " + attempt + " was asked to write "
@@ -289,13 +331,10 @@ public class SealOutputCommitter extends PathOutputCommitter {
                 + unwritten.get(0) + "; the task fails rather than commit without them");
           }
           // Waits for the files still finishing; fails (every upload aborted) if one failed.
-          pendingSet = magicJob.commitMagicTask(attempt, attemptNumber);
-        }
-        if (savePendingSet) {
-          magicJob.savePendingSet(context.getTaskAttemptID().getTaskID().toString(), pendingSet);
+          pendingSet = taskJob.commitMagicTask(attempt, attemptNumber);
         }
       } finally {
-        closeMagic();
+        closeTaskJob();
       }
       return;
     }
@@ -313,14 +352,26 @@ public class SealOutputCommitter extends PathOutputCommitter {
         dests.add(destination(workDir.toPath().relativize(f).toString()));
       }
     }
-    try (SealJob job = SealJob.open(conf, outputPath.toString(), jobId)) {
-      String[] l = locals.toArray(new String[0]);
-      String[] d = dests.toArray(new String[0]);
-      pendingSet = savePendingSet
-          ? job.commitTaskSaved(context.getTaskAttemptID().getTaskID().toString(), attempt,
-              attemptNumber, l, d)
-          : job.commitTask(attempt, attemptNumber, l, d);
+    String[] l = locals.toArray(new String[0]);
+    String[] d = dests.toArray(new String[0]);
+    try {
+      if (taskJob != null) {
+        // Waits for the uploads the closes started; a file asked for and not closed (an open
+        // stream is cancelled here, its local file deleted) fails the task, naming it.
+        synchronized (this) {
+          cancelOpenStreams();
+          pendingSet = taskJob.commitTask(attempt, attemptNumber, l, d);
+        }
+      } else {
+        try (SealJob job = SealJob.open(conf, outputPath.toString(), jobId)) {
+          pendingSet = savePendingSet
+              ? job.commitTaskSaved(context.getTaskAttemptID().getTaskID().toString(), attempt,
+                  attemptNumber, l, d)
+              : job.commitTask(attempt, attemptNumber, l, d);
+        }
+      }
     } finally {
+      closeTaskJob();
       deleteWorkDir();
     }
   }
@@ -348,10 +399,10 @@ public class SealOutputCommitter extends PathOutputCommitter {
   @Override
   public void abortTask(TaskAttemptContext context) throws IOException {
     try {
-      if (magicJob != null) {
+      if (taskJob != null) {
         synchronized (this) {
-          cancelOpenMagicStreams();
-          magicJob.abortMagicTask();
+          cancelOpenStreams();
+          taskJob.abortTask();
         }
       }
       String p = takePendingSet();
@@ -361,25 +412,25 @@ public class SealOutputCommitter extends PathOutputCommitter {
         }
       }
     } finally {
-      closeMagic();
+      closeTaskJob();
       deleteWorkDir();
     }
   }
 
-  private void cancelOpenMagicStreams() {
-    for (NativeOutput out : new ArrayList<>(magicOpen.values())) {
+  private void cancelOpenStreams() {
+    for (NativeOutput out : new ArrayList<>(openFiles.values())) {
       out.cancel();
     }
-    magicOpen.clear();
+    openFiles.clear();
   }
 
-  private synchronized void closeMagic() throws IOException {
-    if (magicToken != null) {
-      MAGIC_TASKS.remove(magicToken);
+  private synchronized void closeTaskJob() throws IOException {
+    if (taskToken != null) {
+      TASKS.remove(taskToken);
     }
-    if (magicJob != null) {
-      SealJob job = magicJob;
-      magicJob = null;
+    if (taskJob != null) {
+      SealJob job = taskJob;
+      taskJob = null;
       job.close();
     }
   }

@@ -21,8 +21,9 @@ import scala.Option;
 /**
  * {@code spark.sql.sources.commitProtocolClass = io.sealcommit.spark.SealCommitProtocol}.
  *
- * <p>Tasks write local files; the task attempt that Spark's OutputCommitCoordinator authorizes
- * uploads them as multipart uploads left pending, and its pendingset travels to the driver in the
+ * <p>Tasks write local files, each uploaded as a multipart upload left pending from the moment
+ * the task closes it; the task attempt waits for its uploads, and the one Spark's
+ * OutputCommitCoordinator authorizes sends its pendingset to the driver in the
  * {@code TaskCommitMessage}. With {@code sealcommit.mode=magic} tasks write straight into the
  * uploads instead (see {@link SealOutputCommitter}). The driver completes every upload at job commit, verifies each
  * object's encryption and writes {@code _SUCCESS}. No rename, no copy, and no write through S3A:
@@ -130,7 +131,7 @@ public class SealCommitProtocol extends FileCommitProtocol implements java.io.Se
   @Override
   public TaskCommitMessage commitTask(TaskAttemptContext taskContext) {
     TaskAttemptID attempt = taskContext.getTaskAttemptID();
-    // Magic mode: closed files finish their uploads in the background. Wait for them before
+    // Closed files finish their uploads in the background (either mode). Wait for them before
     // asking to commit, so a failed upload fails this attempt (Spark retries it) rather than
     // an attempt already authorized to commit.
     try {

@@ -5,9 +5,10 @@
 //!   (driver): validate the configuration, write a `started` journal with the requested
 //!   encryption and check that the store applied it — a wrong key or an encryption the store
 //!   ignores fails the job before any task runs;
-//! * [`task`] — **task commit** (executor, authorized attempt only): upload each local file as a
-//!   multipart upload, parts in parallel, and leave it pending; return a pendingset (magic mode:
-//!   gather the uploads the task's writers left pending);
+//! * [`task`] — a staged file's close (its upload starts in the background, owned by the task
+//!   attempt, `crate::attempt`) and **task commit** (executor): wait for the attempt's uploads,
+//!   leave them pending and return a pendingset (magic mode: the uploads the task's writers
+//!   left pending);
 //! * [`job_commit`] — **job commit** (driver), as the steps of the design: journal, complete,
 //!   verify, replace, `_SUCCESS`, journal delete; on failure before the point of no return,
 //!   undo everything this commit made visible;
@@ -37,11 +38,15 @@ pub mod task;
 mod store_faults;
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::SystemTime;
 
+use tokio::sync::Semaphore;
+
+use crate::attempt::TaskAttempt;
 use crate::config::Conf;
+use crate::config::Mode;
 use crate::error::{Error, Result};
-use crate::magic::MagicTask;
 use crate::model::JournalState;
 use crate::settings::BucketSettings;
 use crate::target::Target;
@@ -55,8 +60,8 @@ pub const JOURNAL_DIR: &str = "_sealcommit";
 
 /// One write job, bound to its destination. Cheap to open: no request is sent.
 pub struct Job {
-    /// Destination, settings and store, shared with checkpoints and magic writers.
-    pub target: Target,
+    /// Destination, settings and store, shared with magic writers and staging uploads.
+    pub target: Arc<Target>,
     pub job_id: String,
     /// Set once job commit has published new output (or lost its lease): from then on an abort
     /// must not remove the journal, which records what is left to finish.
@@ -67,9 +72,13 @@ pub struct Job {
     pub(crate) complete_phase: std::sync::Mutex<CompletePhase>,
     /// The task phases of the pendingsets the last job commit gathered, for the report.
     pub(crate) task_phases: std::sync::Mutex<TaskPhases>,
-    /// Magic mode: the files of the task attempt this job was opened for (an executor opens one
-    /// job per attempt), finishing in the background once closed (`crate::magic`).
-    pub magic: MagicTask,
+    /// The closed files of the task attempt this job was opened for (an executor opens one job
+    /// per attempt), finishing their uploads in the background (`crate::attempt`): magic
+    /// writers' streams, or staged local files.
+    pub task: TaskAttempt,
+    /// Staging mode: the attempt's part uploads in flight (`sealcommit.upload.parallelism`),
+    /// shared by its background uploads and its task commit's.
+    pub(crate) part_slots: Arc<Semaphore>,
 }
 
 /// The task side of a job, from the pendingsets' times: how many tasks, and how long their
@@ -149,30 +158,31 @@ impl Job {
                 format!("'{job_id}' is not a usable job id"),
             ));
         }
-        Ok(Job {
-            magic: MagicTask::new(&target),
-            target,
-            job_id: job_id.to_string(),
-            published: Default::default(),
-            opened: SystemTime::now(),
-            complete_phase: Default::default(),
-            task_phases: Default::default(),
-        })
+        Ok(Job::with_target(target, job_id.to_string()))
     }
 
-    /// The same destination under another job's identity and settings (recovery), with its
-    /// own request counters.
-    pub(crate) fn with_identity(&self, job_id: String, settings: BucketSettings) -> Job {
-        let target = self.target.with_settings(settings);
+    fn with_target(target: Target, job_id: String) -> Job {
+        let c = &target.settings.commit;
+        let task = match c.mode {
+            Mode::Magic => crate::magic::task_attempt(&target),
+            Mode::Staging => TaskAttempt::new(target.store.clone(), c.upload_parallelism, None),
+        };
         Job {
-            magic: MagicTask::new(&target),
-            target,
+            task,
+            part_slots: Arc::new(Semaphore::new(c.upload_parallelism)),
+            target: Arc::new(target),
             job_id,
             published: Default::default(),
             opened: SystemTime::now(),
             complete_phase: Default::default(),
             task_phases: Default::default(),
         }
+    }
+
+    /// The same destination under another job's identity and settings (recovery), with its
+    /// own request counters.
+    pub(crate) fn with_identity(&self, job_id: String, settings: BucketSettings) -> Job {
+        Job::with_target(self.target.with_settings(settings), job_id)
     }
 
     pub fn journal_path(&self) -> S3Path {

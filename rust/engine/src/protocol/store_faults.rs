@@ -1014,7 +1014,7 @@ fn a_create_only_put_over_another_writers_file_is_already_exists() {
 
 // ---------------------------------------------------------------------------------------------
 // Magic mode: a closed file finishes its upload in the background, owned by its task attempt
-// (`crate::magic::MagicTask`); task commit waits for every one of them.
+// (`crate::attempt::TaskAttempt`); task commit waits for every one of them.
 
 const CREATE: &str = "CreateMultipartUpload";
 const PART: &str = "UploadPart";
@@ -1180,8 +1180,8 @@ fn the_wait_before_task_commit_reports_a_failed_upload() {
     let e = run(async {
         let exec = b.job("job_w").await;
         magic_files(&b, &exec, "job_w", 0..3).await;
-        let e = exec.magic.wait().await.unwrap_err();
-        exec.magic.abort().await;
+        let e = exec.task.wait().await.unwrap_err();
+        exec.task.abort().await;
         e
     });
     assert_eq!(store_fields(&e).0, CREATE);
@@ -1200,7 +1200,7 @@ fn a_task_abort_with_uploads_in_flight_leaves_nothing() {
     let (late, commit) = run(async {
         let exec = b.job("job_a").await;
         magic_files(&b, &exec, "job_a", 0..8).await;
-        exec.magic.abort().await;
+        exec.task.abort().await;
         let key = b.key("job_a", "", 8);
         let mut w = exec.magic_writer(&format!("s3a://{BUCKET}/{key}")).unwrap();
         w.write(&[b'x'; 6 << 20]).await.unwrap();
@@ -1279,4 +1279,221 @@ fn finishing_large_files_hold_at_most_one_open_files_memory() {
         .iter()
         .all(|u| u.parts.len() == 2 && u.size == (5 << 20) + 1));
     assert!(set.buffer_peak <= 10 << 20, "{}", set.buffer_peak);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Staging mode: a closed local file's upload starts at its close, in the background, owned by
+// its task attempt (`crate::attempt::TaskAttempt`, as magic mode's); task commit waits for every
+// one of them.
+
+/// A staging bed: `files` closed files upload at once per task attempt.
+fn staging_bed(name: &str, files: usize) -> Bed {
+    bed(
+        name,
+        &[("sealcommit.upload.parallelism", &files.to_string())],
+    )
+}
+
+/// Writes local files `range` of job `job_id` (small, distinct) and closes each through the
+/// executor's job `exec`; each file as `(local file, destination uri)`, for task commit. A
+/// close may only fail because another file of the attempt failed first.
+async fn staged_files(
+    b: &Bed,
+    exec: &Job,
+    job_id: &str,
+    range: std::ops::Range<u32>,
+) -> Vec<(PathBuf, String)> {
+    let mut files = Vec::new();
+    for n in range {
+        let local = b.dir.path().join(format!("{job_id}-{n}"));
+        std::fs::write(&local, format!("file {n}\n")).unwrap();
+        let uri = format!("s3a://{BUCKET}/{}", b.key(job_id, "", n));
+        if let Err(e) = exec.close_staged(local.clone(), &uri).await {
+            assert!(
+                e.to_string()
+                    .contains("another file of its task attempt failed"),
+                "{e}"
+            );
+        }
+        files.push((local, uri));
+    }
+    files
+}
+
+/// Local files left in the bed's staging directory.
+fn local_files(b: &Bed) -> Vec<PathBuf> {
+    std::fs::read_dir(b.dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect()
+}
+
+/// With the first four Creates taking 2 s, four closes return before any upload exists (no
+/// close waited), four files (`sealcommit.upload.parallelism`) upload at once, task commit
+/// gathers every file without uploading any again, each small file still costs one Create and
+/// one UploadPart at the task and one Complete at job commit, and no local file is left.
+#[test]
+fn closing_staged_files_starts_their_uploads_in_the_background() {
+    let b = staging_bed("staging-close-overlaps", 4);
+    b.mem.set_latency(CREATE, Duration::from_secs(2));
+    b.mem.set_latency(PART, Duration::from_millis(30));
+    let n = 24u32;
+    let (set, report, left) = run(async {
+        let driver = b.job("job_s").await;
+        driver.setup().await.unwrap();
+        let exec = b.job("job_s").await;
+        let mut files = staged_files(&b, &exec, "job_s", 0..4).await;
+        // Four files closed; their Creates arrive (a staged upload reads the file's size
+        // first), and while all four are still on their way, not one upload exists: no close
+        // waited for its upload.
+        for _ in 0..1000 {
+            if b.mem.in_flight_at_arrival(CREATE).len() == 4 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        assert_eq!(b.mem.in_flight_at_arrival(CREATE), vec![1, 2, 3, 4]);
+        assert!(b.mem.pending().is_empty(), "{:?}", b.mem.pending());
+        assert_eq!(local_files(&b).len(), 4, "kept until uploaded");
+        b.mem.set_latency(CREATE, Duration::from_millis(30));
+        files.extend(staged_files(&b, &exec, "job_s", 4..n).await);
+        exec.task.wait().await.unwrap();
+        // Task commit is handed every file the task was asked to write, as the JNI layer does.
+        let set = exec
+            .commit_task("attempt_s", 0, files.clone())
+            .await
+            .unwrap();
+        let left = local_files(&b);
+        let mut got: Vec<String> = set.uploads.iter().map(|u| u.uri()).collect();
+        let mut want: Vec<String> = files.into_iter().map(|(_, uri)| uri).collect();
+        got.sort();
+        want.sort();
+        assert_eq!(got, want);
+        let report = driver
+            .commit_job(vec![set.clone()], vec![], false)
+            .await
+            .unwrap();
+        (set, report, left)
+    });
+    assert_eq!(left, Vec::<PathBuf>::new(), "every local file removed");
+    assert_eq!(
+        b.mem.most_in_flight(CREATE),
+        4,
+        "the limit, reached at once"
+    );
+    let parts = b.mem.most_in_flight(PART);
+    assert!(
+        (2..=4).contains(&parts),
+        "{parts} UploadParts in flight at most"
+    );
+    // Requests per small file unchanged: Create + UploadPart at the task, Complete at commit.
+    assert_eq!(b.mem.attempts_of(CREATE), n as usize);
+    assert_eq!(set.requests.get(CREATE), Some(&u64::from(n)));
+    assert_eq!(set.requests.get(PART), Some(&u64::from(n)));
+    assert_eq!(set.requests.get(COMPLETE), None);
+    assert_eq!(requests(&report, COMPLETE), u64::from(n));
+    assert_eq!(requests(&report, CREATE), u64::from(n));
+    assert_eq!(requests(&report, PART), u64::from(n));
+    assert!(b.mem.pending().is_empty());
+    assert_eq!(b.keys().len(), n as usize + 1, "every file and _SUCCESS");
+    // The uploads ran from the first close to the last upload: at least the first Creates.
+    assert!(set.upload_ms >= 2000, "{set:?}");
+    assert_eq!(set.buffer_peak, 0);
+    assert_eq!(
+        (
+            report.tasks.tasks,
+            report.tasks.upload_ms,
+            report.tasks.commit_ms
+        ),
+        (1, set.upload_ms, set.commit_ms)
+    );
+}
+
+/// One staged file's UploadPart is refused: its close returned, so task commit is where the
+/// task learns it; the commit fails with the store's error naming the key, the operation and
+/// the bucket, and leaves no upload, no object and no local file. A second commit does not
+/// succeed with the files that are left.
+#[test]
+fn a_failed_staged_upload_fails_the_task_commit_and_leaves_nothing() {
+    let b = staging_bed("staging-part-refused", 4);
+    b.mem.set_latency(CREATE, Duration::from_millis(10));
+    b.mem.set_latency(PART, Duration::from_millis(10));
+    let bad = b.key("job_f", "", 5);
+    b.mem
+        .script(Rule::on(PART, Fault::status(403, "AccessDenied", "Access Denied")).key(&bad));
+    let (first, second) = run(async {
+        let exec = b.job("job_f").await;
+        let files = staged_files(&b, &exec, "job_f", 0..12).await;
+        let first = exec
+            .commit_task("attempt_f", 0, files.clone())
+            .await
+            .unwrap_err();
+        let second = exec.commit_task("attempt_f", 0, files).await.unwrap_err();
+        (first, second)
+    });
+    let (op, uri, status, code, _) = store_fields(&first);
+    assert_eq!(
+        (op, uri, status, code),
+        (
+            PART,
+            format!("s3a://{BUCKET}/{bad}").as_str(),
+            Some(403),
+            Some("AccessDenied")
+        )
+    );
+    assert_eq!(first.bucket(), Some(BUCKET));
+    assert!(first.to_string().contains(&bad), "{first}");
+    assert!(second.to_string().contains("AccessDenied"), "{second}");
+    assert!(b.mem.unused_script().is_empty());
+    assert_eq!(
+        b.mem.pending(),
+        vec![],
+        "every upload of the attempt aborted"
+    );
+    assert_eq!(
+        b.keys(),
+        Vec::<String>::new(),
+        "nothing of the task visible"
+    );
+    assert_eq!(local_files(&b), Vec::<PathBuf>::new());
+}
+
+/// Task abort while staged files are still uploading: they are stopped or awaited, every
+/// upload of the attempt is aborted, every local file is removed, and a file closed afterwards
+/// is refused (and removed) without a request.
+#[test]
+fn a_staging_task_abort_with_uploads_in_flight_leaves_nothing() {
+    let b = staging_bed("staging-abort-in-flight", 4);
+    b.mem.set_latency(CREATE, Duration::from_millis(30));
+    b.mem.set_latency(PART, Duration::from_millis(30));
+    let (late, commit, creates) = run(async {
+        let exec = b.job("job_a").await;
+        let files = staged_files(&b, &exec, "job_a", 0..8).await;
+        exec.task.abort().await;
+        let creates = b.mem.attempts_of(CREATE);
+        let local = b.dir.path().join("job_a-8");
+        std::fs::write(&local, "file 8\n").unwrap();
+        let uri = format!("s3a://{BUCKET}/{}", b.key("job_a", "", 8));
+        let e = exec.close_staged(local, &uri).await.unwrap_err();
+        let commit = exec.commit_task("attempt_a", 0, files).await.unwrap_err();
+        (e, commit, creates)
+    });
+    assert!(
+        late.to_string().contains("its task attempt was aborted"),
+        "{late}"
+    );
+    assert!(commit.to_string().contains("aborted"), "{commit}");
+    assert_eq!(
+        b.mem.attempts_of(CREATE),
+        creates,
+        "the late file sent nothing"
+    );
+    assert_eq!(b.mem.pending(), vec![], "every upload aborted");
+    assert_eq!(b.keys(), Vec::<String>::new());
+    assert!(b.mem.attempts_of("AbortMultipartUpload") >= 8);
+    assert_eq!(
+        local_files(&b),
+        Vec::<PathBuf>::new(),
+        "every local file removed"
+    );
 }

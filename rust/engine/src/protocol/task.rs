@@ -1,30 +1,58 @@
-//! Task commit (executor side): the authorized attempt's files become multipart uploads left
-//! pending, gathered into the task's pendingset. Nothing is visible until job commit.
+//! Task commit (executor side): the attempt's files become multipart uploads left pending,
+//! gathered into the task's pendingset. Nothing is visible until job commit. In both modes a
+//! file's upload starts when the task closes it and finishes in the background, owned by the
+//! task attempt (`crate::attempt`); task commit waits for them (staging mode uploads any file
+//! not closed that way, as MapReduce's, itself).
 
-use std::path::PathBuf;
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
 use futures::stream::{self, StreamExt, TryStreamExt};
 use tokio::sync::Semaphore;
 
+use crate::attempt::{ClosedFile, Stop, TaskTimes};
 use crate::error::{Error, Result};
-use crate::magic::{MagicWriter, TaskTimes};
+use crate::magic::MagicWriter;
 use crate::model::*;
-use crate::target::{started_uploads, Started};
+use crate::target::{started_uploads, Started, Target};
 use crate::uri::S3Path;
 
 use super::Job;
 
 impl Job {
     /// A magic-mode writer for `uri`, which must be in the job's bucket, owned by the task
-    /// attempt this job was opened for ([`Job::magic`]). Sends no request.
+    /// attempt this job was opened for ([`Job::task`]). Sends no request.
     pub fn magic_writer(&self, uri: &str) -> Result<MagicWriter> {
-        MagicWriter::open(&self.target, &self.magic, uri)
+        MagicWriter::open(&self.target, &self.task, uri)
     }
 
-    /// Task commit: uploads every `(local file, destination uri)` and leaves the uploads pending.
-    /// If anything fails, the uploads this call started are aborted before the error returns.
+    /// Staging mode: the task has closed `local`, its output for `uri`. The file's upload
+    /// (Create, then its parts streamed from the file) starts now in the background, owned by
+    /// the task attempt this job was opened for, and the call returns — unless
+    /// `sealcommit.upload.parallelism` files of the attempt are uploading: then it waits for
+    /// one. The local file is removed once its upload is done (pending until job commit), or
+    /// once the attempt has failed or stopped it. If the attempt has ended, the file is
+    /// refused (and removed).
+    pub async fn close_staged(&self, local: PathBuf, uri: &str) -> Result<()> {
+        let dest = self.dest_of(uri)?;
+        let (target, slots) = (self.target.clone(), self.part_slots.clone());
+        let upload = move |local, stop| upload_staged(target, local, dest, slots, stop);
+        match self.task.hand_over(uri, 0, local, upload).await {
+            Ok(()) => Ok(()),
+            Err((e, local)) => {
+                remove_local(&local).await;
+                Err(e)
+            }
+        }
+    }
+
+    /// Task commit in staging mode: waits for the uploads of the files the task closed
+    /// ([`close_staged`](Self::close_staged)), uploads any other of `files` (`(local file,
+    /// destination uri)`: every file the task was asked to write) now, and leaves every upload
+    /// pending. A file asked for and neither closed nor on disk fails the task. If anything
+    /// fails, every upload of the attempt is aborted before the error returns.
     /// `attempt_number` is the engine's (Spark's) retry count of this task, used only by the
     /// `sealcommit.fault.task-commit` test hook.
     pub async fn commit_task(
@@ -33,29 +61,55 @@ impl Job {
         attempt_number: u32,
         files: Vec<(PathBuf, String)>,
     ) -> Result<PendingSet> {
-        let t0 = Instant::now();
+        let (closed, phases) = self.task.commit().await?;
+        let closed: Vec<PendingUpload> = closed.into_iter().map(|f| f.upload).collect();
         let started: Started = Arc::default();
-        let result = self.upload_all(files, &started).await;
-        // Staging uploads inside task commit: both phases are the same span.
-        let ms = millis(t0);
-        let times = TaskTimes {
-            upload_ms: ms,
-            commit_ms: ms,
+        let own_start = Instant::now();
+        let result = self.upload_rest(files, &closed, &started).await;
+        let own = match &result {
+            Ok((_, true)) => Some((own_start, Instant::now())),
+            _ => None,
         };
-        match self.task_pendingset(attempt, attempt_number, result, 0, times) {
+        let result = result.map(|(own, _)| {
+            let mut all = closed.clone();
+            all.extend(own);
+            all
+        });
+        match self.task_pendingset(attempt, attempt_number, result, 0, phases.times(own)) {
             Ok(p) => Ok(p),
             Err(e) => {
-                for (bucket, key, id) in started_uploads(&started) {
-                    if let Err(abort_err) = self.target.store.abort_upload(&bucket, &key, &id).await
-                    {
-                        log::warn!(
-                            "could not abort upload {id} of s3a://{bucket}/{key}: {abort_err}"
-                        );
-                    }
+                if let Err(abort_err) = self.target.abort_uploads(&closed).await {
+                    log::warn!("could not abort the uploads of {attempt}: {abort_err}");
                 }
+                abort_started(&self.target, &started).await;
                 Err(e)
             }
         }
+    }
+
+    /// Uploads those of `files` that are not among the uploads of closed files (`closed`);
+    /// whether there were any.
+    async fn upload_rest(
+        &self,
+        files: Vec<(PathBuf, String)>,
+        closed: &[PendingUpload],
+        started: &Started,
+    ) -> Result<(Vec<PendingUpload>, bool)> {
+        let done: HashSet<(&str, &str)> = closed
+            .iter()
+            .map(|u| (u.bucket.as_str(), u.key.as_str()))
+            .collect();
+        let mut rest = Vec::new();
+        for (local, uri) in files {
+            let dest = self.dest_of(&uri)?;
+            if !done.contains(&(dest.bucket.as_str(), dest.key.as_str())) {
+                rest.push((local, dest));
+            }
+        }
+        if rest.is_empty() {
+            return Ok((Vec::new(), false));
+        }
+        Ok((self.upload_all(rest, started).await?, true))
     }
 
     /// Task commit in magic mode: the files were uploaded while the task wrote them and
@@ -67,7 +121,8 @@ impl Job {
         attempt: &str,
         attempt_number: u32,
     ) -> Result<PendingSet> {
-        let (files, times) = self.magic.commit().await?;
+        let (files, phases) = self.task.commit().await?;
+        let times = phases.times(None);
         let peak = files.iter().map(|f| f.buffer_peak).max().unwrap_or(0);
         let uploads: Vec<PendingUpload> = files.into_iter().map(|f| f.upload).collect();
         match self.task_pendingset(attempt, attempt_number, Ok(uploads.clone()), peak, times) {
@@ -123,35 +178,82 @@ impl Job {
         })
     }
 
-    pub(super) async fn upload_all(
+    /// The destination `uri`, which must be in the job's bucket.
+    fn dest_of(&self, uri: &str) -> Result<S3Path> {
+        let dest = S3Path::parse(uri)?;
+        if dest.bucket != self.target.dest.bucket {
+            return Err(Error::config(
+                "path",
+                format!(
+                    "{uri} is outside the job's bucket {}; sealcommit writes one bucket per job",
+                    self.target.dest.bucket
+                ),
+            ));
+        }
+        Ok(dest)
+    }
+
+    /// Uploads local files at task commit, as many parts in flight as the attempt allows.
+    async fn upload_all(
         &self,
-        files: Vec<(PathBuf, String)>,
+        files: Vec<(PathBuf, S3Path)>,
         started: &Started,
     ) -> Result<Vec<PendingUpload>> {
-        let parallelism = self.target.settings.commit.upload_parallelism;
-        let permits = Arc::new(Semaphore::new(parallelism));
-        let mut targets = Vec::with_capacity(files.len());
-        for (local, uri) in files {
-            let dest = S3Path::parse(&uri)?;
-            if dest.bucket != self.target.dest.bucket {
-                return Err(Error::config(
-                    "path",
-                    format!("{uri} is outside the job's bucket {}; sealcommit writes one bucket per job", self.target.dest.bucket),
-                ));
-            }
-            targets.push((local, dest));
-        }
-        stream::iter(targets)
+        let never = || std::future::pending::<()>();
+        stream::iter(files)
             .map(|(local, dest)| {
-                let permits = permits.clone();
-                async move { self.target.upload_file(local, dest, permits, started).await }
+                let slots = self.part_slots.clone();
+                async move {
+                    self.target
+                        .upload_file(local, dest, slots, started, never())
+                        .await
+                }
             })
-            .buffer_unordered(parallelism)
+            .buffer_unordered(self.target.settings.commit.upload_parallelism)
             .try_collect()
             .await
     }
 }
 
-fn millis(since: Instant) -> u64 {
-    u64::try_from(since.elapsed().as_millis()).unwrap_or(u64::MAX)
+/// A staged file's upload in the background (see [`Job::close_staged`]): on failure, or when
+/// its attempt says stop, the upload is aborted. Either way the local file is removed once
+/// the upload has ended: uploaded, or given up with its attempt.
+async fn upload_staged(
+    target: Arc<Target>,
+    local: PathBuf,
+    dest: S3Path,
+    slots: Arc<Semaphore>,
+    stop: Stop,
+) -> Result<ClosedFile> {
+    let started: Started = Arc::default();
+    let result = target
+        .upload_file(local.clone(), dest, slots, &started, stop.stopped())
+        .await;
+    if result.is_err() {
+        abort_started(&target, &started).await;
+    }
+    remove_local(&local).await;
+    result.map(|upload| ClosedFile {
+        upload,
+        buffer_peak: 0,
+    })
+}
+
+/// Aborts every upload recorded in `started`, logging what cannot be aborted.
+async fn abort_started(target: &Target, started: &Started) {
+    for (bucket, key, id) in started_uploads(started) {
+        if let Err(e) = target.store.abort_upload(&bucket, &key, &id).await {
+            log::warn!("could not abort upload {id} of s3a://{bucket}/{key}: {e}");
+        }
+    }
+}
+
+/// Removes a staged local file; one already gone is fine, another failure is logged (the
+/// task's work directory is removed when the task ends).
+async fn remove_local(local: &Path) {
+    match tokio::fs::remove_file(local).await {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => log::warn!("could not remove the staged file {}: {e}", local.display()),
+    }
 }
