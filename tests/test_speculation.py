@@ -92,10 +92,13 @@ def test_speculative_copy_commits_once_and_the_loser_leaves_nothing(bed, s3, pre
     assert len(ids) == ROWS and sorted(ids) == list(range(ROWS)), "duplicated or lost rows"
     assert_all_encrypted(s3, BUCKET, prefix)
     # In magic mode both attempts of partition 0 opened an upload for the same key (the stalled
-    # one had sent parts); in staging mode only the committing attempt uploads.
+    # one had sent parts). In staging mode the committing attempt did, and the killed one does
+    # too if Spark closed its writer while aborting it (a staged file's upload starts at its
+    # close) before the executor stopped. Either way the loser's upload is aborted (below).
     creates = [r for r in wire.rgw_requests() if r["method"] == "POST" and "part-00000" in r["uri"]
                and r["uri"].endswith("?uploads")]
-    assert len(creates) == (2 if mode == "magic" else 1), creates
+    assert len(creates) in ((2,) if mode == "magic" else (1, 2)), creates
+    assert len({r["uri"] for r in creates}) == 1, creates
     # The stalled attempt is killed after the job ends; its upload must not outlive it.
     deadline = time.time() + 30
     while pending_uploads(s3, BUCKET, prefix) and time.time() < deadline:
