@@ -31,7 +31,7 @@ bash tests/bed/build.sh
 echo "[test] cargo fmt --check" >&2
 cargo fmt --all --check
 echo "[test] cargo clippy -D warnings" >&2
-cargo clippy --release --all-targets --quiet -- -D warnings
+cargo clippy --release --all-targets --all-features --quiet -- -D warnings
 echo "[test] cargo test (the build's target: its dependencies are built already)" >&2
 bash tests/bed/zigcargo.sh test --release --quiet
 wait "$installs" || { echo "[test] installing the Spark 4 lines failed (above)" >&2; exit 1; }

@@ -384,6 +384,8 @@ fn simulate_and_commit(conf: &Conf, a: &Args) -> R<serde_json::Value> {
                     .map(|(op, n)| (op.to_string(), n * a.per_task as u64))
                     .collect(),
                 buffer_peak: 0,
+                upload_ms: 0,
+                commit_ms: 0,
             };
             let line = set.to_json().map_err(err)?;
             std::io::Write::write_all(&mut w, line.as_bytes()).map_err(err)?;
