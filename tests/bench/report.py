@@ -111,32 +111,19 @@ def targets(recs: list[dict], w) -> None:
     import statistics as st
 
     rows = []
-    ref = one(recs, scenario="files-10000", committer="s3a-magic")
-    for c in ("sealcommit-staging", "sealcommit-magic"):
-        r = one(recs, scenario="files-10000", committer=c)
-        if ref and r and "commit_seconds" in r and "commit_seconds" in ref:
-            x = ref["commit_seconds"]["median"] / r["commit_seconds"]["median"]
-            rows.append((f"job commit of 10,000 files ≥ 3× faster than S3A magic — {LABEL[c]}",
-                         f"{x:.1f}×", x >= 3))
-    if not (ref and "commit_seconds" in ref):
-        # S3A magic did not finish 10,000 files here: the nearest comparisons instead.
-        for scen, base_name in (("files-1000", "s3a-magic"), ("files-10000", "s3a-directory")):
-            base = one(recs, scenario=scen, committer=base_name)
-            for c in ("sealcommit-staging", "sealcommit-magic"):
-                r = one(recs, scenario=scen, committer=c)
-                if base and r and "commit_seconds" in base and "commit_seconds" in r:
-                    x = base["commit_seconds"]["median"] / r["commit_seconds"]["median"]
-                    rows.append((f"job commit ≥ 3× faster (S3A magic at 10,000 files did not finish here; "
-                                 f"{scen.removeprefix('files-')} files vs {LABEL[base_name]}) — {LABEL[c]}",
-                                 f"{x:.1f}×", x >= 3))
-    for field, what in (("commit_seconds", "job commit"), ("job_seconds", "whole job")):
-        peer = best(recs, "files-10000", field, PEER)
-        for c in ("sealcommit-staging-4.1", "sealcommit-magic-4.1"):
-            r = one(recs, scenario="files-10000", committer=c)
-            if peer and r and field in r:
-                x = peer[field]["median"] / r[field]["median"]
-                rows.append((f"{what} of 10,000 files ≥ 3× faster than the best S3A 3.4 committer "
-                             f"({LABEL[peer['committer']]}) — {LABEL[c]}", f"{x:.1f}×", x >= 3))
+    # Each Spark line against the best S3A committer of its own line that ran 10,000 files: the
+    # issue's peer (S3A 3.4, Spark 4.1) and the line before it (S3A 3.3.4, Spark 3.5).
+    lines = ((PEER, "S3A 3.4", ("sealcommit-staging-4.1", "sealcommit-magic-4.1")),
+             (["s3a-magic", "s3a-directory"], "S3A 3.3.4", ("sealcommit-staging", "sealcommit-magic")))
+    for peers, line, ours in lines:
+        for field, what in (("commit_seconds", "job commit"), ("job_seconds", "whole job")):
+            peer = best(recs, "files-10000", field, peers)
+            for c in ours:
+                r = one(recs, scenario="files-10000", committer=c)
+                if peer and r and field in r:
+                    x = peer[field]["median"] / r[field]["median"]
+                    rows.append((f"{what} of 10,000 files ≥ 3× faster than the best {line} committer "
+                                 f"({LABEL[peer['committer']]}) — {LABEL[c]}", f"{x:.1f}×", x >= 3))
     for staging, magic in (("sealcommit-staging", "sealcommit-magic"), ("sealcommit-staging-4.1", "sealcommit-magic-4.1")):
         a, b = one(recs, scenario="files-10000", committer=staging), one(recs, scenario="files-10000", committer=magic)
         if a and b and "job_seconds" in a and "job_seconds" in b:
