@@ -38,10 +38,10 @@ PEER_LINE = "4.1"
 LINE_COMMITTERS = {"sealcommit-staging-4.1": PEER_LINE, "sealcommit-magic-4.1": PEER_LINE,
                    "s3a-3.4-magic": PEER_LINE, "s3a-3.4-directory": PEER_LINE,
                    "sealcommit-4.1": PEER_LINE, "s3a-3.4-filecontext": PEER_LINE, "s3a-3.4-abortable": PEER_LINE}
-BATCH_COMMITTERS = ["sealcommit-staging", "sealcommit-magic", "s3a-magic", "s3a-directory", "foc-v1", "foc-v2",
-                    *LINE_COMMITTERS]
 CHECKPOINT_MANAGERS = ["sealcommit", "s3a-filecontext", "s3a-abortable",
                        "sealcommit-4.1", "s3a-3.4-filecontext", "s3a-3.4-abortable"]
+BATCH_COMMITTERS = ["sealcommit-staging", "sealcommit-magic", "s3a-magic", "s3a-directory", "foc-v1", "foc-v2",
+                    *(c for c in LINE_COMMITTERS if c not in CHECKPOINT_MANAGERS)]
 
 
 def plan(quick: bool) -> dict:
