@@ -155,7 +155,7 @@ def spark_of(line: str) -> str:
             f"{row['sdk'].split(':')[-1]} and {row['cloud'].split(':')[1]} {row['cloud'].split(':')[-1]}")
 
 
-def save(out: Path, records: list[dict], started: float, quick: bool, merge: bool) -> None:
+def save(out: Path, records: list[dict], started: float, quick: bool, merge: bool, commit: str) -> None:
     """Writes results.json; called after every step, so an interrupted run keeps what it measured.
     With `merge` (a partial run: --only, --committers or --scenarios), records of other scenarios
     and committers already in the file stay, and so does the list of earlier runs."""
@@ -168,7 +168,7 @@ def save(out: Path, records: list[dict], started: float, quick: bool, merge: boo
         r.setdefault("run", stamp)
     runs = [r for r in previous.get("runs", []) if r["started"] != stamp and
             any(k.get("run") == r["started"] for k in kept)]
-    this = {"started": stamp, "minutes": round((time.time() - started) / 60, 1), "commit": engine_commit(),
+    this = {"started": stamp, "minutes": round((time.time() - started) / 60, 1), "commit": commit,
             "parts": sorted({f"{r.get('committer')}:{r.get('scenario')}" for r in records if "skipped" not in r})}
     out.write_text(json.dumps({
         "runs": runs + [this],
@@ -204,9 +204,11 @@ def main() -> None:
     bed = stores.Bed(base, with_seaweed=False, rgw_memstore_bytes=14 << 30).start()
     records: list[dict] = []
     started = time.time()
+    # The code measured is the code checked out now (run.sh built it), whatever is committed later.
+    commit = engine_commit()
 
     def saved() -> None:
-        save(Path(args.out), records, started, args.quick, partial)
+        save(Path(args.out), records, started, args.quick, partial, commit)
     try:
         s3 = bed.boto3(bed.rgw.http_endpoint)
         s3.create_bucket(Bucket=BUCKET)
@@ -269,7 +271,7 @@ def main() -> None:
                     f"peak {r['driver']['peak_rss_bytes'] >> 20} MiB")
             saved()
     finally:
-        save(Path(args.out), records, started, args.quick, partial)
+        save(Path(args.out), records, started, args.quick, partial, commit)
         bed.stop()
     log(f"{len(records)} records -> {args.out}")
 
