@@ -1019,6 +1019,78 @@ fn a_create_only_put_over_another_writers_file_is_already_exists() {
 const CREATE: &str = "CreateMultipartUpload";
 const PART: &str = "UploadPart";
 
+/// Small files committed through a task attempt's background uploads (either mode): at most
+/// the limit (4) of Creates, and 2 to 4 UploadParts, in flight at once; requests per file
+/// unchanged (Create + UploadPart at the task, Complete at job commit); nothing pending; every
+/// file and `_SUCCESS` visible; the report sums the task's times.
+fn assert_small_files_committed(
+    b: &Bed,
+    set: &crate::model::PendingSet,
+    report: &crate::protocol::CommitReport,
+    files: u32,
+) {
+    assert_eq!(
+        b.mem.most_in_flight(CREATE),
+        4,
+        "the limit, reached at once"
+    );
+    let parts = b.mem.most_in_flight(PART);
+    assert!(
+        (2..=4).contains(&parts),
+        "{parts} UploadParts in flight at most"
+    );
+    assert_eq!(set.requests.get(CREATE), Some(&u64::from(files)));
+    assert_eq!(set.requests.get(PART), Some(&u64::from(files)));
+    assert_eq!(set.requests.get(COMPLETE), None);
+    assert_eq!(requests(report, COMPLETE), u64::from(files));
+    assert_eq!(requests(report, CREATE), u64::from(files));
+    assert_eq!(requests(report, PART), u64::from(files));
+    assert!(b.mem.pending().is_empty());
+    assert_eq!(
+        b.keys().len(),
+        files as usize + 1,
+        "every file and _SUCCESS"
+    );
+    assert_eq!(
+        (
+            report.tasks.tasks,
+            report.tasks.upload_ms,
+            report.tasks.commit_ms
+        ),
+        (1, set.upload_ms, set.commit_ms)
+    );
+}
+
+/// Task commit failed, twice, because one file's UploadPart (of `bad`) was refused: the error
+/// names the operation, the object, its bucket and the store's answer; every upload of the
+/// attempt is aborted and nothing of the task is visible.
+fn assert_refused_part_left_nothing(b: &Bed, first: &Error, second: &Error, bad: &str) {
+    let (op, uri, status, code, _) = store_fields(first);
+    assert_eq!(
+        (op, uri, status, code),
+        (
+            PART,
+            format!("s3a://{BUCKET}/{bad}").as_str(),
+            Some(403),
+            Some("AccessDenied")
+        )
+    );
+    assert_eq!(first.bucket(), Some(BUCKET));
+    assert!(first.to_string().contains(bad), "{first}");
+    assert!(second.to_string().contains("AccessDenied"), "{second}");
+    assert!(b.mem.unused_script().is_empty());
+    assert_eq!(
+        b.mem.pending(),
+        vec![],
+        "every upload of the attempt aborted"
+    );
+    assert_eq!(
+        b.keys(),
+        Vec::<String>::new(),
+        "nothing of the task visible"
+    );
+}
+
 /// A magic-mode bed: `files` closed files finish at once per task attempt.
 fn magic_bed(name: &str, files: usize) -> Bed {
     bed(
@@ -1088,41 +1160,10 @@ fn closing_magic_files_returns_without_waiting_for_their_uploads() {
     });
     // How much sooner the closes return is a benchmark's question (tests/bench); here, that
     // they overlap up to the limit.
-    assert_eq!(
-        b.mem.most_in_flight(CREATE),
-        4,
-        "the limit, reached at once"
-    );
-    let parts = b.mem.most_in_flight(PART);
-    assert!(
-        (2..=4).contains(&parts),
-        "{parts} UploadParts in flight at most"
-    );
     assert_eq!(b.mem.in_flight_at_arrival(CREATE).len(), files as usize);
-    // Requests per small file unchanged: Create + UploadPart at the task, Complete at commit.
-    assert_eq!(set.requests.get(CREATE), Some(&u64::from(files)));
-    assert_eq!(set.requests.get(PART), Some(&u64::from(files)));
-    assert_eq!(set.requests.get(COMPLETE), None);
-    assert_eq!(requests(&report, COMPLETE), u64::from(files));
-    assert_eq!(requests(&report, CREATE), u64::from(files));
-    assert_eq!(requests(&report, PART), u64::from(files));
-    assert!(b.mem.pending().is_empty());
-    assert_eq!(
-        b.keys().len(),
-        files as usize + 1,
-        "every file and _SUCCESS"
-    );
-    // The phases: the uploads took at least one Create and one UploadPart; the report sums
-    // the task's times.
+    assert_small_files_committed(&b, &set, &report, files);
+    // The uploads took at least one Create and one UploadPart.
     assert!(set.upload_ms >= 60, "{set:?}");
-    assert_eq!(
-        (
-            report.tasks.tasks,
-            report.tasks.upload_ms,
-            report.tasks.commit_ms
-        ),
-        (1, set.upload_ms, set.commit_ms)
-    );
 }
 
 /// One file's UploadPart is refused: its close returned, so task commit is where the task
@@ -1144,29 +1185,7 @@ fn a_failed_background_upload_fails_the_task_commit_and_leaves_nothing() {
         let second = exec.commit_magic_task("attempt_f", 0).await.unwrap_err();
         (first, second)
     });
-    let (op, uri, status, code, _) = store_fields(&first);
-    assert_eq!(
-        (op, uri, status, code),
-        (
-            PART,
-            format!("s3a://{BUCKET}/{bad}").as_str(),
-            Some(403),
-            Some("AccessDenied")
-        )
-    );
-    assert!(first.to_string().contains(&bad), "{first}");
-    assert!(second.to_string().contains("AccessDenied"), "{second}");
-    assert!(b.mem.unused_script().is_empty());
-    assert_eq!(
-        b.mem.pending(),
-        vec![],
-        "every upload of the attempt aborted"
-    );
-    assert_eq!(
-        b.keys(),
-        Vec::<String>::new(),
-        "nothing of the task visible"
-    );
+    assert_refused_part_left_nothing(&b, &first, &second, &bad);
 }
 
 /// The wait before asking to commit fails the same way, and the task's abort after it leaves
@@ -1376,37 +1395,11 @@ fn closing_staged_files_starts_their_uploads_in_the_background() {
         (set, report, left)
     });
     assert_eq!(left, Vec::<PathBuf>::new(), "every local file removed");
-    assert_eq!(
-        b.mem.most_in_flight(CREATE),
-        4,
-        "the limit, reached at once"
-    );
-    let parts = b.mem.most_in_flight(PART);
-    assert!(
-        (2..=4).contains(&parts),
-        "{parts} UploadParts in flight at most"
-    );
-    // Requests per small file unchanged: Create + UploadPart at the task, Complete at commit.
     assert_eq!(b.mem.attempts_of(CREATE), n as usize);
-    assert_eq!(set.requests.get(CREATE), Some(&u64::from(n)));
-    assert_eq!(set.requests.get(PART), Some(&u64::from(n)));
-    assert_eq!(set.requests.get(COMPLETE), None);
-    assert_eq!(requests(&report, COMPLETE), u64::from(n));
-    assert_eq!(requests(&report, CREATE), u64::from(n));
-    assert_eq!(requests(&report, PART), u64::from(n));
-    assert!(b.mem.pending().is_empty());
-    assert_eq!(b.keys().len(), n as usize + 1, "every file and _SUCCESS");
+    assert_small_files_committed(&b, &set, &report, n);
     // The uploads ran from the first close to the last upload: at least the first Creates.
     assert!(set.upload_ms >= 2000, "{set:?}");
     assert_eq!(set.buffer_peak, 0);
-    assert_eq!(
-        (
-            report.tasks.tasks,
-            report.tasks.upload_ms,
-            report.tasks.commit_ms
-        ),
-        (1, set.upload_ms, set.commit_ms)
-    );
 }
 
 /// One staged file's UploadPart is refused: its close returned, so task commit is where the
@@ -1431,30 +1424,7 @@ fn a_failed_staged_upload_fails_the_task_commit_and_leaves_nothing() {
         let second = exec.commit_task("attempt_f", 0, files).await.unwrap_err();
         (first, second)
     });
-    let (op, uri, status, code, _) = store_fields(&first);
-    assert_eq!(
-        (op, uri, status, code),
-        (
-            PART,
-            format!("s3a://{BUCKET}/{bad}").as_str(),
-            Some(403),
-            Some("AccessDenied")
-        )
-    );
-    assert_eq!(first.bucket(), Some(BUCKET));
-    assert!(first.to_string().contains(&bad), "{first}");
-    assert!(second.to_string().contains("AccessDenied"), "{second}");
-    assert!(b.mem.unused_script().is_empty());
-    assert_eq!(
-        b.mem.pending(),
-        vec![],
-        "every upload of the attempt aborted"
-    );
-    assert_eq!(
-        b.keys(),
-        Vec::<String>::new(),
-        "nothing of the task visible"
-    );
+    assert_refused_part_left_nothing(&b, &first, &second, &bad);
     assert_eq!(local_files(&b), Vec::<PathBuf>::new());
 }
 
