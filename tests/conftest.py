@@ -244,6 +244,19 @@ def s3a_conf(bed) -> dict:
     return conf
 
 
+def seaweed_keeps_s3a_retries(spark, bucket: str) -> None:
+    """S3A on `bucket` (a SeaweedFS bucket) retries as users' S3A does: 3 attempts, 3 retries.
+    s3a_conf's single attempt makes RGW's error paths fail fast; on SeaweedFS it turned one
+    transient 500 on a GET (stop 23's CI, the 4.0 run beside the 4.3 suite) into a failed read.
+    sealcommit does not read these settings. Checked to reach S3A: set before its first use."""
+    hconf = spark.sparkContext._jsc.hadoopConfiguration()
+    hconf.set(f"fs.s3a.bucket.{bucket}.attempts.maximum", "3")
+    hconf.set(f"fs.s3a.bucket.{bucket}.retry.limit", "3")
+    jvm = spark._jvm
+    fs = jvm.org.apache.hadoop.fs.FileSystem.get(jvm.java.net.URI(f"s3a://{bucket}/"), hconf)
+    assert fs.getConf().get("fs.s3a.retry.limit") == "3", f"the retry settings of {bucket} must reach S3A"
+
+
 def log4j_config(path: Path, levels: dict, target: str = "SYSTEM_ERR") -> Path:
     """A log4j2 properties file as operators write them for Spark: everything at warn through one
     appender (`target` SYSTEM_ERR, or a file path), plus a level per logger name in `levels`

@@ -29,7 +29,7 @@ import pytest
 from tests.bed.stores import KMS_KEY_1, PORTS
 from tests.conftest import (
     CHECKPOINT_MANAGER, PROTOCOL, SDK_V2, STREAMING_PROTOCOL, Wire, list_keys,
-    pending_uploads,
+    pending_uploads, seaweed_keeps_s3a_retries,
 )
 from tests.test_batch import SCHEMA, A, read
 
@@ -58,15 +58,7 @@ def seaweed_field_bucket(bed, spark):
     # sealcommit alike: the bucket's default encryption applies.
     hconf.set(f"fs.s3a.bucket.{FIELD_BUCKET}.encryption.algorithm", "")
     hconf.set(f"fs.s3a.bucket.{FIELD_BUCKET}.encryption.key", "")
-    # The field's users keep S3A's retries. The suite's single attempt (conftest.s3a_conf) makes
-    # RGW's error paths fail fast; on this bucket it turned one transient SeaweedFS 500 on a GET
-    # (the 4.0 run of stop 23's CI, beside the 4.3 suite) into a failed read of the stock output.
-    # sealcommit does not read these settings.
-    hconf.set(f"fs.s3a.bucket.{FIELD_BUCKET}.attempts.maximum", "3")
-    hconf.set(f"fs.s3a.bucket.{FIELD_BUCKET}.retry.limit", "3")
-    jvm = spark._jvm
-    fs = jvm.org.apache.hadoop.fs.FileSystem.get(jvm.java.net.URI(f"s3a://{FIELD_BUCKET}/"), hconf)
-    assert fs.getConf().get("fs.s3a.retry.limit") == "3", "the per-bucket retry settings must reach S3A"
+    seaweed_keeps_s3a_retries(spark, FIELD_BUCKET)
     return sw
 
 

@@ -19,7 +19,7 @@ from pyspark.sql import functions as F
 
 from tests.conftest import (
     CHECKPOINT_MANAGER, ROOT, Wire, assert_all_encrypted, assert_no_copy, bed_info,
-    list_keys, log4j_config, pending_uploads,
+    list_keys, log4j_config, pending_uploads, seaweed_keeps_s3a_retries,
 )
 
 STREAM_TOPOLOGIES = ["direct-http", "via-proxy"]
@@ -322,6 +322,7 @@ def seaweed_bucket(bed, spark):
     hconf.set("fs.s3a.bucket.sw-ckpt.endpoint", bed.seaweed.http_endpoint)
     # SeaweedFS creates KMS keys on demand, but not with ':' in the id (KMS_KEY_1 is an ARN).
     hconf.set("fs.s3a.bucket.sw-ckpt.encryption.key", "checkpoint-key")
+    seaweed_keeps_s3a_retries(spark, "sw-ckpt")
     return sw
 
 
