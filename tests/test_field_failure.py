@@ -52,6 +52,11 @@ def seaweed_field_bucket(bed, spark):
     sw.create_bucket(Bucket=FIELD_BUCKET)
     sw.put_bucket_encryption(Bucket=FIELD_BUCKET, ServerSideEncryptionConfiguration={"Rules": [{
         "ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "aws:kms", "KMSMasterKeyID": FIELD_KEY}}]})
+    # SeaweedFS's local KMS creates a key on its first use without a lock held across the check
+    # and the insert: two first PUTs at once (two tasks) could each make one, and the object
+    # sealed under the losing key could never be read. One PUT first creates the key.
+    sw.put_object(Bucket=FIELD_BUCKET, Key="key-warm-up", Body=b"x")
+    sw.delete_object(Bucket=FIELD_BUCKET, Key="key-warm-up")
     hconf = spark.sparkContext._jsc.hadoopConfiguration()
     hconf.set(f"fs.s3a.bucket.{FIELD_BUCKET}.endpoint", f"http://127.0.0.1:{PORTS['sw_proxy_http']}")
     # An empty per-bucket algorithm turns the global SSE-KMS off for this bucket, for S3A and
