@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 
 from tests import conftest
+from tests.bed import stores
 from tests.conftest import assert_all_encrypted, list_keys, pending_uploads, success_json
 
 BUCKET = "direct-http"
-MASTER_PORT = 17077
 ROWS = 800_000
 STALL_AT = 150_000  # in partition 0 (ids 0..199999): ~15 MB written, 2+ parts in magic mode
 
@@ -35,14 +35,17 @@ def cluster(tmp_path_factory):
     env = {**os.environ, "SPARK_HOME": str(spark_home()), "SPARK_LOCAL_IP": "127.0.0.1",
            "PYSPARK_PYTHON": sys.executable, "SPARK_LOG_DIR": str(base / "logs")}
     cls = str(spark_home() / "bin" / "spark-class")
+    # Free ports in this run's slice, like the bed's: on a fixed port a second run's workers (or
+    # another service's) would register with, or be, someone else's master.
+    ports = stores.free_ports(["master", "master_ui", "worker_ui0", "worker_ui1"], set(), stores.SW_GRPC_OFFSET)
     procs = [subprocess.Popen([cls, "org.apache.spark.deploy.master.Master", "--host", "127.0.0.1",
-                               "--port", str(MASTER_PORT), "--webui-port", "18181"],
+                               "--port", str(ports["master"]), "--webui-port", str(ports["master_ui"])],
                               env=env, stdout=open(base / "master.log", "w"), stderr=subprocess.STDOUT)]
-    master = f"spark://127.0.0.1:{MASTER_PORT}"
+    master = f"spark://127.0.0.1:{ports['master']}"
     for i, host in enumerate(["127.0.0.1", "127.0.0.2"]):
         procs.append(subprocess.Popen(
             [cls, "org.apache.spark.deploy.worker.Worker", "--host", host, "--cores", "2",
-             "--memory", "1g", "--webui-port", str(18182 + i), "--work-dir", str(base / f"w{i}"), master],
+             "--memory", "1g", "--webui-port", str(ports[f"worker_ui{i}"]), "--work-dir", str(base / f"w{i}"), master],
             env={**env, "SPARK_LOCAL_IP": host}, stdout=open(base / f"worker{i}.log", "w"),
             stderr=subprocess.STDOUT))
     deadline = time.time() + 90
