@@ -246,9 +246,10 @@ def s3a_conf(bed) -> dict:
 
 def seaweed_keeps_s3a_retries(spark, bucket: str) -> None:
     """S3A on `bucket` (a SeaweedFS bucket) retries as users' S3A does: 3 attempts, 3 retries.
-    s3a_conf's single attempt makes RGW's error paths fail fast; on SeaweedFS it turned one
-    transient 500 on a GET (stop 23's CI, the 4.0 run beside the 4.3 suite) into a failed read.
-    sealcommit does not read these settings. Checked to reach S3A: set before its first use."""
+    s3a_conf's single attempt makes RGW's error paths fail fast; on SeaweedFS, under the load of
+    two suites at once, it once turned a transient 500 on a GET into a failed read of the stock
+    committer's output. sealcommit does not read these settings. Checked to reach S3A: call it
+    before the bucket's first use."""
     hconf = spark.sparkContext._jsc.hadoopConfiguration()
     hconf.set(f"fs.s3a.bucket.{bucket}.attempts.maximum", "3")
     hconf.set(f"fs.s3a.bucket.{bucket}.retry.limit", "3")

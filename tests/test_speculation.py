@@ -37,7 +37,7 @@ def cluster(tmp_path_factory):
     cls = str(spark_home() / "bin" / "spark-class")
     # Free ports in this run's slice, like the bed's: on a fixed port a second run's workers (or
     # another service's) would register with, or be, someone else's master.
-    ports = stores.free_ports(["master", "master_ui", "worker_ui0", "worker_ui1"], set(), stores.SW_GRPC_OFFSET)
+    ports = stores.free_ports(["master", "master_ui", "worker_ui0", "worker_ui1"], paired=set(), offset=0)
     procs = [subprocess.Popen([cls, "org.apache.spark.deploy.master.Master", "--host", "127.0.0.1",
                                "--port", str(ports["master"]), "--webui-port", str(ports["master_ui"])],
                               env=env, stdout=open(base / "master.log", "w"), stderr=subprocess.STDOUT)]
